@@ -1,0 +1,1 @@
+"""EmberFS package."""
