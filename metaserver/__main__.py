@@ -1,0 +1,40 @@
+"""`emberfs-meta` / `python -m emberfs.metaserver`: parse flags, build the config, run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from emberfs.common.errors import InvalidArgument
+
+from .config import MetaConfig
+from .server import run
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="emberfs-meta", description="EmberFS metadata server")
+    parser.add_argument("--listen", default="127.0.0.1:9000", help="HOST:PORT to serve on; port 0 picks one")
+    parser.add_argument("--data-dir", required=True, help="directory of the LMDB environment")
+    parser.add_argument("--default-chunk-size", type=int, default=4 * 1024 * 1024,
+                        help="chunk size of the root directory's layout (bytes, power of two)")
+    parser.add_argument("--default-stripe", type=int, default=4,
+                        help="stripe of the root directory's layout (chains per file)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    args = parser.parse_args(argv)
+    try:
+        config = MetaConfig(
+            data_dir=args.data_dir,
+            listen=args.listen,
+            default_chunk_size=args.default_chunk_size,
+            default_stripe=args.default_stripe,
+            log_level=args.log_level,
+        )
+    except InvalidArgument as exc:
+        parser.error(exc.message)
+    return run(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Where a new file's chains come from.
+
+The store hands an allocator to every operation; `create` asks it for the file's
+ordered chain list. The default knows no chains (a namespace without storage), so
+files get an empty list; the cluster manager supplies one backed by its chain table.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["ChainAllocator", "NoChains"]
+
+
+class ChainAllocator(Protocol):
+    def pick(self, stripe: int, inode_id: int) -> list[int]:
+        """The ordered chain ids for a new file of `stripe` chains (may be empty)."""
+        ...
+
+
+class NoChains:
+    """The allocator before any chain table exists: files get no chains."""
+
+    def pick(self, stripe: int, inode_id: int) -> list[int]:
+        return []

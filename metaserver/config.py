@@ -1,0 +1,105 @@
+"""Configuration of the metadata server: one frozen, validated record.
+
+Every value is checked once, in `__post_init__`, so the rest of the server can trust
+it. The layout bounds (`check_chunk_size`, `check_stripe`) are also what requests
+are validated against, so a directory default and a per-file choice obey one rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from emberfs.common.errors import InvalidArgument
+
+__all__ = [
+    "MAX_CHUNK_SIZE",
+    "MAX_STRIPE",
+    "MIN_CHUNK_SIZE",
+    "MetaConfig",
+    "check_chunk_size",
+    "check_stripe",
+    "parse_listen",
+]
+
+MIN_CHUNK_SIZE = 64 * 1024
+MAX_CHUNK_SIZE = 64 * 1024 * 1024
+MAX_STRIPE = 256
+MIN_MAP_SIZE = 64 * 1024  # LMDB needs a handful of pages; tests start this small
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def check_chunk_size(chunk_size: int) -> int:
+    """A chunk size is a power of two in 64 KiB..64 MiB."""
+    if (
+        not isinstance(chunk_size, int)
+        or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE
+        or chunk_size & (chunk_size - 1)
+    ):
+        raise InvalidArgument(
+            f"chunk_size {chunk_size!r} must be a power of two in {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}"
+        )
+    return chunk_size
+
+
+def check_stripe(stripe: int) -> int:
+    if not isinstance(stripe, int) or not 1 <= stripe <= MAX_STRIPE:
+        raise InvalidArgument(f"stripe {stripe!r} must be in 1..{MAX_STRIPE}")
+    return stripe
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """Split "HOST:PORT" (IPv6 hosts in brackets); port 0 lets the OS choose."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise InvalidArgument(f"listen address {listen!r} is not HOST:PORT")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise InvalidArgument(f"listen port {port} is outside 0..65535")
+    return host, port
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaConfig:
+    """Settings of one metaserver. Invalid values raise InvalidArgument."""
+
+    data_dir: str
+    listen: str = "127.0.0.1:9000"
+    default_chunk_size: int = 4 * 1024 * 1024
+    default_stripe: int = 4
+    idem_ttl_s: float = 600.0          # how long a retry can still get its first reply
+    max_list_page: int = 10_000
+    default_list_page: int = 1_000
+    map_size: int = 1 << 30            # initial LMDB map; doubled on demand
+    max_map_size: int = 1 << 40        # growth stops here with NoSpace
+    heartbeat_interval_s: float = 1.0  # carried for the cluster manager
+    heartbeat_timeout_s: float = 5.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data_dir, str) or not self.data_dir:
+            raise InvalidArgument("data_dir must be a non-empty path")
+        parse_listen(self.listen)
+        check_chunk_size(self.default_chunk_size)
+        check_stripe(self.default_stripe)
+        if not self.idem_ttl_s > 0:
+            raise InvalidArgument(f"idem_ttl_s {self.idem_ttl_s!r} must be positive")
+        if not isinstance(self.max_list_page, int) or self.max_list_page < 1:
+            raise InvalidArgument(f"max_list_page {self.max_list_page!r} must be >= 1")
+        if not isinstance(self.default_list_page, int) or not 1 <= self.default_list_page <= self.max_list_page:
+            raise InvalidArgument(
+                f"default_list_page {self.default_list_page!r} must be in 1..max_list_page"
+            )
+        if not isinstance(self.map_size, int) or self.map_size < MIN_MAP_SIZE:
+            raise InvalidArgument(f"map_size {self.map_size!r} must be >= {MIN_MAP_SIZE}")
+        if not isinstance(self.max_map_size, int) or self.max_map_size < self.map_size:
+            raise InvalidArgument(f"max_map_size {self.max_map_size!r} must be >= map_size")
+        if not self.heartbeat_interval_s > 0 or not self.heartbeat_timeout_s > self.heartbeat_interval_s:
+            raise InvalidArgument("need 0 < heartbeat_interval_s < heartbeat_timeout_s")
+        if self.log_level.upper() not in _LOG_LEVELS:
+            raise InvalidArgument(f"log_level {self.log_level!r} is not one of {_LOG_LEVELS}")
+        object.__setattr__(self, "log_level", self.log_level.upper())
+
+    @property
+    def log_level_number(self) -> int:
+        return int(logging.getLevelName(self.log_level))

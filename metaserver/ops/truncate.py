@@ -1,0 +1,48 @@
+"""Truncate: set a file's exact length.
+
+Every truncate bumps `truncate_version`, even to the same length, so a writer that
+opened the file earlier can tell its view is stale (3FS does the same).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from emberfs.common.errors import InvalidArgument, IsADirectory
+from emberfs.proto import meta_pb2
+
+from ..txn import USED_BYTES, MetaTxn
+from .nodes import touch
+from .perm import W, Caller, check
+from .resolve import lookup
+
+__all__ = ["MAX_FILE_LENGTH", "apply_truncate", "check_file", "truncate"]
+
+MAX_FILE_LENGTH = 2**63 - 1  # what an off_t can address
+
+
+def check_file(inode: meta_pb2.Inode) -> None:
+    """Files only: a directory is EISDIR, anything else EINVAL."""
+    if inode.type == meta_pb2.DIRECTORY:
+        raise IsADirectory(f"inode {inode.inode_id} is a directory")
+    if inode.type != meta_pb2.FILE:
+        raise InvalidArgument(f"inode {inode.inode_id} is not a regular file")
+
+
+def apply_truncate(tx: MetaTxn, inode: meta_pb2.Inode, length: int) -> None:
+    """Set the length, bump the truncate version, keep used_bytes in step; stores inode."""
+    if not 0 <= length <= MAX_FILE_LENGTH:
+        raise InvalidArgument(f"length {length} is outside 0..{MAX_FILE_LENGTH}")
+    tx.add_counter(USED_BYTES, length - inode.length)
+    inode.length = length
+    inode.truncate_version += 1
+    touch(inode, tx.now_ns)
+    tx.put_inode(inode)
+
+
+def truncate(tx: MetaTxn, caller: Caller, parts: Sequence[str], length: int) -> meta_pb2.TruncateResponse:
+    inode = lookup(tx, caller, parts, follow=True)
+    check_file(inode)
+    check(caller, inode, W, "truncate")
+    apply_truncate(tx, inode, length)
+    return meta_pb2.TruncateResponse(inode=inode)

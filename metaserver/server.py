@@ -1,0 +1,134 @@
+"""Run the metaserver: the Meta service and gRPC health on one grpc.aio server.
+
+Start-up contract (scripts and tests rely on it): once the port is bound and the
+services are ready, exactly one line goes to stdout, flushed:
+
+    emberfs-meta listening on HOST:PORT
+
+with the real port (a requested port 0 is resolved). Logs go to stderr. SIGTERM or
+SIGINT stops accepting, gives in-flight calls GRACE_S to finish, drains and closes
+the store, and exits 0.
+
+`build_server` is the seam for more services: pass `extra_servicers`, each a
+function that adds its servicer to the server (the cluster manager's Mgmt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+import grpc
+import lmdb
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from .config import MetaConfig, parse_listen
+from .service import MetaServicer, add_meta_servicer
+from .store import MetaStore
+
+__all__ = ["GRACE_S", "GRPC_OPTIONS", "MetaServer", "build_server", "run", "serve"]
+
+log = logging.getLogger("emberfs.metaserver")
+
+GRACE_S = 2.0
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+]
+META_SERVICE_NAME = "emberfs.Meta"
+
+AddServicer = Callable[[grpc.aio.Server], None]
+
+
+@dataclasses.dataclass
+class MetaServer:
+    """A bound (not yet started) server and what it needs to run and stop."""
+
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(META_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float = GRACE_S) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+def build_server(
+    config: MetaConfig, store: MetaStore, *, extra_servicers: Sequence[AddServicer] = ()
+) -> MetaServer:
+    """Create the grpc.aio server with Meta, health and any extra servicers, and bind it.
+
+    Must be called with an event loop running (grpc.aio binds to it).
+    """
+    host, port = parse_listen(config.listen)
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    add_meta_servicer(MetaServicer(store), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for add in extra_servicers:
+        add(server)
+    try:
+        bound = server.add_insecure_port(config.listen)
+    except RuntimeError as exc:  # grpc raises when the address cannot be bound
+        raise OSError(f"cannot listen on {config.listen}: {exc}") from exc
+    if bound == 0 and port != 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    return MetaServer(server, health_servicer, host, bound)
+
+
+async def serve(
+    config: MetaConfig,
+    *,
+    extra_servicers: Sequence[AddServicer] = (),
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Open the store, serve until SIGTERM/SIGINT (or `stop` is set), shut down cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    store = MetaStore(config)
+    try:
+        meta = build_server(config, store, extra_servicers=extra_servicers)
+        await meta.start()
+        print(f"emberfs-meta listening on {meta.address}", flush=True)
+        log.info("serving %s (data dir %s)", meta.address, config.data_dir)
+        await stop.wait()
+        log.info("stopping: grace %.1f s for in-flight calls", GRACE_S)
+        await meta.stop(GRACE_S)
+    finally:
+        await store.aclose()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
+
+
+def run(config: MetaConfig) -> int:
+    """Run the server in this process; the exit status."""
+    logging.basicConfig(
+        level=config.log_level_number,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(config))
+    except (OSError, lmdb.Error) as exc:  # cannot bind, or cannot open the data dir
+        log.error("%s", exc)
+        return 1
+    return 0

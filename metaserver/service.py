@@ -1,0 +1,333 @@
+"""The Meta gRPC service: decode, validate, call the operation, map errors.
+
+Nothing here decides namespace semantics; each handler checks the request's shape
+(paths through common.paths, modes, layout bounds, no unknown fields), builds the
+caller identity from the header and hands a closure to the store: writes through
+`store.write` (group-committed on the writer thread), reads inline through
+`store.read`. Create, Mkdir, Remove, Rename, Link and Symlink go through `idem.once`
+so a retry with the same (client_id, request_id) gets the first reply back.
+
+Errors are mapped in one place, the `_rpc` decorator: an EmberError becomes its gRPC
+status with the exact code in the `emberfs-error` trailing metadata; anything else
+is a bug, logged with its traceback and reported as INTERNAL. Bad input never
+takes the server down.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from emberfs.common import errors
+from emberfs.common.errors import EmberError, Internal, InvalidArgument
+from emberfs.common.paths import check_mode, check_name, split_path
+from emberfs.proto import common_pb2, meta_pb2, meta_pb2_grpc
+
+from . import idem
+from .config import check_chunk_size, check_stripe
+from .ops import create, link, listdir, mkdir, remove, rename, session, stat, statfs, symlink, truncate
+from .ops.perm import Caller
+from .ops.setattr import set_attr
+from .store import MetaStore
+from .txn import MetaTxn
+
+__all__ = ["MetaServicer", "add_meta_servicer", "reject_unknown_fields"]
+
+log = logging.getLogger("emberfs.metaserver.service")
+
+_Resp = TypeVar("_Resp", bound=Message)
+_Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+MAX_GROUPS = 65536  # NGROUPS_MAX on Linux
+
+
+def reject_unknown_fields(message: Message) -> None:
+    """Refuse a message carrying fields this server does not know, at any depth.
+
+    A newer client's field would otherwise be dropped silently, and the request
+    would run with a meaning its sender did not intend.
+    """
+    found: list[str] = []
+    stack: list[tuple[str, Message]] = [("", message)]
+    while stack:
+        prefix, current = stack.pop()
+        found.extend(f"{prefix}{field.field_number}" for field in UnknownFieldSet(current))
+        for descriptor, value in current.ListFields():
+            if descriptor.type != descriptor.TYPE_MESSAGE:
+                continue
+            if descriptor.is_repeated:
+                stack.extend((f"{prefix}{descriptor.name}[{i}].", item) for i, item in enumerate(value))
+            else:
+                stack.append((f"{prefix}{descriptor.name}.", value))
+    if found:
+        raise InvalidArgument(f"request has unknown field numbers: {', '.join(sorted(found))}")
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse (e.g. a string that is not UTF-8)."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _lenient(message_type: type[Message]) -> Callable[[bytes], Message | _Undecodable]:
+    def decode(raw: bytes) -> Message | _Undecodable:
+        try:
+            return message_type.FromString(raw)
+        except DecodeError as exc:
+            return _Undecodable(str(exc))
+
+    return decode
+
+
+def add_meta_servicer(servicer: MetaServicer, server: grpc.aio.Server) -> None:
+    """Register the Meta service, as the generated add_MetaServicer_to_server does,
+    except that a request which fails to parse reaches the servicer's error mapping
+    (INVALID_ARGUMENT) instead of failing inside grpc with UNKNOWN."""
+    service = meta_pb2.DESCRIPTOR.services_by_name["Meta"]
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_lenient(getattr(meta_pb2, method.input_type.name)),
+            response_serializer=getattr(meta_pb2, method.output_type.name).SerializeToString,
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
+
+
+def _rpc(method: _Handler) -> _Handler:
+    """Run a handler with decoding checks, unknown-field rejection and the one error mapping."""
+
+    @functools.wraps(method)
+    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            if isinstance(request, _Undecodable):
+                raise InvalidArgument(f"request does not parse: {request.error}")
+            reject_unknown_fields(request)
+            return await method(self, request, context)
+        except EmberError as exc:
+            error: EmberError = exc
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            error = Internal("internal error (see server log)")
+        await context.abort(
+            error.grpc_status, error.message, trailing_metadata=((errors.ERROR_METADATA_KEY, error.code),)
+        )
+
+    return handler
+
+
+def _caller(header: common_pb2.RequestHeader) -> Caller:
+    if len(header.client_id.encode("utf-8")) > idem.MAX_CLIENT_ID_BYTES:
+        raise InvalidArgument(f"client_id is longer than {idem.MAX_CLIENT_ID_BYTES} bytes")
+    if len(header.groups) > MAX_GROUPS:
+        raise InvalidArgument(f"more than {MAX_GROUPS} supplementary groups")
+    return Caller(header.uid, header.gid, frozenset(header.groups))
+
+
+def _layout_args(chunk_size: int, stripe: int) -> None:
+    """0 means inherit; anything else must be a valid layout value."""
+    if chunk_size:
+        check_chunk_size(chunk_size)
+    if stripe:
+        check_stripe(stripe)
+
+
+def _inode_id(inode_id: int) -> int:
+    if inode_id == 0:
+        raise InvalidArgument("inode_id is required")
+    return inode_id
+
+
+class MetaServicer(meta_pb2_grpc.MetaServicer):
+    """The namespace service over one MetaStore."""
+
+    def __init__(self, store: MetaStore) -> None:
+        self._store = store
+
+    async def _once(
+        self,
+        header: common_pb2.RequestHeader,
+        method: str,
+        reply_type: type[_Resp],
+        op: Callable[[MetaTxn], _Resp],
+    ) -> _Resp:
+        """A non-idempotent write, made safe to retry by its (client_id, request_id)."""
+        client_id, request_id = header.client_id, header.request_id
+        return await self._store.write(
+            lambda tx: idem.once(tx, client_id, request_id, method, reply_type, lambda: op(tx))
+        )
+
+    # -- reads ----------------------------------------------------------------
+    @_rpc
+    async def Stat(self, request: meta_pb2.StatRequest, context: grpc.aio.ServicerContext) -> meta_pb2.StatResponse:
+        caller, parts = _caller(request.header), split_path(request.path)
+        follow = request.follow_symlinks
+        return self._store.read(lambda tx: stat.stat(tx, caller, parts, follow_symlinks=follow))
+
+    @_rpc
+    async def List(self, request: meta_pb2.ListRequest, context: grpc.aio.ServicerContext) -> meta_pb2.ListResponse:
+        caller, parts = _caller(request.header), split_path(request.path)
+        if request.start_after:
+            check_name(request.start_after)
+        r = request
+        return self._store.read(
+            lambda tx: listdir.listdir(
+                tx, caller, parts, start_after=r.start_after, limit=r.limit, with_attrs=r.with_attrs
+            )
+        )
+
+    @_rpc
+    async def Readlink(
+        self, request: meta_pb2.ReadlinkRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.ReadlinkResponse:
+        caller, parts = _caller(request.header), split_path(request.path)
+        return self._store.read(lambda tx: symlink.readlink(tx, caller, parts))
+
+    @_rpc
+    async def StatFs(
+        self, request: meta_pb2.StatFsRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.StatFsResponse:
+        caller = _caller(request.header)
+        return self._store.read(lambda tx: statfs.statfs(tx, caller))
+
+    # -- non-idempotent writes (retry-safe through idem) -------------------------
+    @_rpc
+    async def Create(
+        self, request: meta_pb2.CreateRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.CreateResponse:
+        r = request
+        caller, parts = _caller(r.header), split_path(r.path)
+        check_mode(r.mode)
+        _layout_args(r.chunk_size, r.stripe)
+        return await self._once(
+            r.header,
+            "Create",
+            meta_pb2.CreateResponse,
+            lambda tx: create.create(
+                tx, caller, parts, mode=r.mode, exclusive=r.exclusive, truncate=r.truncate,
+                chunk_size=r.chunk_size, stripe=r.stripe, open_for_write=r.open_for_write,
+                client_id=r.header.client_id,
+            ),
+        )
+
+    @_rpc
+    async def Mkdir(self, request: meta_pb2.MkdirRequest, context: grpc.aio.ServicerContext) -> meta_pb2.MkdirResponse:
+        r = request
+        caller, parts = _caller(r.header), split_path(r.path)
+        check_mode(r.mode)
+        _layout_args(r.chunk_size, r.stripe)
+        return await self._once(
+            r.header,
+            "Mkdir",
+            meta_pb2.MkdirResponse,
+            lambda tx: mkdir.mkdir(
+                tx, caller, parts, mode=r.mode, parents=r.parents, exist_ok=r.exist_ok,
+                chunk_size=r.chunk_size, stripe=r.stripe,
+            ),
+        )
+
+    @_rpc
+    async def Remove(
+        self, request: meta_pb2.RemoveRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.RemoveResponse:
+        caller, parts, kind = _caller(request.header), split_path(request.path), request.kind
+        return await self._once(
+            request.header, "Remove", meta_pb2.RemoveResponse,
+            lambda tx: remove.remove(tx, caller, parts, kind=kind),
+        )
+
+    @_rpc
+    async def Rename(
+        self, request: meta_pb2.RenameRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.RenameResponse:
+        caller = _caller(request.header)
+        src, dst = split_path(request.src), split_path(request.dst)
+        return await self._once(
+            request.header, "Rename", meta_pb2.RenameResponse, lambda tx: rename.rename(tx, caller, src, dst)
+        )
+
+    @_rpc
+    async def Link(self, request: meta_pb2.LinkRequest, context: grpc.aio.ServicerContext) -> meta_pb2.LinkResponse:
+        caller = _caller(request.header)
+        src, dst = split_path(request.src), split_path(request.dst)
+        return await self._once(
+            request.header, "Link", meta_pb2.LinkResponse, lambda tx: link.link(tx, caller, src, dst)
+        )
+
+    @_rpc
+    async def Symlink(
+        self, request: meta_pb2.SymlinkRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.SymlinkResponse:
+        caller, parts, target = _caller(request.header), split_path(request.path), request.target
+        return await self._once(
+            request.header, "Symlink", meta_pb2.SymlinkResponse,
+            lambda tx: symlink.symlink(tx, caller, target, parts),
+        )
+
+    # -- other writes (naturally safe to repeat) ----------------------------------
+    @_rpc
+    async def SetAttr(
+        self, request: meta_pb2.SetAttrRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.SetAttrResponse:
+        r = request
+        caller, parts = _caller(r.header), split_path(r.path)
+
+        def given(field: str) -> Any:
+            return getattr(r, field) if r.HasField(field) else None
+
+        mode = given("mode")
+        if mode is not None:
+            check_mode(mode)
+        uid, gid, atime, mtime = given("uid"), given("gid"), given("atime_ns"), given("mtime_ns")
+        return await self._store.write(
+            lambda tx: set_attr(
+                tx, caller, parts, follow_symlinks=r.follow_symlinks, mode=mode, uid=uid, gid=gid,
+                atime_ns=atime, mtime_ns=mtime, times_now=r.times_now,
+            )
+        )
+
+    @_rpc
+    async def Truncate(
+        self, request: meta_pb2.TruncateRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.TruncateResponse:
+        caller, parts, length = _caller(request.header), split_path(request.path), request.length
+        return await self._store.write(lambda tx: truncate.truncate(tx, caller, parts, length))
+
+    @_rpc
+    async def Open(self, request: meta_pb2.OpenRequest, context: grpc.aio.ServicerContext) -> meta_pb2.OpenResponse:
+        r = request
+        caller, parts = _caller(r.header), split_path(r.path)
+
+        def op(tx: MetaTxn) -> meta_pb2.OpenResponse:
+            return session.open_file(
+                tx, caller, parts, write=r.write, truncate=r.truncate, client_id=r.header.client_id
+            )
+
+        if r.write or r.truncate:
+            return await self._store.write(op)
+        return self._store.read(op)  # a read-only open changes nothing
+
+    @_rpc
+    async def Close(self, request: meta_pb2.CloseRequest, context: grpc.aio.ServicerContext) -> meta_pb2.CloseResponse:
+        r = request
+        caller, inode_id = _caller(r.header), _inode_id(r.inode_id)
+        return await self._store.write(
+            lambda tx: session.close(tx, caller, r.session_id, inode_id, length=r.length, wrote=r.wrote)
+        )
+
+    @_rpc
+    async def Sync(self, request: meta_pb2.SyncRequest, context: grpc.aio.ServicerContext) -> meta_pb2.SyncResponse:
+        r = request
+        caller, inode_id = _caller(r.header), _inode_id(r.inode_id)
+        return await self._store.write(
+            lambda tx: session.sync(tx, caller, r.session_id, inode_id, length=r.length, wrote=r.wrote)
+        )
