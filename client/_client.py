@@ -1,0 +1,300 @@
+"""`Client`: the public async entry point to an EmberFS cluster.
+
+Each namespace method builds one Meta request and hands it to the metaserver
+transport (`_meta.py`), which owns headers, deadlines, retries and the translation
+of every failure into the built-in OSError family. The methods here only shape
+arguments (umask, optional attributes, paging) and results (`StatResult`).
+Chunk I/O (reads and writes through storage servers) will sit beside `_meta` as a
+second transport; the namespace calls do not change when it arrives.
+
+State is explicit: UNOPENED -> OPENED (`open()` / `async with`) -> CLOSED. A closed
+client cannot be reopened; make a new one.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from google.protobuf.message import Message
+
+from emberfs.common.errors import Internal, InvalidArgument
+from emberfs.common.paths import check_mode
+from emberfs.proto import common_pb2, meta_pb2
+
+from ._errors import os_error
+from ._meta import Identity, MetaTransport
+from ._retry import RetryPolicy
+from ._stat import StatFsResult, StatResult, stat_from_inode, statfs_from_response
+
+__all__ = ["Client", "ClientState"]
+
+_NS_PER_S = 1_000_000_000
+_MAX_ID = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is (uid_t)-1, "no change"
+_LIST_PAGE = 1000  # entries per List call; the server may cap it lower
+
+
+class ClientState(enum.Enum):
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+class Client:
+    """An async EmberFS client: `async with Client("127.0.0.1:9000") as fs: ...`.
+
+    uid, gid and groups are the identity the metaserver checks POSIX permissions
+    against (default: this process's). `umask` is applied by the client to the mode
+    of every new file and directory, as the kernel does for local files; the server
+    stores modes as given. `timeout` bounds one call, retries included.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        uid: int | None = None,
+        gid: int | None = None,
+        groups: Sequence[int] | None = None,
+        umask: int = 0o022,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if not 0 <= umask <= 0o777:
+            raise ValueError(f"umask {umask:#o} is outside 0..0o777")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.address = address
+        self.umask = umask
+        self.identity = Identity(
+            uid=os.getuid() if uid is None else uid,
+            gid=os.getgid() if gid is None else gid,
+            groups=tuple(os.getgroups() if groups is None else groups),
+        )
+        self.state = ClientState.UNOPENED
+        self._meta = MetaTransport(address, self.identity, timeout=timeout, retry=retry or RetryPolicy())
+
+    def __repr__(self) -> str:
+        return f"<Client {self.address} uid={self.identity.uid} {self.state.value}>"
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self.state is not ClientState.UNOPENED:
+            raise RuntimeError(f"cannot open a client that is {self.state.value}")
+        await self._meta.open()
+        self.state = ClientState.OPENED
+
+    async def aclose(self) -> None:
+        if self.state is ClientState.OPENED:
+            await self._meta.close()
+        self.state = ClientState.CLOSED
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        build: Callable[[common_pb2.RequestHeader], Message],
+        *,
+        path: str | None,
+        path2: str | None = None,
+    ) -> Any:
+        if self.state is not ClientState.OPENED:
+            raise RuntimeError(f"the client is {self.state.value}; use `async with Client(...)`")
+        return await self._meta.call(method, build, path=path, path2=path2)
+
+    # -- attributes ----------------------------------------------------------------
+
+    async def stat(self, path: str, *, follow_symlinks: bool = True) -> StatResult:
+        resp = await self._call(
+            "Stat",
+            lambda h: meta_pb2.StatRequest(header=h, path=path, follow_symlinks=follow_symlinks),
+            path=path,
+        )
+        return stat_from_inode(resp.inode)
+
+    async def lstat(self, path: str) -> StatResult:
+        return await self.stat(path, follow_symlinks=False)
+
+    async def exists(self, path: str) -> bool:
+        """True if path names something (following symlinks); other errors propagate."""
+        try:
+            await self.stat(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def chmod(self, path: str, mode: int, *, follow_symlinks: bool = True) -> None:
+        await self._setattr(path, follow_symlinks, mode=mode)
+
+    async def chown(self, path: str, uid: int, gid: int, *, follow_symlinks: bool = True) -> None:
+        """Change owner and group; -1 leaves either unchanged (as os.chown)."""
+        ids = {name: value for name, value in (("uid", uid), ("gid", gid)) if value != -1}
+        await self._setattr(path, follow_symlinks, **ids)
+
+    async def utime(
+        self,
+        path: str,
+        times: tuple[float, float] | None = None,
+        *,
+        ns: tuple[int, int] | None = None,
+        follow_symlinks: bool = True,
+    ) -> None:
+        """Set (atime, mtime) in seconds or nanoseconds; neither: now, by the server's clock."""
+        if times is not None and ns is not None:
+            raise ValueError("utime: give either times or ns, not both")
+        if times is not None:
+            ns = (int(times[0] * _NS_PER_S), int(times[1] * _NS_PER_S))
+        if ns is None:
+            await self._setattr(path, follow_symlinks, times_now=True)
+        else:
+            await self._setattr(path, follow_symlinks, atime_ns=ns[0], mtime_ns=ns[1])
+
+    async def _setattr(self, path: str, follow_symlinks: bool, **fields: Any) -> StatResult:
+        def build(h: common_pb2.RequestHeader) -> meta_pb2.SetAttrRequest:
+            # Inside the transport's boundary, so a bad mode is OSError(EINVAL) with the path.
+            if "mode" in fields:
+                check_mode(fields["mode"])
+            for name in ("uid", "gid"):
+                if not 0 <= fields.get(name, 0) <= _MAX_ID:
+                    raise InvalidArgument(f"{name} {fields[name]} is outside 0..{_MAX_ID}")
+            return meta_pb2.SetAttrRequest(header=h, path=path, follow_symlinks=follow_symlinks, **fields)
+
+        resp = await self._call("SetAttr", build, path=path)
+        return stat_from_inode(resp.inode)
+
+    async def truncate(self, path: str, length: int) -> None:
+        def build(h: common_pb2.RequestHeader) -> meta_pb2.TruncateRequest:
+            if length < 0:
+                raise InvalidArgument(f"negative length {length}")
+            return meta_pb2.TruncateRequest(header=h, path=path, length=length)
+
+        await self._call("Truncate", build, path=path)
+
+    async def statfs(self) -> StatFsResult:
+        resp = await self._call("StatFs", lambda h: meta_pb2.StatFsRequest(header=h), path=None)
+        return statfs_from_response(resp)
+
+    # -- directories -----------------------------------------------------------------
+
+    async def listdir(self, path: str) -> list[str]:
+        """Names in the directory, sorted (bytewise UTF-8, as the server orders them)."""
+        return [entry.name async for entry in self._list(path, with_attrs=False)]
+
+    async def listdir_attrs(self, path: str) -> list[tuple[str, StatResult]]:
+        """(name, StatResult) for each entry, sorted by name; symlinks are not followed."""
+        return [(e.name, stat_from_inode(e.inode)) async for e in self._list(path, with_attrs=True)]
+
+    async def _list(self, path: str, *, with_attrs: bool) -> AsyncIterator[meta_pb2.DirEntry]:
+        start_after = ""
+        while True:
+            resp = await self._call(
+                "List",
+                lambda h: meta_pb2.ListRequest(
+                    header=h, path=path, start_after=start_after, limit=_LIST_PAGE, with_attrs=with_attrs
+                ),
+                path=path,
+            )
+            for entry in resp.entries:
+                yield entry
+            if not resp.more:
+                return
+            if not resp.entries:
+                # "more" with an empty page would page forever from the same cursor.
+                raise os_error(Internal("List returned more=true with no entries"), path)
+            start_after = resp.entries[-1].name
+
+    async def mkdir(self, path: str, mode: int = 0o777) -> None:
+        await self._mkdir(path, mode, parents=False, exist_ok=False)
+
+    async def makedirs(self, path: str, mode: int = 0o777, exist_ok: bool = False) -> None:
+        """mkdir -p: create path and its missing ancestors (all with `mode`, after umask)."""
+        await self._mkdir(path, mode, parents=True, exist_ok=exist_ok)
+
+    async def _mkdir(self, path: str, mode: int, *, parents: bool, exist_ok: bool) -> None:
+        await self._call(
+            "Mkdir",
+            lambda h: meta_pb2.MkdirRequest(
+                header=h, path=path, mode=self._dir_mode(mode), parents=parents, exist_ok=exist_ok
+            ),
+            path=path,
+        )
+
+    async def rmdir(self, path: str) -> None:
+        await self._remove(path, meta_pb2.EMPTY_DIRECTORY)
+
+    async def remove(self, path: str) -> None:
+        """Unlink a file or symlink; a directory raises IsADirectoryError."""
+        await self._remove(path, meta_pb2.NON_DIRECTORY)
+
+    async def rmtree(self, path: str) -> None:
+        """Remove a directory and everything under it (or a single file), atomically."""
+        await self._remove(path, meta_pb2.RECURSIVE)
+
+    async def _remove(self, path: str, kind: meta_pb2.RemoveKind) -> int:
+        resp = await self._call(
+            "Remove", lambda h: meta_pb2.RemoveRequest(header=h, path=path, kind=kind), path=path
+        )
+        return int(resp.removed)
+
+    # -- names -----------------------------------------------------------------------
+
+    async def rename(self, src: str, dst: str) -> None:
+        """Atomically move src to dst, replacing dst as POSIX rename(2) allows."""
+        await self._call(
+            "Rename", lambda h: meta_pb2.RenameRequest(header=h, src=src, dst=dst), path=src, path2=dst
+        )
+
+    async def touch(self, path: str, mode: int = 0o666, exist_ok: bool = True) -> None:
+        """Create an empty file if path is missing; otherwise set its times to now."""
+        try:
+            resp = await self._call(
+                "Create",
+                lambda h: meta_pb2.CreateRequest(
+                    header=h, path=path, mode=self._file_mode(mode), exclusive=not exist_ok
+                ),
+                path=path,
+            )
+            created = resp.created
+        except (IsADirectoryError, FileExistsError):
+            # Only a non-exclusive create gets here for an existing directory (or other
+            # non-file); touch then just updates its times, as touch(1) does.
+            if not exist_ok:
+                raise
+            created = False
+        if not created:
+            await self.utime(path)
+
+    async def symlink(self, target: str, path: str) -> None:
+        """Create path as a symlink to target (stored as given; may be relative)."""
+        await self._call(
+            "Symlink", lambda h: meta_pb2.SymlinkRequest(header=h, target=target, path=path), path=path
+        )
+
+    async def readlink(self, path: str) -> str:
+        resp = await self._call("Readlink", lambda h: meta_pb2.ReadlinkRequest(header=h, path=path), path=path)
+        return str(resp.target)
+
+    async def link(self, src: str, dst: str) -> None:
+        """Hard link: dst becomes another name of the file src (files only)."""
+        await self._call("Link", lambda h: meta_pb2.LinkRequest(header=h, src=src, dst=dst), path=src, path2=dst)
+
+    # -- modes -------------------------------------------------------------------------
+
+    def _file_mode(self, mode: int) -> int:
+        return check_mode(mode) & ~self.umask
+
+    def _dir_mode(self, mode: int) -> int:
+        # Linux mkdir(2) keeps only the permission and sticky bits of the requested mode.
+        return check_mode(mode) & 0o1777 & ~self.umask

@@ -1,0 +1,79 @@
+"""`emberfs`, the command line: `emberfs [--meta HOST:PORT] COMMAND ...`.
+
+The parser is built from the subcommand registry (`emberfs.client.commands`); this
+module only parses, runs the chosen command on an event loop, and turns what escapes
+it into an exit status and at most one stderr line, never a traceback:
+
+    0  success
+    1  a file-system error (one line per failed path: `emberfs: ls: /x: No such file ...`)
+    2  bad usage (argparse), or the metaserver could not be reached in time
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from .commands import COMMANDS, CliContext, Command, error_line
+
+__all__ = ["build_parser", "main"]
+
+DEFAULT_META = "127.0.0.1:9000"
+EXIT_FAILED = 1
+EXIT_UNREACHABLE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emberfs", description="Work with an EmberFS namespace.")
+    parser.add_argument(
+        "--meta",
+        default=os.environ.get("EMBERFS_META", DEFAULT_META),
+        metavar="HOST:PORT",
+        help=f"metaserver address (default: $EMBERFS_META, else {DEFAULT_META})",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS", help="bound on each call, retries included"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        sub = commands.add_parser(command.name, aliases=command.aliases, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(run_command=command)
+    return parser
+
+
+async def _run(command: Command, ctx: CliContext, args: argparse.Namespace) -> int:
+    try:
+        return await command.run(ctx, args)
+    finally:
+        await ctx.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command: Command = args.run_command
+    ctx = CliContext(meta=args.meta, timeout=args.timeout)
+    try:
+        return asyncio.run(_run(command, ctx, args))
+    except BrokenPipeError:  # a ConnectionError, so before that clause
+        # `emberfs ls | head`: the reader left; say nothing more on a dead pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except TimeoutError:
+        print(f"emberfs: {command.name}: the metaserver at {args.meta} did not answer in time", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except ConnectionError:
+        print(f"emberfs: {command.name}: cannot reach the metaserver at {args.meta}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except OSError as exc:
+        print(error_line(command.name, exc), file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
