@@ -1,0 +1,1 @@
+"""The cluster manager (3FS mgmtd) hosted by the metaserver."""

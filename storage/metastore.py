@@ -1,0 +1,119 @@
+"""The target LMDB: one record per chunk, an index of pending versions, totals.
+
+Named databases in one environment (`<target>/meta`, sync=True, so a returned
+write survives power loss):
+
+    chunks   encode_key(chunk_id) -> encode_record(ChunkRecord)
+    pending  encode_key(chunk_id) -> b""   (the chunks with a pending version)
+    info     b"totals" -> committed chunk count, committed bytes
+
+`write` changes a chunk's record and keeps the index and totals in step in the
+same transaction, so they never disagree after a crash.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+
+import lmdb
+
+from .records import ChunkRecord, decode_record, encode_record
+
+__all__ = ["MetaStore"]
+
+_TOTALS_KEY = b"totals"
+_TOTALS = struct.Struct(">QQ")
+_SCAN_BATCH = 1024
+
+Change = tuple[bytes, ChunkRecord | None, ChunkRecord | None]  # key, before, after
+
+
+class MetaStore:
+    def __init__(self, path: str, *, map_size: int = 1 << 30) -> None:
+        self._env = lmdb.open(
+            path, map_size=map_size, max_dbs=3, sync=True, metasync=True, readahead=False
+        )
+        self._chunks = self._env.open_db(b"chunks")
+        self._pending = self._env.open_db(b"pending")
+        self._info = self._env.open_db(b"info")
+
+    def close(self) -> None:
+        self._env.close()
+
+    def get(self, key: bytes) -> ChunkRecord | None:
+        with self._env.begin(db=self._chunks) as txn:
+            value = txn.get(key)
+        return decode_record(value) if value is not None else None
+
+    def write(self, key: bytes, before: ChunkRecord | None, after: ChunkRecord | None) -> None:
+        """Replace one chunk's record `before` by `after` (None: no record)."""
+        self.write_many([(key, before, after)])
+
+    def write_many(self, changes: Iterable[Change]) -> None:
+        """Apply several record changes in one durable transaction."""
+        with self._env.begin(write=True) as txn:
+            d_chunks = d_bytes = 0
+            for key, before, after in changes:
+                if after is None:
+                    txn.delete(key, db=self._chunks)
+                else:
+                    txn.put(key, encode_record(after), db=self._chunks)
+                if after is not None and after.pending_version is not None:
+                    txn.put(key, b"", db=self._pending)
+                else:
+                    txn.delete(key, db=self._pending)
+                for rec, sign in ((before, -1), (after, 1)):
+                    if rec is not None and rec.committed:
+                        d_chunks += sign
+                        d_bytes += sign * rec.length
+            if d_chunks or d_bytes:
+                raw = txn.get(_TOTALS_KEY, db=self._info)
+                chunks, size = _TOTALS.unpack(raw) if raw else (0, 0)
+                txn.put(_TOTALS_KEY, _TOTALS.pack(chunks + d_chunks, size + d_bytes), db=self._info)
+
+    def scan(self, prefix: bytes = b"") -> Iterator[tuple[bytes, ChunkRecord]]:
+        """Records whose key starts with `prefix`, in key order, read in short
+        transactions (a slow consumer never pins an LMDB snapshot)."""
+        start = prefix
+        while True:
+            batch: list[tuple[bytes, bytes]] = []
+            with self._env.begin(db=self._chunks) as txn:
+                cursor = txn.cursor()
+                found = cursor.set_range(start)
+                while found and len(batch) < _SCAN_BATCH:
+                    key = cursor.key()
+                    if not key.startswith(prefix):
+                        break
+                    batch.append((key, cursor.value()))
+                    found = cursor.next()
+            yield from ((k, decode_record(v)) for k, v in batch)
+            if len(batch) < _SCAN_BATCH:
+                return
+            start = batch[-1][0] + b"\x00"
+
+    def last_committed(self, prefix: bytes, max_key: bytes) -> tuple[bytes, ChunkRecord] | None:
+        """The committed record with the highest key in [prefix, max_key]."""
+        with self._env.begin(db=self._chunks) as txn:
+            cursor = txn.cursor()
+            found = cursor.set_range(max_key)
+            if not (found and cursor.key() == max_key):
+                found = cursor.prev() if found else cursor.last()
+            while found and cursor.key().startswith(prefix):
+                rec = decode_record(cursor.value())
+                if rec.committed:
+                    return bytes(cursor.key()), rec
+                found = cursor.prev()
+        return None
+
+    def pending_keys(self) -> list[bytes]:
+        with self._env.begin(db=self._pending) as txn:
+            return [bytes(k) for k in txn.cursor().iternext(keys=True, values=False)]
+
+    def totals(self) -> tuple[int, int, int]:
+        """(committed chunks, committed bytes, chunks with a pending version)."""
+        with self._env.begin() as txn:
+            raw = txn.get(_TOTALS_KEY, db=self._info)
+            pending = txn.stat(self._pending)["entries"]
+        chunks, size = _TOTALS.unpack(raw) if raw else (0, 0)
+        return chunks, size, pending
