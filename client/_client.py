@@ -128,10 +128,11 @@ class Client:
         return await self.stat(path, follow_symlinks=False)
 
     async def exists(self, path: str) -> bool:
-        """True if path names something (following symlinks); other errors propagate."""
+        """True if path names something (following symlinks), as os.path.exists: a
+        missing entry, or a path through a non-directory, is False; other errors raise."""
         try:
             await self.stat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return False
         return True
 

@@ -85,6 +85,7 @@ def test_files_links_and_symlinks(shared_meta, workdir, arun) -> None:
             assert await c.exists(f"{workdir}/abs")
             await c.symlink(f"{workdir}/nothing", f"{workdir}/dangling")
             assert not await c.exists(f"{workdir}/dangling")
+            assert not await c.exists(f"{f}/below-a-file")  # ENOTDIR reads as absent
 
             await c.remove(f)
             assert (await c.stat(f"{workdir}/hard")).st_nlink == 1
