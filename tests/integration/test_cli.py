@@ -158,7 +158,6 @@ def test_unreachable_metaserver(tmp_path) -> None:
 
 def test_console_script(shared_meta) -> None:
     """The installed `emberfs` entry point is the same program."""
-    if not SCRIPT.exists():
-        pytest.skip(f"no console script at {SCRIPT}")
+    assert SCRIPT.exists(), f"no console script at {SCRIPT}: is emberfs installed in this venv?"
     proc = subprocess.run([str(SCRIPT), "--meta", shared_meta.address, "stat", "/"], capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
     assert proc.returncode == 0 and "Type: directory" in proc.stdout
