@@ -24,21 +24,13 @@ from google.protobuf.message import Message
 
 from emberfs.common.errors import EmberError, from_rpc_error
 from emberfs.common.paths import split_path
+from emberfs.common.rpc import channel_options
 from emberfs.proto import common_pb2, meta_pb2_grpc
 
 from ._errors import os_error
 from ._retry import RetryPolicy, retry_delay
 
 __all__ = ["Identity", "MetaTransport"]
-
-# grpc's default reconnect backoff grows to two minutes; a client must notice a
-# restarted metaserver within its retry budget, so keep the channel's backoff short.
-_CHANNEL_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
-
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -72,7 +64,7 @@ class MetaTransport:
         self._stub: meta_pb2_grpc.MetaStub | None = None
 
     async def open(self) -> None:
-        self._channel = grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS)
+        self._channel = grpc.aio.insecure_channel(self.address, options=channel_options())
         self._stub = meta_pb2_grpc.MetaStub(self._channel)
 
     async def close(self) -> None:

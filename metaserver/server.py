@@ -26,6 +26,8 @@ import grpc
 import lmdb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from emberfs.common.rpc import server_options
+
 from .config import MetaConfig, parse_listen
 from .service import MetaServicer, add_meta_servicer
 from .store import MetaStore
@@ -35,12 +37,7 @@ __all__ = ["GRACE_S", "GRPC_OPTIONS", "MetaServer", "build_server", "run", "serv
 log = logging.getLogger("emberfs.metaserver")
 
 GRACE_S = 2.0
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
-]
+GRPC_OPTIONS = server_options()
 META_SERVICE_NAME = "emberfs.Meta"
 
 AddServicer = Callable[[grpc.aio.Server], None]

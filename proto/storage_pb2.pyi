@@ -128,16 +128,18 @@ class GetCommitVersionResponse(_message.Message):
     def __init__(self, commit_version: _Optional[int] = ..., exists: _Optional[bool] = ...) -> None: ...
 
 class RemoveChunksRequest(_message.Message):
-    __slots__ = ("header", "chain_id", "chain_version", "inode_id")
+    __slots__ = ("header", "chain_id", "chain_version", "inode_id", "target_id")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_VERSION_FIELD_NUMBER: _ClassVar[int]
     INODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.RequestHeader
     chain_id: int
     chain_version: int
     inode_id: int
-    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., chain_id: _Optional[int] = ..., chain_version: _Optional[int] = ..., inode_id: _Optional[int] = ...) -> None: ...
+    target_id: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., chain_id: _Optional[int] = ..., chain_version: _Optional[int] = ..., inode_id: _Optional[int] = ..., target_id: _Optional[int] = ...) -> None: ...
 
 class RemoveChunksResponse(_message.Message):
     __slots__ = ("removed",)
@@ -146,16 +148,18 @@ class RemoveChunksResponse(_message.Message):
     def __init__(self, removed: _Optional[int] = ...) -> None: ...
 
 class QueryLastChunkRequest(_message.Message):
-    __slots__ = ("header", "chain_id", "chain_version", "inode_id")
+    __slots__ = ("header", "chain_id", "chain_version", "inode_id", "target_id")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_VERSION_FIELD_NUMBER: _ClassVar[int]
     INODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.RequestHeader
     chain_id: int
     chain_version: int
     inode_id: int
-    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., chain_id: _Optional[int] = ..., chain_version: _Optional[int] = ..., inode_id: _Optional[int] = ...) -> None: ...
+    target_id: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., chain_id: _Optional[int] = ..., chain_version: _Optional[int] = ..., inode_id: _Optional[int] = ..., target_id: _Optional[int] = ...) -> None: ...
 
 class QueryLastChunkResponse(_message.Message):
     __slots__ = ("found", "chunk_index", "chunk_length")
