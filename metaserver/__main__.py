@@ -21,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="chunk size of the root directory's layout (bytes, power of two)")
     parser.add_argument("--default-stripe", type=int, default=4,
                         help="stripe of the root directory's layout (chains per file)")
+    parser.add_argument("--heartbeat-interval", type=float, default=1.0,
+                        help="seconds between storage heartbeats the manager asks for")
+    parser.add_argument("--heartbeat-timeout", type=float, default=5.0,
+                        help="seconds of silence after which a storage node counts as dead")
+    parser.add_argument("--gc-interval", type=float, default=1.0,
+                        help="seconds between chunk GC rounds (deleted files' chunks)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     args = parser.parse_args(argv)
     try:
@@ -29,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
             listen=args.listen,
             default_chunk_size=args.default_chunk_size,
             default_stripe=args.default_stripe,
+            heartbeat_interval_s=args.heartbeat_interval,
+            heartbeat_timeout_s=args.heartbeat_timeout,
+            gc_interval_s=args.gc_interval,
             log_level=args.log_level,
         )
     except InvalidArgument as exc:

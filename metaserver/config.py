@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
 from emberfs.common.errors import InvalidArgument
 
@@ -25,6 +26,7 @@ __all__ = [
 MIN_CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 64 * 1024 * 1024
 MAX_STRIPE = 256
+MAX_GC_INTERVAL_S = 86400.0
 MIN_MAP_SIZE = 64 * 1024  # LMDB needs a handful of pages; tests start this small
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -72,8 +74,9 @@ class MetaConfig:
     default_list_page: int = 1_000
     map_size: int = 1 << 30            # initial LMDB map; doubled on demand
     max_map_size: int = 1 << 40        # growth stops here with NoSpace
-    heartbeat_interval_s: float = 1.0  # carried for the cluster manager
-    heartbeat_timeout_s: float = 5.0
+    heartbeat_interval_s: float = 1.0  # what the manager asks storage servers to beat at
+    heartbeat_timeout_s: float = 5.0   # silence after which a node counts as dead
+    gc_interval_s: float = 1.0         # pause between chunk GC rounds
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -94,8 +97,14 @@ class MetaConfig:
             raise InvalidArgument(f"map_size {self.map_size!r} must be >= {MIN_MAP_SIZE}")
         if not isinstance(self.max_map_size, int) or self.max_map_size < self.map_size:
             raise InvalidArgument(f"max_map_size {self.max_map_size!r} must be >= map_size")
-        if not self.heartbeat_interval_s > 0 or not self.heartbeat_timeout_s > self.heartbeat_interval_s:
-            raise InvalidArgument("need 0 < heartbeat_interval_s < heartbeat_timeout_s")
+        if (
+            not self.heartbeat_interval_s > 0
+            or not self.heartbeat_timeout_s > self.heartbeat_interval_s
+            or not math.isfinite(self.heartbeat_timeout_s)
+        ):
+            raise InvalidArgument("need 0 < heartbeat_interval_s < heartbeat_timeout_s, both finite")
+        if not (isinstance(self.gc_interval_s, (int, float)) and 0 < self.gc_interval_s <= MAX_GC_INTERVAL_S):
+            raise InvalidArgument(f"gc_interval_s {self.gc_interval_s!r} must be in (0, {MAX_GC_INTERVAL_S}]")
         if self.log_level.upper() not in _LOG_LEVELS:
             raise InvalidArgument(f"log_level {self.log_level!r} is not one of {_LOG_LEVELS}")
         object.__setattr__(self, "log_level", self.log_level.upper())

@@ -1,4 +1,5 @@
-"""Run the metaserver: the Meta service and gRPC health on one grpc.aio server.
+"""Run the metaserver: Meta, Mgmt (the cluster manager) and gRPC health on one
+grpc.aio server, plus the manager's tick and the chunk GC collector.
 
 Start-up contract (scripts and tests rely on it): once the port is bound and the
 services are ready, exactly one line goes to stdout, flushed:
@@ -9,8 +10,10 @@ with the real port (a requested port 0 is resolved). Logs go to stderr. SIGTERM 
 SIGINT stops accepting, gives in-flight calls GRACE_S to finish, drains and closes
 the store, and exits 0.
 
-`build_server` is the seam for more services: pass `extra_servicers`, each a
-function that adds its servicer to the server (the cluster manager's Mgmt).
+`build_server` wires everything that needs the store: the namespace service, the
+cluster manager (whose chain table becomes the store's chain allocator, so new files
+get chains) and the GC collector; `MetaServer.start`/`stop` start and stop the
+background tasks with the server. `extra_servicers` adds more services (tests).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from emberfs.common.rpc import server_options
 
 from .config import MetaConfig, parse_listen
+from .mgmt.gc import ChunkCollector, ChunkRemover, GrpcChunkRemover
+from .mgmt.manager import ClusterManager
+from .mgmt.servicer import MgmtServicer, add_mgmt_servicer
 from .service import MetaServicer, add_meta_servicer
 from .store import MetaStore
 
@@ -39,6 +45,7 @@ log = logging.getLogger("emberfs.metaserver")
 GRACE_S = 2.0
 GRPC_OPTIONS = server_options()
 META_SERVICE_NAME = "emberfs.Meta"
+MGMT_SERVICE_NAME = "emberfs.Mgmt"
 
 AddServicer = Callable[[grpc.aio.Server], None]
 
@@ -51,6 +58,8 @@ class MetaServer:
     health: health.aio.HealthServicer
     host: str
     port: int
+    manager: ClusterManager
+    collector: ChunkCollector
 
     @property
     def address(self) -> str:
@@ -58,24 +67,41 @@ class MetaServer:
 
     async def start(self) -> None:
         await self.server.start()
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(META_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self.manager.start()
+        self.collector.start()
+        for name in ("", META_SERVICE_NAME, MGMT_SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float = GRACE_S) -> None:
         await self.health.enter_graceful_shutdown()
+        # Background work first: nothing may write to the store once it closes.
+        await self.collector.stop()
+        await self.manager.stop()
         await self.server.stop(grace)
 
 
 def build_server(
-    config: MetaConfig, store: MetaStore, *, extra_servicers: Sequence[AddServicer] = ()
+    config: MetaConfig,
+    store: MetaStore,
+    *,
+    extra_servicers: Sequence[AddServicer] = (),
+    remover: ChunkRemover | None = None,
 ) -> MetaServer:
-    """Create the grpc.aio server with Meta, health and any extra servicers, and bind it.
+    """Create the grpc.aio server with Meta, Mgmt, health and any extra servicers, and
+    bind it; the cluster manager's chain table becomes the store's allocator.
+    `remover` replaces the GC's storage calls (tests).
 
     Must be called with an event loop running (grpc.aio binds to it).
     """
     host, port = parse_listen(config.listen)
+    manager = ClusterManager(store, config)
+    store.allocator = manager.allocator
+    collector = ChunkCollector(
+        store, lambda: manager.state, remover or GrpcChunkRemover(), interval_s=config.gc_interval_s
+    )
     server = grpc.aio.server(options=GRPC_OPTIONS)
     add_meta_servicer(MetaServicer(store), server)
+    add_mgmt_servicer(MgmtServicer(manager), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for add in extra_servicers:
@@ -86,7 +112,7 @@ def build_server(
         raise OSError(f"cannot listen on {config.listen}: {exc}") from exc
     if bound == 0 and port != 0:
         raise OSError(f"cannot listen on {config.listen}")
-    return MetaServer(server, health_servicer, host, bound)
+    return MetaServer(server, health_servicer, host, bound, manager, collector)
 
 
 async def serve(

@@ -1,0 +1,170 @@
+"""The cluster manager (3FS mgmtd) inside the metaserver: the I/O around state.py.
+
+`ClusterManager` holds the current `ClusterState` in memory, the last heartbeat time
+of every node (monotonic clock, injectable) and a tick task. Every decision is a
+pure function from state.py; the manager serialises them under one asyncio lock,
+writes each resulting difference to the `mgmt` database through the store's writer
+(one durable transaction per decision, table.py) and only then publishes the new
+state, so a reader never sees routing that a crash could take back.
+
+On start every known node gets a fresh grace period (its last heartbeat = now): a
+metaserver restart declares nobody dead, and the chains are judged by the local
+states the targets reported before the restart until new heartbeats arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from emberfs.common.chainstate import Chain
+from emberfs.common.errors import NotFound
+from emberfs.proto import mgmt_pb2
+
+from ..config import MetaConfig
+from ..store import MetaStore
+from . import state as rules
+from . import table
+from .allocator import TableChains
+from .state import ClusterState, Registration, Report
+from .wire import routing_info
+
+__all__ = ["MAX_TICK_S", "MIN_TICK_S", "ClusterManager"]
+
+log = logging.getLogger("emberfs.metaserver.mgmt")
+
+MIN_TICK_S = 0.01  # the tick runs every heartbeat_interval/2, within these bounds
+MAX_TICK_S = 1.0
+
+
+class ClusterManager:
+    def __init__(
+        self,
+        store: MetaStore,
+        config: MetaConfig,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self.heartbeat_interval_s = config.heartbeat_interval_s
+        self.heartbeat_timeout_s = config.heartbeat_timeout_s
+        self._monotonic = monotonic
+        self._wall = wall
+        self._state: ClusterState = store.read(table.load)
+        started = monotonic()
+        self._beats: dict[int, float] = {node_id: started for node_id in self._state.nodes}
+        self.allocator = TableChains(self._state.chains)
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> ClusterState:
+        """The current published state (immutable snapshot)."""
+        return self._state
+
+    @property
+    def tick_interval_s(self) -> float:
+        return min(max(self.heartbeat_interval_s / 2, MIN_TICK_S), MAX_TICK_S)
+
+    # -- requests ------------------------------------------------------------------
+    async def register(self, registration: Registration) -> int:
+        """Register (or re-register) a node; the routing version after it."""
+        async with self._lock:
+            new = rules.register(self._state, registration)
+            self._beats[registration.node_id] = self._monotonic()
+            await self._commit(self._ticked(new))
+            return self._state.routing_version
+
+    async def heartbeat(self, node_id: int, reports: Iterable[Report]) -> tuple[int, bool]:
+        """Record a heartbeat; (routing version, whether the node must re-register)."""
+        async with self._lock:
+            try:
+                new = rules.heartbeat(self._state, node_id, tuple(reports))
+            except NotFound as exc:
+                log.info("heartbeat asks node %d to re-register: %s", node_id, exc.message)
+                return self._state.routing_version, True
+            self._beats[node_id] = self._monotonic()
+            if new.targets != self._state.targets or new.alive != self._state.alive:
+                new = self._ticked(new)  # a local state or liveness moved: judge chains now
+            await self._commit(new)
+            return self._state.routing_version, False
+
+    def routing(self, known_version: int) -> mgmt_pb2.GetRoutingResponse:
+        current = self._state
+        if known_version == current.routing_version:
+            return mgmt_pb2.GetRoutingResponse(unchanged=True)
+        return mgmt_pb2.GetRoutingResponse(routing=routing_info(current, self._heartbeat_ms()))
+
+    async def init_chains(self, replicas: int, chains: int = 0) -> tuple[list[Chain], bool]:
+        async with self._lock:
+            current = self._ticked(self._state)  # plan over the nodes alive right now
+            new, created = rules.init_chains(current, replicas, chains)
+            await self._commit(new)
+            if created:
+                log.info("created %d chains of %d replicas", len(new.chains), replicas)
+            return [chain for _, chain in sorted(self._state.chains.items())], created
+
+    async def set_admin_state(self, target_id: int, offline: bool) -> mgmt_pb2.RoutingInfo:
+        async with self._lock:
+            new = rules.set_admin_offline(self._state, target_id, offline)
+            if new is not self._state:
+                log.info("target %d admin %s", target_id, "offline" if offline else "online")
+            await self._commit(self._ticked(new))
+            return routing_info(self._state, self._heartbeat_ms())
+
+    async def tick(self) -> None:
+        """Apply liveness and the chain rules once (the tick task calls this)."""
+        async with self._lock:
+            await self._commit(self._ticked(self._state))
+
+    # -- the tick task ----------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="mgmt-tick")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval_s)
+            try:
+                await self.tick()
+            except Exception:  # a failed tick (e.g. the store closing) retries next time
+                log.exception("cluster manager tick failed")
+
+    # -- helpers -------------------------------------------------------------------
+    def _ticked(self, current: ClusterState) -> ClusterState:
+        return rules.tick(current, self._beats, self._monotonic(), self.heartbeat_timeout_s)
+
+    def _heartbeat_ms(self) -> dict[int, int]:
+        """Last heartbeat of each node on the wall clock (ms since the epoch)."""
+        mono, wall = self._monotonic(), self._wall()
+        return {n: int((wall - (mono - beat)) * 1000) for n, beat in self._beats.items()}
+
+    async def _commit(self, new: ClusterState) -> None:
+        """Persist what changed, then publish `new` (and log what moved)."""
+        old = self._state
+        if new is old:
+            return
+        if new.persistent() != old.persistent():
+            await self._store.write(lambda tx: table.save(tx, old, new))
+        self._state = new
+        for node_id in sorted(old.alive - new.alive):
+            log.info("node %d is dead: no heartbeat for %.3g s", node_id, self.heartbeat_timeout_s)
+        for node_id in sorted(new.alive - old.alive):
+            log.info("node %d is alive", node_id)
+        for line in rules.chain_transitions(old.chains, new.chains):
+            log.info("%s", line)
+        if new.chains.keys() != old.chains.keys():
+            self.allocator.update(new.chains)
+        if new.routing_version != old.routing_version:
+            log.debug("routing version %d -> %d", old.routing_version, new.routing_version)

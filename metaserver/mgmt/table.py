@@ -1,0 +1,128 @@
+"""The cluster manager's records in the metaserver's LMDB database `mgmt`.
+
+Encodings (big-endian ids, so each key space lists in id order):
+
+    b"n" ‖ u32be node_id    -> serialized mgmt_pb2.NodeInfo (node_id, address, bulk_address)
+    b"t" ‖ u64be target_id  -> serialized mgmt_pb2.TargetInfo (node_id, chain_id, local_state)
+    b"c" ‖ u32be chain_id   -> serialized mgmt_pb2.ChainInfo (the chain as published)
+    b"a" ‖ u64be target_id  -> b""  (the target is admin-offline)
+    b"routing_version"      -> u64be
+
+`save` writes the difference between two states inside the caller's transaction, so
+one manager decision is one atomic, durable commit (the store's writer thread group
+commits it with `sync=True`). Liveness and stats are not stored (state.py says why).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from emberfs.common.chainstate import chain_from_proto, chain_to_proto
+from emberfs.proto import mgmt_pb2
+
+from ..txn import MetaTxn
+from .state import ClusterState, NodeRecord, TargetRecord
+
+__all__ = ["load", "save"]
+
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+NODE, TARGET, CHAIN, ADMIN = b"n", b"t", b"c", b"a"
+ROUTING_VERSION = b"routing_version"
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _node_key(node_id: int) -> bytes:
+    return NODE + _U32.pack(node_id)
+
+
+def _target_key(target_id: int) -> bytes:
+    return TARGET + _U64.pack(target_id)
+
+
+def _chain_key(chain_id: int) -> bytes:
+    return CHAIN + _U32.pack(chain_id)
+
+
+def _admin_key(target_id: int) -> bytes:
+    return ADMIN + _U64.pack(target_id)
+
+
+def load(tx: MetaTxn) -> ClusterState:
+    """The persisted state (every node counted alive: the manager grants a grace period)."""
+    nodes: dict[int, NodeRecord] = {}
+    targets: dict[int, TargetRecord] = {}
+    chains = {}
+    admin: set[int] = set()
+    routing_version = 0
+    with tx.raw.cursor(db=tx.dbs.mgmt) as cursor:
+        for raw_key, value in cursor:
+            key = bytes(raw_key)
+            kind = key[:1]
+            if key == ROUTING_VERSION:
+                routing_version = _U64.unpack(value)[0]
+            elif kind == NODE:
+                info = mgmt_pb2.NodeInfo.FromString(value)
+                nodes[info.node_id] = NodeRecord(info.node_id, info.address, info.bulk_address)
+            elif kind == TARGET:
+                t = mgmt_pb2.TargetInfo.FromString(value)
+                targets[t.target_id] = TargetRecord(t.target_id, t.node_id, t.chain_id, int(t.local_state))
+            elif kind == CHAIN:
+                chain = chain_from_proto(mgmt_pb2.ChainInfo.FromString(value))
+                chains[chain.chain_id] = chain
+            elif kind == ADMIN:
+                admin.add(_U64.unpack(key[1:])[0])
+    return ClusterState(
+        nodes=nodes,
+        targets=targets,
+        chains=chains,
+        routing_version=routing_version,
+        admin_offline=frozenset(admin),
+        alive=frozenset(nodes),
+    )
+
+
+def _sync(
+    tx: MetaTxn,
+    old: Mapping[_K, _V],
+    new: Mapping[_K, _V],
+    key: Callable[[_K], bytes],
+    encode: Callable[[_V], bytes],
+) -> None:
+    db = tx.dbs.mgmt
+    for k in old.keys() - new.keys():
+        tx.raw.delete(key(k), db=db)
+    for k, value in new.items():
+        if old.get(k) != value:
+            tx.raw.put(key(k), encode(value), db=db)
+
+
+def _encode_node(node: NodeRecord) -> bytes:
+    return mgmt_pb2.NodeInfo(
+        node_id=node.node_id, address=node.address, bulk_address=node.bulk_address
+    ).SerializeToString()
+
+
+def _encode_target(target: TargetRecord) -> bytes:
+    return mgmt_pb2.TargetInfo(
+        target_id=target.target_id,
+        node_id=target.node_id,
+        chain_id=target.chain_id,
+        local_state=target.local_state,  # type: ignore[arg-type]
+    ).SerializeToString()
+
+
+def save(tx: MetaTxn, old: ClusterState, new: ClusterState) -> None:
+    """Write what differs between `old` (as stored) and `new`."""
+    _sync(tx, old.nodes, new.nodes, _node_key, _encode_node)
+    _sync(tx, old.targets, new.targets, _target_key, _encode_target)
+    _sync(tx, old.chains, new.chains, _chain_key, lambda c: chain_to_proto(c).SerializeToString())
+    admin_old: dict[int, Any] = dict.fromkeys(old.admin_offline, True)
+    admin_new: dict[int, Any] = dict.fromkeys(new.admin_offline, True)
+    _sync(tx, admin_old, admin_new, _admin_key, lambda _: b"")
+    if new.routing_version != old.routing_version:
+        tx.raw.put(ROUTING_VERSION, _U64.pack(new.routing_version), db=tx.dbs.mgmt)
