@@ -16,7 +16,8 @@ Invariants the transitions keep:
   chain's own version), the chain table, the admin-offline set. Heartbeat stats and
   local states alone never bump it (a local state matters once it moves a chain);
 - a node is alive while its last heartbeat is at most `timeout` old; the targets of
-  a dead node count as locally OFFLINE, whatever they said last.
+  a dead node count as locally OFFLINE, whatever they said last, and are recorded
+  so until the node reports again.
 """
 
 from __future__ import annotations
@@ -235,7 +236,13 @@ def tick(state: ClusterState, last_beat: Mapping[int, float], now: float, timeou
     """Apply liveness (a node silent for more than `timeout` is dead) and then
     `next_chain` to every chain. One routing bump if anything changed."""
     alive = frozenset(n for n in state.nodes if n in last_beat and now - last_beat[n] <= timeout)
-    judged = dataclasses.replace(state, alive=alive)
+    targets = dict(state.targets)
+    for target in state.targets.values():
+        if target.node_id in state.alive - alive and target.local_state != LocalState.OFFLINE:
+            # Remembered (and persisted) as OFFLINE, so that the grace period after a
+            # metaserver restart cannot bring back a node that was dead before it.
+            targets[target.target_id] = dataclasses.replace(target, local_state=int(LocalState.OFFLINE))
+    judged = dataclasses.replace(state, alive=alive, targets=targets)
     local = effective_local_states(judged)
     chains = {cid: next_chain(chain, local, state.admin_offline) for cid, chain in state.chains.items()}
     if alive == state.alive and chains == state.chains:
