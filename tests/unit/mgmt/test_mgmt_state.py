@@ -263,3 +263,14 @@ def test_all_nodes_silent_leaves_the_head_lastsrv() -> None:
     state, _ = init_chains(cluster(3), 3)
     after = tick(state, {1: 0.0, 2: 0.0, 3: 0.0}, 100.0, TIMEOUT)
     assert after.alive == set() and spec(after.chains[1]) == "L101 O201 O301"
+
+
+def test_a_dead_nodes_targets_are_recorded_offline_until_it_reports() -> None:
+    state, _ = init_chains(cluster(3, state=UP), 3)
+    dead = tick(state, {1: 9.0, 2: 9.0, 3: 0.0}, 10.0, TIMEOUT)
+    assert dead.targets[301].local_state == OFF and dead.persistent() != state.persistent()
+    # After a restart every node is alive again (grace), but 301 stays out of service.
+    restarted = dataclasses.replace(dead, alive=frozenset({1, 2, 3}))
+    assert tick(restarted, {1: 10.0, 2: 10.0, 3: 10.0}, 10.0, TIMEOUT).chains[1].state_of(301) == PublicState.OFFLINE
+    back = heartbeat(restarted, 3, [Report(301, ON)])
+    assert tick(back, {1: 10.0, 2: 10.0, 3: 10.0}, 10.0, TIMEOUT).chains[1].state_of(301) == PublicState.SYNCING
