@@ -2,7 +2,8 @@
 
 The store hands an allocator to every operation; `create` asks it for the file's
 ordered chain list. The default knows no chains (a namespace without storage), so
-files get an empty list; the cluster manager supplies one backed by its chain table.
+files get an empty list; the running server installs the cluster manager's
+`mgmt.allocator.TableChains`, backed by its chain table (server.build_server).
 """
 
 from __future__ import annotations
