@@ -1,0 +1,177 @@
+"""The storage node's side of the cluster manager protocol: registration,
+heartbeats and the routing view the operator routes by.
+
+- `RoutingHolder` keeps the current RoutingView and refreshes it single-flight:
+  concurrent refreshers (heartbeat replies, requests naming a newer chain version)
+  share one GetRouting call. A failed fetch keeps the old view.
+- `Agent.run` registers (retrying with capped backoff until the metaserver answers,
+  which may start later), then beats every interval with each target's local state
+  and stats; a reply naming a newer routing version triggers a refresh, a
+  `reregister` reply a new registration.
+- `local_states` is the pure contract rule: LOCAL_UPTODATE while routing shows the
+  target SERVING in its chain, LOCAL_ONLINE otherwise, LOCAL_OFFLINE when failed or
+  shutting down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from emberfs.common.chainstate import PublicState
+from emberfs.common.routing import RoutingView
+from emberfs.common.rpc import channel_options
+from emberfs.proto import common_pb2, mgmt_pb2, mgmt_pb2_grpc
+
+from .chunkstore import ChunkStore
+
+__all__ = ["Agent", "RoutingHolder", "backoff_delays", "local_states"]
+
+log = logging.getLogger("emberfs.storage.agent")
+
+MGMT_TIMEOUT_S = 5.0
+
+
+def local_states(view: RoutingView, target_ids: Iterable[int], *, closing: bool = False,
+                 failed: frozenset[int] = frozenset()) -> dict[int, int]:
+    """Each target's LocalTargetState by the contract rule (see module docstring)."""
+    out: dict[int, int] = {}
+    for tid in target_ids:
+        if closing or tid in failed:
+            out[tid] = mgmt_pb2.LOCAL_OFFLINE
+            continue
+        info = view.targets.get(tid)
+        chain = view.chains.get(info.chain_id) if info is not None and info.chain_id else None
+        serving = chain is not None and chain.state_of(tid) == PublicState.SERVING
+        out[tid] = mgmt_pb2.LOCAL_UPTODATE if serving else mgmt_pb2.LOCAL_ONLINE
+    return out
+
+
+def backoff_delays(first: float = 0.1, cap: float = 2.0) -> Iterable[float]:
+    """0.1, 0.2, 0.4 ... capped: a metaserver that starts later is found quickly."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(cap, delay * 2)
+
+
+class RoutingHolder:
+    def __init__(self, stub: Callable[[], mgmt_pb2_grpc.MgmtStub]) -> None:
+        self._stub = stub
+        self._view = RoutingView.empty()
+        self._task: asyncio.Task[RoutingView] | None = None
+
+    @property
+    def view(self) -> RoutingView:
+        return self._view
+
+    async def refresh(self) -> RoutingView:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._fetch())
+        return await asyncio.shield(self._task)
+
+    async def _fetch(self) -> RoutingView:
+        try:
+            reply = await self._stub().GetRouting(
+                mgmt_pb2.GetRoutingRequest(header=common_pb2.RequestHeader(), known_version=self._view.version),
+                timeout=MGMT_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("routing fetch failed: %s", exc.details() or exc.code())
+            return self._view
+        if not reply.unchanged and reply.routing.routing_version >= self._view.version:
+            if reply.routing.routing_version != self._view.version:
+                log.info("routing version %d -> %d", self._view.version, reply.routing.routing_version)
+            self._view = RoutingView(reply.routing)
+        return self._view
+
+
+class Agent:
+    def __init__(self, *, node_id: int, address: str, meta: str, stores: dict[int, ChunkStore],
+                 executor: ThreadPoolExecutor, interval_s: float) -> None:
+        self.node_id = node_id
+        self.address = address
+        self.stores = stores
+        self.executor = executor
+        self.interval_s = interval_s
+        self._channel = grpc.aio.insecure_channel(meta, options=channel_options())
+        self.stub = mgmt_pb2_grpc.MgmtStub(self._channel)
+        self.routing = RoutingHolder(lambda: self.stub)
+        self.registered = asyncio.Event()
+        self.closing = False
+
+    async def reports(self) -> list[mgmt_pb2.TargetReport]:
+        states = local_states(self.routing.view, self.stores, closing=self.closing)
+        loop = asyncio.get_running_loop()
+        out = []
+        for tid, store in sorted(self.stores.items()):
+            stats = await loop.run_in_executor(self.executor, store.stats)
+            out.append(mgmt_pb2.TargetReport(
+                target_id=tid, local_state=states[tid], capacity_bytes=stats.capacity_bytes,
+                used_bytes=stats.bytes, chunks=stats.chunks,
+            ))
+        return out
+
+    async def register(self) -> None:
+        """Register, retrying with backoff until the metaserver answers."""
+        for delay in backoff_delays():
+            try:
+                reply = await self.stub.RegisterNode(mgmt_pb2.RegisterNodeRequest(
+                    header=common_pb2.RequestHeader(), node_id=self.node_id, address=self.address,
+                    targets=await self.reports(),
+                ), timeout=MGMT_TIMEOUT_S)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    log.error("registration refused: %s (%s); retrying", exc.details(), exc.code().name)
+                else:
+                    log.debug("metaserver not answering yet: %s", exc.details())
+                await asyncio.sleep(delay)
+                continue
+            if reply.heartbeat_interval_s > 0:
+                self.interval_s = min(self.interval_s, reply.heartbeat_interval_s)
+            log.info("registered node %d at %s (routing version %d)", self.node_id, self.address,
+                     reply.routing_version)
+            self.registered.set()
+            if reply.routing_version > self.routing.view.version:
+                await self.routing.refresh()
+            return
+
+    async def beat(self) -> None:
+        reply = await self.stub.Heartbeat(mgmt_pb2.HeartbeatRequest(
+            header=common_pb2.RequestHeader(), node_id=self.node_id, targets=await self.reports(),
+            routing_version=self.routing.view.version,
+        ), timeout=MGMT_TIMEOUT_S)
+        if reply.reregister:
+            log.warning("the manager does not know this node: registering again")
+            await self.register()
+        elif reply.routing_version > self.routing.view.version:
+            await self.routing.refresh()
+
+    async def run(self) -> None:
+        await self.register()
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.beat()
+            except grpc.aio.AioRpcError as exc:
+                log.warning("heartbeat failed: %s", exc.details() or exc.code())
+
+    async def farewell(self, timeout: float = 1.0) -> None:
+        """A last heartbeat with every target LOCAL_OFFLINE, if it goes quickly."""
+        self.closing = True
+        if not self.registered.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.stub.Heartbeat(mgmt_pb2.HeartbeatRequest(
+                header=common_pb2.RequestHeader(), node_id=self.node_id, targets=await self.reports(),
+                routing_version=self.routing.view.version,
+            )), timeout)
+        except (grpc.aio.AioRpcError, asyncio.TimeoutError) as exc:
+            log.info("last heartbeat not delivered: %s", exc)
+
+    async def close(self) -> None:
+        await self._channel.close()

@@ -1,0 +1,91 @@
+"""Storage server configuration: a frozen, validated dataclass and its argparse flags.
+
+Invariants: node_id is a u32 >= 1; 1 <= targets <= 99 (target_id = node_id*100 + k);
+listen/advertise/meta are HOST:PORT; the heartbeat interval is positive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from typing import NoReturn
+
+from emberfs.common.errors import InvalidArgument
+
+__all__ = ["MAX_TARGETS", "StorageConfig", "build_parser", "config_from_args", "parse_hostport"]
+
+MAX_TARGETS = 99
+
+
+def parse_hostport(value: str, *, what: str = "address", allow_zero: bool = True) -> tuple[str, int]:
+    """Split "HOST:PORT"; refuse anything else with a message naming the flag."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise InvalidArgument(f"{what} {value!r} is not HOST:PORT")
+    port = int(port_text)
+    if not (0 if allow_zero else 1) <= port <= 65535:
+        raise InvalidArgument(f"{what} port {port} is outside {0 if allow_zero else 1}..65535")
+    return host, port
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageConfig:
+    listen: str
+    meta: str
+    data_dir: str
+    node_id: int
+    targets: int = 1
+    advertise: str | None = None  # None: the bound listen address
+    heartbeat_interval_s: float = 1.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        parse_hostport(self.listen, what="--listen")
+        parse_hostport(self.meta, what="--meta", allow_zero=False)
+        if self.advertise is not None:
+            parse_hostport(self.advertise, what="--advertise", allow_zero=False)
+        if not self.data_dir:
+            raise InvalidArgument("--data-dir must name a directory")
+        if not isinstance(self.node_id, int) or not 1 <= self.node_id < 2**32:
+            raise InvalidArgument(f"--node-id {self.node_id!r} must be in 1..{2**32 - 1}")
+        if not isinstance(self.targets, int) or not 1 <= self.targets <= MAX_TARGETS:
+            raise InvalidArgument(f"--targets {self.targets!r} must be in 1..{MAX_TARGETS}")
+        if not self.heartbeat_interval_s > 0 or self.heartbeat_interval_s > 3600:
+            raise InvalidArgument(f"--heartbeat-interval {self.heartbeat_interval_s} must be in (0, 3600] s")
+        if not isinstance(logging.getLevelName(self.log_level.upper()), int):
+            raise InvalidArgument(f"--log-level {self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+
+    @property
+    def log_level_number(self) -> int:
+        return int(logging.getLevelName(self.log_level.upper()))
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags exit 1 (the storage server's one failure status), not argparse's 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="emberfs-storage", description="EmberFS storage server (CRAQ chunk replicas)")
+    p.add_argument("--listen", required=True, help="HOST:PORT to serve on; port 0 picks one")
+    p.add_argument("--advertise", default=None, help="HOST:PORT peers and clients dial (default: the bound address)")
+    p.add_argument("--meta", required=True, help="HOST:PORT of the metaserver (cluster manager)")
+    p.add_argument("--data-dir", required=True, help="directory holding the node id and the targets")
+    p.add_argument("--node-id", type=int, required=True, help="this node's id (>= 1), fixed for the data dir")
+    p.add_argument("--targets", type=int, default=1, help="targets (chunk stores) on this node, 1..99")
+    p.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds between heartbeats")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> StorageConfig:
+    return StorageConfig(
+        listen=args.listen, meta=args.meta, data_dir=args.data_dir, node_id=args.node_id,
+        targets=args.targets, advertise=args.advertise,
+        heartbeat_interval_s=args.heartbeat_interval, log_level=args.log_level,
+    )

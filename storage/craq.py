@@ -1,0 +1,351 @@
+"""The CRAQ operator: chunk writes, forwards, reads and housekeeping over this
+node's targets, independent of gRPC's server side (a bulk channel can reuse it).
+
+Write path (client -> head only), per DESIGN.md and versions.py:
+  validate (fields, CRC32C) -> dedupe by (client_id, request_id) -> chain and
+  version check (newer: refresh routing, re-check) -> chunk lock -> head_plan
+  (re-drive a pending version a failed forward left) -> prepare the pending
+  version copy-on-write -> Forward to the successor and await -> commit -> reply.
+A replica (Forward) re-validates, applies `decide_update`, forwards on, and
+commits when its successor's ack returns, so the tail commits first.
+
+Invariants: nothing is written before a request is fully validated; updates of
+one chunk are serialised by a per-chunk asyncio lock; a forward failure leaves the
+pending version in place (never aborted) so the next head_plan re-drives it; all
+ChunkStore calls run in the I/O thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+import crc32c
+import grpc
+
+from emberfs.common.chainstate import Chain, PublicState
+from emberfs.common.errors import (
+    ChunkNotCommitted,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    StaleChainVersion,
+    TargetNotServing,
+    Unavailable,
+    from_rpc_error,
+)
+from emberfs.common.routing import RoutingView
+from emberfs.proto import common_pb2, storage_pb2
+
+from .checks import (
+    MAX_CHUNK_SIZE,
+    ChunkLocks,
+    RecentReplies,
+    VersionCheck,
+    check_chain_version,
+    check_read,
+    check_write,
+    local_target,
+    require_head,
+)
+from .chunkstore import ChunkStore
+from .peers import PeerPool
+from .records import ChunkId, ChunkMeta, UpdateKind
+from .versions import DirtyRead, UpdateAction, decide_update, head_plan, resolve_dirty_read
+
+__all__ = ["FORWARD_TIMEOUT_S", "Operator", "RoutingSource"]
+
+log = logging.getLogger("emberfs.storage.craq")
+
+T = TypeVar("T")
+FORWARD_TIMEOUT_S = 30.0
+PEER_TIMEOUT_S = 5.0
+READ_ATTEMPTS = 8
+
+
+class RoutingSource(Protocol):
+    """Where the operator gets routing: the current view, and a (single-flight)
+    refresh that answers the newest view it could get."""
+
+    @property
+    def view(self) -> RoutingView: ...
+
+    async def refresh(self) -> RoutingView: ...
+
+
+def _reply(meta: ChunkMeta) -> storage_pb2.WriteResponse:
+    return storage_pb2.WriteResponse(
+        commit_version=meta.commit_version, chunk_length=meta.length, chunk_crc32c=meta.crc32c
+    )
+
+
+class Operator:
+    def __init__(
+        self,
+        node_id: int,
+        stores: dict[int, ChunkStore],
+        routing: RoutingSource,
+        peers: PeerPool,
+        executor: ThreadPoolExecutor,
+        *,
+        recent_capacity: int = 8192,
+    ) -> None:
+        self.node_id = node_id
+        self.stores = stores
+        self.routing = routing
+        self.peers = peers
+        self.executor = executor
+        self.recent = RecentReplies(recent_capacity)
+        self.locks = ChunkLocks()
+        self._local = frozenset(stores)
+
+    async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    # -- routing -------------------------------------------------------------
+
+    async def chain(self, chain_id: int, version: int, *, strict: bool = True) -> Chain:
+        """The chain as this server sees it; a request naming a newer version (or an
+        unknown chain) refreshes routing first; an older version is refused."""
+        view = self.routing.view
+        chain = view.chains.get(chain_id)
+        if chain is None or (strict and version > chain.chain_version):
+            view = await self.routing.refresh()
+            chain = view.chains.get(chain_id)
+        if chain is None:
+            raise NotFound(f"unknown chain {chain_id} (routing version {view.version})")
+        if strict and check_chain_version(chain, version) == VersionCheck.NEWER:
+            raise StaleChainVersion(
+                f"chain {chain_id}: the request names version {version} but this server still "
+                f"holds {chain.chain_version} after a routing refresh; retry shortly"
+            )
+        return chain
+
+    def _my_target(self, chain: Chain, target_id: int) -> int:
+        """`target_id` (0: this node's target in the chain) checked to be ours and in chain."""
+        if target_id == 0:
+            return local_target(chain, self._local, self.node_id)
+        if target_id not in self._local:
+            raise NotFound(f"target {target_id} is not on node {self.node_id}")
+        if chain.state_of(target_id) is None:
+            raise FailedPrecondition(f"target {target_id} is not in chain {chain.chain_id}")
+        return target_id
+
+    # -- writes --------------------------------------------------------------
+
+    async def write(self, req: storage_pb2.WriteRequest) -> storage_pb2.WriteResponse:
+        chunk, kind = check_write(req)
+        key = (req.header.client_id, req.header.request_id) if req.header.request_id else None
+        if key is not None:
+            done = self.recent.get(key)
+            if done is not None:
+                return done
+            pending = self.recent.inflight(key)
+            if pending is not None:
+                return await asyncio.shield(pending)
+            self.recent.begin(key)
+        reply: storage_pb2.WriteResponse | None = None
+        error: BaseException | None = None
+        try:
+            reply = await self._head_write(req, chunk, kind)
+            return reply
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if key is not None:
+                self.recent.finish(key, reply, error)
+
+    async def _head_write(self, req: storage_pb2.WriteRequest, chunk: ChunkId,
+                          kind: UpdateKind) -> storage_pb2.WriteResponse:
+        chain = await self.chain(req.chain_id, req.chain_version)
+        target = local_target(chain, self._local, self.node_id)
+        require_head(chain, target)
+        store = self.stores[target]
+        async with self.locks.hold((target, chunk)):
+            meta = await self._io(store.meta, chunk)
+            plan = head_plan(meta.commit_version, meta.pending_version)
+            if plan.redrive_pending is not None:
+                await self._redrive(chain, target, store, chunk, plan.redrive_pending, req.chunk_size)
+            u = plan.update_version
+            await self._io(store.prepare, chunk, kind, req.offset, req.data, req.length, u,
+                           chain.chain_version, req.chunk_size, data_crc32c=req.crc32c)
+            await self._forward_on(chain, target, req, u)
+            return _reply(await self._io(store.commit, chunk, u))
+
+    async def _redrive(self, chain: Chain, target: int, store: ChunkStore, chunk: ChunkId,
+                       version: int, chunk_size: int) -> None:
+        """Finish pending `version` left by a failed forward: send the pending whole
+        chunk (or its REMOVE) down the chain at that version, then commit it here."""
+        data, pm = await self._io(store.read, chunk, 0, MAX_CHUNK_SIZE, version=version)
+        kind = UpdateKind.REPLACE if pm.exists else UpdateKind.REMOVE
+        log.info("target %d chunk %s: re-driving pending version %d (%s)", target, chunk, version, kind.name)
+        update = storage_pb2.WriteRequest(
+            header=common_pb2.RequestHeader(), chain_id=chain.chain_id, chain_version=chain.chain_version,
+            chunk=storage_pb2.ChunkId(inode_id=chunk.inode_id, chunk_index=chunk.chunk_index),
+            kind=kind, data=data, crc32c=crc32c.crc32c(data),
+            chunk_size=max(chunk_size, _pow2_at_least(len(data))),
+        )
+        await self._forward_on(chain, target, update, version)
+        await self._io(store.commit, chunk, version)
+
+    async def _forward_on(self, chain: Chain, target: int, update: storage_pb2.WriteRequest,
+                          version: int) -> None:
+        """Send the update to `target`'s successor and await its ack (nothing at the tail)."""
+        successor = chain.successor(target)
+        if successor is None:
+            return
+        try:
+            address = self.routing.view.address_of(successor)
+        except (NotFound, KeyError):
+            raise Unavailable(f"successor target {successor} of chain {chain.chain_id} has no known address") from None
+        request = storage_pb2.ForwardRequest(update=update, update_version=version,
+                                             from_target=target, to_target=successor)
+        try:
+            await self.peers.stub(address).Forward(request, timeout=FORWARD_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            error = from_rpc_error(exc)
+            if isinstance(error, Unavailable):
+                raise Unavailable(
+                    f"successor target {successor} at {address} is unreachable ({error.message}); "
+                    "the write stays pending and is re-driven on retry"
+                ) from None
+            raise type(error)(f"successor target {successor}: {error.message}") from None
+
+    async def forward(self, req: storage_pb2.ForwardRequest) -> storage_pb2.WriteResponse:
+        if not req.HasField("update"):
+            raise InvalidArgument("forward carries no update")
+        update = req.update
+        chunk, kind = check_write(update)
+        if req.update_version < 1:
+            raise InvalidArgument(f"update versions start at 1, not {req.update_version}")
+        chain = await self.chain(update.chain_id, update.chain_version)
+        target = req.to_target
+        if target not in self._local:
+            raise NotFound(f"to_target {target} is not on node {self.node_id}")
+        if target not in chain.write_path:
+            raise FailedPrecondition(f"target {target} is not on the write path of chain {chain.chain_id} "
+                                     f"(version {chain.chain_version})")
+        if chain.successor(req.from_target) != target:
+            raise FailedPrecondition(f"from_target {req.from_target} is not the predecessor of target {target} "
+                                     f"in chain {chain.chain_id} (version {chain.chain_version})")
+        sync = kind == UpdateKind.REPLACE and chain.state_of(target) == PublicState.SYNCING
+        store = self.stores[target]
+        u = req.update_version
+        async with self.locks.hold((target, chunk)):
+            meta = await self._io(store.meta, chunk)
+            exists = meta.exists or meta.pending_version is not None
+            action = decide_update(meta.commit_version, meta.pending_version, u, exists=exists,
+                                   remove=kind == UpdateKind.REMOVE, sync=sync)
+            if action == UpdateAction.ALREADY_COMMITTED:
+                return _reply(meta)
+            if action == UpdateAction.MISSING:
+                raise FailedPrecondition(
+                    f"target {target} chunk {tuple(chunk)} holds version {meta.commit_version} "
+                    f"(pending {meta.pending_version}) but update {u} arrived: it missed updates and needs a resync"
+                )
+            await self._io(store.prepare, chunk, kind, update.offset, update.data, update.length, u,
+                           chain.chain_version, update.chunk_size, data_crc32c=update.crc32c)
+            await self._forward_on(chain, target, update, u)
+            return _reply(await self._io(store.commit, chunk, u))
+
+    # -- reads ---------------------------------------------------------------
+
+    async def read(self, req: storage_pb2.ReadRequest) -> storage_pb2.ReadResponse:
+        chunk = check_read(req)
+        chain = await self.chain(req.chain_id, req.chain_version)
+        target = self._my_target(chain, req.target_id)
+        if chain.state_of(target) != PublicState.SERVING:
+            raise TargetNotServing(f"target {target} is {chain.state_of(target).name} in chain "
+                                   f"{chain.chain_id} (version {chain.chain_version}); read another replica")
+        store = self.stores[target]
+        is_tail = chain.tail == target
+        for _ in range(READ_ATTEMPTS):
+            data, meta = await self._io(store.read, chunk, req.offset, req.length)
+            if meta.pending_version is not None and not is_tail:
+                tail_version = await self._tail_commit_version(chain, chunk)
+                how = resolve_dirty_read(meta.commit_version, meta.pending_version, tail_version)
+                if how == DirtyRead.RETRY:
+                    continue
+                if how == DirtyRead.SERVE_PENDING:
+                    try:
+                        data, meta = await self._io(store.read, chunk, req.offset, req.length,
+                                                    version=meta.pending_version)
+                    except ChunkNotCommitted:
+                        continue  # committed or replaced meanwhile: read again
+            return storage_pb2.ReadResponse(data=data, crc32c=crc32c.crc32c(data),
+                                            commit_version=meta.commit_version,
+                                            chunk_length=meta.length, exists=meta.exists)
+        raise Unavailable(f"chunk {tuple(chunk)} kept changing during {READ_ATTEMPTS} read attempts; retry")
+
+    async def _tail_commit_version(self, chain: Chain, chunk: ChunkId) -> int:
+        tail = chain.tail
+        assert tail is not None
+        request = storage_pb2.GetCommitVersionRequest(
+            chain_id=chain.chain_id, chain_version=chain.chain_version,
+            chunk=storage_pb2.ChunkId(inode_id=chunk.inode_id, chunk_index=chunk.chunk_index),
+        )
+        try:
+            address = self.routing.view.address_of(tail)
+            reply = await self.peers.stub(address).GetCommitVersion(request, timeout=PEER_TIMEOUT_S)
+        except grpc.aio.AioRpcError as exc:
+            error = from_rpc_error(exc)
+            raise type(error)(f"asking tail target {tail} for the committed version: {error.message}") from None
+        except (NotFound, KeyError):
+            raise Unavailable(f"tail target {tail} of chain {chain.chain_id} has no known address") from None
+        return reply.commit_version
+
+    async def get_commit_version(self, req: storage_pb2.GetCommitVersionRequest
+                                 ) -> storage_pb2.GetCommitVersionResponse:
+        if not req.HasField("chunk"):
+            raise InvalidArgument("request names no chunk")
+        chain = await self.chain(req.chain_id, req.chain_version)
+        target = local_target(chain, self._local, self.node_id)
+        meta = await self._io(self.stores[target].meta, ChunkId(req.chunk.inode_id, req.chunk.chunk_index))
+        return storage_pb2.GetCommitVersionResponse(commit_version=meta.commit_version, exists=meta.exists)
+
+    # -- housekeeping --------------------------------------------------------
+
+    async def remove_chunks(self, req: storage_pb2.RemoveChunksRequest) -> storage_pb2.RemoveChunksResponse:
+        # GC of a deleted file is safe in any chain state: no version match needed.
+        chain = await self.chain(req.chain_id, req.chain_version, strict=False)
+        if req.target_id == 0:
+            raise InvalidArgument("RemoveChunks must name its target_id")
+        target = self._my_target(chain, req.target_id)
+        removed = await self._io(self.stores[target].remove_inode, req.inode_id)
+        return storage_pb2.RemoveChunksResponse(removed=removed)
+
+    async def query_last_chunk(self, req: storage_pb2.QueryLastChunkRequest
+                               ) -> storage_pb2.QueryLastChunkResponse:
+        chain = await self.chain(req.chain_id, req.chain_version)
+        target = self._my_target(chain, req.target_id)
+        meta = await self._io(self.stores[target].last_chunk, req.inode_id)
+        if meta is None:
+            return storage_pb2.QueryLastChunkResponse(found=False)
+        return storage_pb2.QueryLastChunkResponse(found=True, chunk_index=meta.chunk_id.chunk_index,
+                                                  chunk_length=meta.length)
+
+    async def target_stats(self) -> storage_pb2.TargetStatsResponse:
+        view = self.routing.view
+        out = []
+        for target_id, store in sorted(self.stores.items()):
+            stats = await self._io(store.stats)
+            info = view.targets.get(target_id)
+            out.append(storage_pb2.TargetStat(
+                target_id=target_id, chain_id=info.chain_id if info else 0, chunks=stats.chunks,
+                bytes=stats.bytes, capacity_bytes=stats.capacity_bytes, free_bytes=stats.free_bytes,
+            ))
+        return storage_pb2.TargetStatsResponse(targets=out)
+
+
+def _pow2_at_least(n: int) -> int:
+    size = 64 * 1024
+    while size < n:
+        size *= 2
+    return size
+

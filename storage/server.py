@@ -1,0 +1,113 @@
+"""Run a storage server: the Storage service (CRAQ operator over this node's targets),
+gRPC health, and the agent that registers and heartbeats with the metaserver.
+
+Start-up contract: once the port is bound, exactly one stdout line, flushed:
+
+    emberfs-storage listening on HOST:PORT
+
+(the real port; a requested port 0 is resolved). Registration retries in the
+background until the metaserver answers. Logs go to stderr. SIGTERM/SIGINT: one
+last heartbeat reporting every target LOCAL_OFFLINE (bounded), stop gRPC with
+GRACE_S for in-flight calls, close the peers, the thread pool and the stores; exit 0.
+
+Disk I/O runs in a ThreadPoolExecutor of IO_THREADS (LMDB's reader slots are few).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import lmdb
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from emberfs.common.errors import EmberError
+from emberfs.common.rpc import server_options
+
+from .agent import Agent
+from .config import StorageConfig, parse_hostport
+from .craq import Operator
+from .peers import PeerPool
+from .service import StorageServicer, add_storage_servicer
+from .targets import open_targets
+
+__all__ = ["GRACE_S", "IO_THREADS", "READY_PREFIX", "run", "serve"]
+
+log = logging.getLogger("emberfs.storage")
+
+GRACE_S = 2.0
+IO_THREADS = 8
+READY_PREFIX = "emberfs-storage listening on "
+STORAGE_SERVICE_NAME = "emberfs.Storage"
+
+
+async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    stores = open_targets(config.data_dir, config.node_id, config.targets)
+    executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="emberfs-io")
+    peers = PeerPool()
+    agent: Agent | None = None
+    agent_task: asyncio.Task[None] | None = None
+    server = grpc.aio.server(options=server_options())
+    try:
+        host, port = parse_hostport(config.listen, what="--listen")
+        try:
+            bound = server.add_insecure_port(config.listen)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {config.listen}: {exc}") from exc
+        if bound == 0 and port != 0:
+            raise OSError(f"cannot listen on {config.listen}")
+        address = f"{host}:{bound}"
+        advertise = config.advertise or address
+        agent = Agent(node_id=config.node_id, address=advertise, meta=config.meta, stores=stores,
+                      executor=executor, interval_s=config.heartbeat_interval_s)
+        operator = Operator(config.node_id, stores, agent.routing, peers, executor)
+        add_storage_servicer(StorageServicer(operator), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        await server.start()
+        for name in ("", STORAGE_SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        print(f"{READY_PREFIX}{address}", flush=True)
+        log.info("node %d serving %s (advertised %s), targets %s, metaserver %s", config.node_id, address,
+                 advertise, sorted(stores), config.meta)
+        agent_task = loop.create_task(agent.run())
+        await stop.wait()
+        log.info("stopping")
+        await health_servicer.enter_graceful_shutdown()
+        agent_task.cancel()
+        await agent.farewell()
+        await server.stop(GRACE_S)
+    finally:
+        if agent_task is not None:
+            agent_task.cancel()
+            await asyncio.gather(agent_task, return_exceptions=True)
+        await server.stop(0)
+        if agent is not None:
+            await agent.close()
+        await peers.close()
+        executor.shutdown(wait=True)
+        for store in stores.values():
+            store.close()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
+
+
+def run(config: StorageConfig) -> int:
+    logging.basicConfig(level=config.log_level_number, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(config))
+    except (OSError, lmdb.Error, EmberError) as exc:  # cannot bind, data dir refused
+        log.error("%s", getattr(exc, "message", None) or exc)
+        print(f"emberfs-storage: error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
+        return 1
+    return 0
