@@ -16,12 +16,14 @@ import select
 import signal
 import subprocess
 import sys
+import json
+import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-__all__ = ["ServerProcess", "ServerStartError", "metaserver_process"]
+__all__ = ["LocalCluster", "ServerProcess", "ServerStartError", "metaserver_process", "storage_process"]
 
 _MAX_READY_LINE = 4096
 
@@ -174,3 +176,165 @@ def metaserver_process(
         log_path=log_path or data_dir.parent / f"{data_dir.name}.meta.log",
         listen=listen,
     )
+
+
+def storage_process(
+    data_dir: Path,
+    *,
+    meta: str,
+    node_id: int,
+    targets: int = 1,
+    listen: str = "127.0.0.1:0",
+    heartbeat_interval: float | None = None,
+    log_path: Path | None = None,
+    extra_args: Sequence[str] = (),
+) -> ServerProcess:
+    """A storage server on data_dir (not yet started); logs go to data_dir/../<name>.storage.log."""
+    data_dir = Path(data_dir)
+    argv = [
+        sys.executable, "-m", "emberfs.storage",
+        "--meta", meta, "--data-dir", str(data_dir), "--node-id", str(node_id), "--targets", str(targets),
+    ]
+    if heartbeat_interval is not None:
+        argv += ["--heartbeat-interval", str(heartbeat_interval)]
+    return ServerProcess(
+        [*argv, *extra_args],
+        ready_prefix="emberfs-storage listening on ",
+        log_path=log_path or data_dir.parent / f"{data_dir.name}.storage.log",
+        listen=listen,
+    )
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalCluster:
+    """One metaserver and N storage servers as local processes, with chains created.
+
+    Layout of data_dir: `meta/` (the metaserver), `node-<i>/` (storage node i, node id
+    i), `*.log`, and `cluster.json`, which records the ports chosen at the first start
+    so a cluster started again on the same data dir comes back on the same addresses:
+    the metaserver's chain table names nodes by the address they registered with.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        nodes: int = 3,
+        replicas: int = 3,
+        targets_per_node: int = 1,
+        meta_listen: str = "127.0.0.1:0",
+        chunk_size: int | None = None,
+        heartbeat_interval: float | None = None,
+        heartbeat_timeout: float | None = None,
+    ) -> None:
+        if nodes < 1 or replicas < 1 or targets_per_node < 1:
+            raise ValueError("nodes, replicas and targets_per_node must be at least 1")
+        if replicas > nodes:
+            raise ValueError(f"{replicas} replicas need at least {replicas} nodes, not {nodes}")
+        self.data_dir = Path(data_dir)
+        self.nodes, self.replicas, self.targets_per_node = nodes, replicas, targets_per_node
+        self.heartbeat_interval = heartbeat_interval
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        saved = self._load_saved()
+        meta_args: list[str] = []
+        if chunk_size is not None:
+            meta_args += ["--default-chunk-size", str(chunk_size)]
+        if heartbeat_interval is not None:
+            meta_args += ["--heartbeat-interval", str(heartbeat_interval)]
+        if heartbeat_timeout is not None:
+            meta_args += ["--heartbeat-timeout", str(heartbeat_timeout)]
+        if meta_listen.endswith(":0") and saved.get("meta"):
+            meta_listen = saved["meta"]
+        self.meta = metaserver_process(
+            self.data_dir / "meta", log_path=self.data_dir / "meta.log", listen=meta_listen, extra_args=meta_args
+        )
+        self.storage: list[ServerProcess] = []
+        self._saved_storage: dict[str, str] = saved.get("storage", {})
+
+    def _load_saved(self) -> dict:
+        try:
+            return dict(json.loads((self.data_dir / "cluster.json").read_text()))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _save(self) -> None:
+        record = {
+            "meta": self.meta.address,
+            "storage": {str(i + 1): p.address for i, p in enumerate(self.storage) if p.address},
+        }
+        tmp = self.data_dir / "cluster.json.tmp"
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, self.data_dir / "cluster.json")
+
+    @property
+    def meta_address(self) -> str:
+        if self.meta.address is None:
+            raise RuntimeError("the cluster has not been started")
+        return self.meta.address
+
+    def start(self, timeout: float = 60.0, *, progress: "callable | None" = None) -> str:  # type: ignore[valid-type]
+        """Start everything, create the chains, wait until all serve; return the meta address."""
+        say = progress or (lambda text: None)
+        deadline = time.monotonic() + timeout
+        try:
+            self.meta.start(timeout=max(deadline - time.monotonic(), 1.0))
+            say(f"metaserver at {self.meta.address} (pid {self.meta.pid})")
+            for node_id in range(1, self.nodes + 1):
+                listen = self._saved_storage.get(str(node_id)) or f"127.0.0.1:{_free_port()}"
+                proc = storage_process(
+                    self.data_dir / f"node-{node_id}",
+                    meta=self.meta_address,
+                    node_id=node_id,
+                    targets=self.targets_per_node,
+                    listen=listen,
+                    heartbeat_interval=self.heartbeat_interval,
+                    log_path=self.data_dir / f"node-{node_id}.log",
+                )
+                self.storage.append(proc)
+                proc.start(timeout=max(deadline - time.monotonic(), 1.0))
+                say(f"storage node {node_id} at {proc.address} (pid {proc.pid})")
+            self._save()
+            from ._admin import init_chains_sync, wait_cluster_sync
+
+            wait_cluster_sync(self.meta_address, deadline, nodes=self.nodes)
+            created, chains = init_chains_sync(self.meta_address, self.replicas, deadline)
+            say(f"{'created' if created else 'found'} {len(chains)} chains of {self.replicas} replicas")
+            wait_cluster_sync(self.meta_address, deadline, serving=True)
+            say("every chain is serving")
+        except BaseException:
+            self.stop()
+            raise
+        return self.meta_address
+
+    def processes(self) -> list[tuple[str, ServerProcess]]:
+        return [("metaserver", self.meta)] + [(f"storage node {i + 1}", p) for i, p in enumerate(self.storage)]
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM every process, SIGKILL any still alive after `grace` seconds.
+
+        The metaserver goes first: its chain table then still shows every target
+        SERVING, and storage servers stopped together with their clients hold the
+        same committed data, so a restart on this data dir serves at once instead of
+        waiting for resyncs. (Stopping storage first would make the manager record
+        each leaving target OFFLINE, one after the other.)
+        """
+        self.meta.stop(grace=grace)
+        procs = [p for p in self.storage if p.running]
+        for proc in procs:
+            if proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+        end = time.monotonic() + grace
+        for proc in procs:
+            proc.stop(grace=max(end - time.monotonic(), 0.1))
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
