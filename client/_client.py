@@ -4,8 +4,9 @@ Each namespace method builds one Meta request and hands it to the metaserver
 transport (`_meta.py`), which owns headers, deadlines, retries and the translation
 of every failure into the built-in OSError family. The methods here only shape
 arguments (umask, optional attributes, paging) and results (`StatResult`).
-Chunk I/O (reads and writes through storage servers) will sit beside `_meta` as a
-second transport; the namespace calls do not change when it arrives.
+Chunk I/O (`read_file`, `write_file`) goes through the data path (`_data.py`) over
+the storage transport (`_storage.py`), routed by the cached cluster routing
+(`_routing.py`, fetched from the metaserver's Mgmt service over the same channel).
 
 State is explicit: UNOPENED -> OPENED (`open()` / `async with`) -> CLOSED. A closed
 client cannot be reopened; make a new one.
@@ -21,9 +22,13 @@ from typing import Any, Self
 
 from google.protobuf.message import Message
 
-from emberfs.common.errors import Internal, InvalidArgument
+from emberfs.common.errors import EmberError, Internal, InvalidArgument, IsADirectory
 from emberfs.common.paths import check_mode
-from emberfs.proto import common_pb2, meta_pb2
+from emberfs.proto import common_pb2, meta_pb2, mgmt_pb2
+
+from ._data import DataPath
+from ._routing import RoutingCache
+from ._storage import StoragePool
 
 from ._errors import os_error
 from ._meta import Identity, MetaTransport
@@ -75,7 +80,11 @@ class Client:
             groups=tuple(os.getgroups() if groups is None else groups),
         )
         self.state = ClientState.UNOPENED
-        self._meta = MetaTransport(address, self.identity, timeout=timeout, retry=retry or RetryPolicy())
+        retry = retry or RetryPolicy()
+        self._meta = MetaTransport(address, self.identity, timeout=timeout, retry=retry)
+        self._routing = RoutingCache(self._fetch_routing)
+        self._storage = StoragePool()
+        self._data = DataPath(self._routing, self._storage, self._meta.header, retry=retry, timeout=timeout)
 
     def __repr__(self) -> str:
         return f"<Client {self.address} uid={self.identity.uid} {self.state.value}>"
@@ -90,6 +99,7 @@ class Client:
 
     async def aclose(self) -> None:
         if self.state is ClientState.OPENED:
+            await self._storage.close()
             await self._meta.close()
         self.state = ClientState.CLOSED
 
@@ -113,6 +123,81 @@ class Client:
         if self.state is not ClientState.OPENED:
             raise RuntimeError(f"the client is {self.state.value}; use `async with Client(...)`")
         return await self._meta.call(method, build, path=path, path2=path2)
+
+    async def _fetch_routing(self, known_version: int) -> mgmt_pb2.GetRoutingResponse:
+        return await self._meta.call(
+            "GetRouting",
+            lambda h: mgmt_pb2.GetRoutingRequest(header=h, known_version=known_version),
+            path=None,
+            service="mgmt",
+        )
+
+    async def routing(self) -> mgmt_pb2.RoutingInfo:
+        """The cluster manager's current routing (nodes, targets, chains)."""
+        if self.state is not ClientState.OPENED:
+            raise RuntimeError(f"the client is {self.state.value}; use `async with Client(...)`")
+        return (await self._routing.refresh()).proto
+
+    async def init_chains(self, replicas: int, chains: int = 0) -> mgmt_pb2.InitChainsResponse:
+        """Create the chain table (idempotent: created=False when it existed)."""
+        return await self._call_mgmt(
+            "InitChains", lambda h: mgmt_pb2.InitChainsRequest(header=h, replicas=replicas, chains=chains)
+        )
+
+    async def _call_mgmt(self, method: str, build: Callable[[common_pb2.RequestHeader], Message]) -> Any:
+        if self.state is not ClientState.OPENED:
+            raise RuntimeError(f"the client is {self.state.value}; use `async with Client(...)`")
+        return await self._meta.call(method, build, path=None, service="mgmt")
+
+    # -- whole-file data -------------------------------------------------------------
+
+    async def _file_inode(self, path: str) -> meta_pb2.Inode:
+        resp = await self._call("Stat", lambda h: meta_pb2.StatRequest(header=h, path=path), path=path)
+        inode = resp.inode
+        if inode.type == meta_pb2.DIRECTORY:
+            raise os_error(IsADirectory(f"{path} is a directory"), path)
+        return inode
+
+    async def read_file(self, path: str) -> bytes:
+        """The whole contents of the file at path."""
+        inode = await self._file_inode(path)
+        try:
+            return await self._data.read_chunks(inode.inode_id, inode.layout, inode.length)
+        except EmberError as exc:
+            raise os_error(exc, path) from None
+
+    async def write_file(self, path: str, data: bytes | bytearray | memoryview, mode: int = 0o666) -> None:
+        """Create or replace the file at path with `data`; its length is set on close."""
+        view = memoryview(data).cast("B")
+        try:
+            old = await self._file_inode(path)
+            old_inode, old_length = old.inode_id, old.length
+        except FileNotFoundError:
+            old_inode, old_length = 0, 0
+        resp = await self._call(
+            "Create",
+            lambda h: meta_pb2.CreateRequest(
+                header=h, path=path, mode=self._file_mode(mode), truncate=True, open_for_write=True
+            ),
+            path=path,
+        )
+        inode = resp.inode
+        if inode.inode_id != old_inode:
+            old_length = 0  # a different file now: the old one's chunks are GC's business
+        wrote = False
+        try:
+            await self._data.write_chunks(inode.inode_id, inode.layout, view, old_length)
+            wrote = True
+        except EmberError as exc:
+            raise os_error(exc, path) from None
+        finally:
+            await self._call(
+                "Close",
+                lambda h: meta_pb2.CloseRequest(
+                    header=h, session_id=resp.session_id, inode_id=inode.inode_id, length=len(view), wrote=wrote
+                ),
+                path=path,
+            )
 
     # -- attributes ----------------------------------------------------------------
 

@@ -1,5 +1,9 @@
 """The metaserver transport: one gRPC channel, request headers, deadlines and retries.
 
+The channel carries both services the metaserver hosts: `Meta` (the namespace) and
+`Mgmt` (the cluster manager: routing, chain creation); `call(..., service="mgmt")`
+reaches the second with the same headers, deadlines and retries.
+
 Every namespace call of the `Client` goes through `MetaTransport.call`, which is the
 client's single error boundary: paths are validated (so a bad name fails here, before
 any traffic), the request is built once with a fresh request id, sent with a deadline,
@@ -25,7 +29,7 @@ from google.protobuf.message import Message
 from emberfs.common.errors import EmberError, from_rpc_error
 from emberfs.common.paths import split_path
 from emberfs.common.rpc import channel_options
-from emberfs.proto import common_pb2, meta_pb2_grpc
+from emberfs.proto import common_pb2, meta_pb2_grpc, mgmt_pb2_grpc
 
 from ._errors import os_error
 from ._retry import RetryPolicy, retry_delay
@@ -62,15 +66,21 @@ class MetaTransport:
         self._request_ids = itertools.count(1)
         self._channel: grpc.aio.Channel | None = None
         self._stub: meta_pb2_grpc.MetaStub | None = None
+        self._mgmt: mgmt_pb2_grpc.MgmtStub | None = None
 
     async def open(self) -> None:
         self._channel = grpc.aio.insecure_channel(self.address, options=channel_options())
         self._stub = meta_pb2_grpc.MetaStub(self._channel)
+        self._mgmt = mgmt_pb2_grpc.MgmtStub(self._channel)
 
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()
-        self._channel = self._stub = None
+        self._channel = self._stub = self._mgmt = None
+
+    def header(self) -> common_pb2.RequestHeader:
+        """A request header with this client's id and identity and a fresh request id."""
+        return self._header()
 
     def _header(self) -> common_pb2.RequestHeader:
         ident = self._identity
@@ -89,8 +99,9 @@ class MetaTransport:
         *,
         path: str | None,
         path2: str | None = None,
+        service: str = "meta",
     ) -> Any:
-        """Run Meta.<method> on the request `build(header)` returns; return its reply.
+        """Run Meta.<method> (or Mgmt.<method> with service="mgmt") on the request `build(header)` returns; return its reply.
 
         path and path2 are validated before anything is sent and name any failure.
         """
@@ -99,14 +110,15 @@ class MetaTransport:
                 if p is not None:
                     split_path(p)
             request = build(self._header())
-            return await self._send(method, request)
+            return await self._send(method, request, service)
         except EmberError as exc:
             raise os_error(exc, path, path2, timed_out=_deadline_expired(exc)) from None
 
-    async def _send(self, method: str, request: Message) -> Any:
-        if self._stub is None:
+    async def _send(self, method: str, request: Message, service: str = "meta") -> Any:
+        stub = self._mgmt if service == "mgmt" else self._stub
+        if stub is None:
             raise RuntimeError("the transport is not open")
-        rpc = getattr(self._stub, method)
+        rpc = getattr(stub, method)
         deadline = self._clock() + self._timeout
         attempt = 0
         while True:

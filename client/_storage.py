@@ -1,0 +1,44 @@
+"""The storage transport: one gRPC channel per storage server address, opened lazily.
+
+`call` sends one Storage RPC with a deadline and turns any gRPC failure into the
+EmberError the server meant (`from_rpc_error`: StaleChainVersion, NotChainHead,
+Unavailable, ...); retries and replica choice belong to the data path (`_data.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from emberfs.common.errors import from_rpc_error
+from emberfs.common.rpc import channel_options
+from emberfs.proto import storage_pb2_grpc
+
+__all__ = ["StoragePool"]
+
+
+class StoragePool:
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, storage_pb2_grpc.StorageStub] = {}
+
+    def stub(self, address: str) -> storage_pb2_grpc.StorageStub:
+        stub = self._stubs.get(address)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(address, options=channel_options())
+            self._channels[address] = channel
+            stub = self._stubs[address] = storage_pb2_grpc.StorageStub(channel)
+        return stub
+
+    async def call(self, address: str, method: str, request: Message, *, timeout: float) -> Any:
+        try:
+            return await getattr(self.stub(address), method)(request, timeout=timeout)
+        except grpc.aio.AioRpcError as rpc_error:
+            raise from_rpc_error(rpc_error) from rpc_error
+
+    async def close(self) -> None:
+        channels, self._channels, self._stubs = self._channels, {}, {}
+        for channel in channels.values():
+            await channel.close()
