@@ -131,6 +131,10 @@ class Agent:
                     log.debug("metaserver not answering yet: %s", exc.details())
                 await asyncio.sleep(delay)
                 continue
+            except Exception:  # e.g. a target's stats failed: keep trying
+                log.exception("registration failed; retrying")
+                await asyncio.sleep(delay)
+                continue
             if reply.heartbeat_interval_s > 0:
                 self.interval_s = min(self.interval_s, reply.heartbeat_interval_s)
             log.info("registered node %d at %s (routing version %d)", self.node_id, self.address,
@@ -159,6 +163,8 @@ class Agent:
                 await self.beat()
             except grpc.aio.AioRpcError as exc:
                 log.warning("heartbeat failed: %s", exc.details() or exc.code())
+            except Exception:  # a bug or a disk error must not end the heartbeats
+                log.exception("heartbeat failed")
 
     async def farewell(self, timeout: float = 1.0) -> None:
         """A last heartbeat with every target LOCAL_OFFLINE, if it goes quickly."""

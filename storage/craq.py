@@ -140,7 +140,9 @@ class Operator:
 
     async def write(self, req: storage_pb2.WriteRequest) -> storage_pb2.WriteResponse:
         chunk, kind = check_write(req)
-        key = (req.header.client_id, req.header.request_id) if req.header.request_id else None
+        # Only a request naming both ids can be recognised as a retry.
+        header = req.header
+        key = (header.client_id, header.request_id) if header.client_id and header.request_id else None
         if key is not None:
             done = self.recent.get(key)
             if done is not None:
