@@ -7,9 +7,15 @@ it here. `emberfs.client.cli` builds its parser from this tuple alone.
 
 from __future__ import annotations
 
-from . import attrs, listing, names
+from . import attrs, cluster, listing, localcluster, names
 from ._base import CliContext, Command, error_line
 
 __all__ = ["COMMANDS", "CliContext", "Command", "error_line"]
 
-COMMANDS: tuple[Command, ...] = (*listing.COMMANDS, *names.COMMANDS, *attrs.COMMANDS)
+COMMANDS: tuple[Command, ...] = (
+    *listing.COMMANDS,
+    *names.COMMANDS,
+    *attrs.COMMANDS,
+    *cluster.COMMANDS,
+    *localcluster.COMMANDS,
+)

@@ -1,0 +1,94 @@
+"""`emberfs local-cluster`: a metaserver and N storage servers as local processes.
+
+Runs in the foreground: progress goes to stderr, then ONE stdout line
+`emberfs local-cluster ready: meta at HOST:PORT`. SIGINT or SIGTERM stops every
+child (SIGKILL after a bound) and exits 0. A child that dies is reported once on
+stderr and left down: tests kill and restart servers themselves. Started again on
+the same data dir it brings back the same cluster (`LocalCluster` keeps the ports).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from .._launch import LocalCluster, ServerStartError
+from ._base import CliContext, Command
+
+__all__ = ["COMMANDS", "READY_PREFIX"]
+
+READY_PREFIX = "emberfs local-cluster ready: meta at "
+_WATCH_S = 0.2
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", required=True, type=Path, help="where every server keeps its data")
+    p.add_argument("--nodes", type=int, default=3, help="storage servers (default 3)")
+    p.add_argument("--replicas", type=int, default=3, help="targets per chain (default 3)")
+    p.add_argument("--targets-per-node", type=int, default=1, help="targets on each storage server (default 1)")
+    p.add_argument("--meta-listen", default="127.0.0.1:0", metavar="HOST:PORT",
+                   help="metaserver address (default: a free port, kept for restarts)")
+    p.add_argument("--chunk-size", type=int, default=None, metavar="BYTES", help="default chunk size of new files")
+    p.add_argument("--heartbeat-interval", type=float, default=None, metavar="S")
+    p.add_argument("--heartbeat-timeout", type=float, default=None, metavar="S")
+    p.add_argument("--start-timeout", type=float, default=120.0, metavar="S", help="bound on starting up")
+
+
+def _say(text: str) -> None:
+    print(f"emberfs local-cluster: {text}", file=sys.stderr, flush=True)
+
+
+async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
+    try:
+        cluster = LocalCluster(
+            args.data_dir,
+            nodes=args.nodes,
+            replicas=args.replicas,
+            targets_per_node=args.targets_per_node,
+            meta_listen=args.meta_listen,
+            chunk_size=args.chunk_size,
+            heartbeat_interval=args.heartbeat_interval,
+            heartbeat_timeout=args.heartbeat_timeout,
+        )
+    except ValueError as exc:
+        _say(str(exc))
+        return 2
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        # start() blocks (it waits on processes); a signal meanwhile is honoured after it.
+        address = await asyncio.to_thread(cluster.start, args.start_timeout, progress=_say)
+    except (ServerStartError, TimeoutError, RuntimeError, OSError) as exc:
+        _say(f"failed to start: {exc}")
+        return 1
+    try:
+        if not stopping.is_set():
+            print(f"{READY_PREFIX}{address}", file=ctx.out, flush=True)
+        reported: set[int] = set()
+        while not stopping.is_set():
+            for i, (name, proc) in enumerate(cluster.processes()):
+                code = proc.returncode
+                if code is not None and i not in reported:
+                    reported.add(i)
+                    _say(f"{name} (pid {proc.pid}) exited with code {code}")
+                elif code is None:
+                    reported.discard(i)  # restarted by someone else: report its next exit
+            try:
+                await asyncio.wait_for(stopping.wait(), _WATCH_S)
+            except TimeoutError:
+                pass
+        _say("stopping")
+    finally:
+        await asyncio.to_thread(cluster.stop)
+    _say("stopped")
+    return 0
+
+
+COMMANDS = (
+    Command("local-cluster", "run a metaserver and N storage servers here, in the foreground", _arguments, _run),
+)
