@@ -184,20 +184,27 @@ class Client:
         inode = resp.inode
         if inode.inode_id != old_inode:
             old_length = 0  # a different file now: the old one's chunks are GC's business
-        wrote = False
         try:
             await self._data.write_chunks(inode.inode_id, inode.layout, view, old_length)
-            wrote = True
-        except EmberError as exc:
-            raise os_error(exc, path) from None
-        finally:
-            await self._call(
-                "Close",
-                lambda h: meta_pb2.CloseRequest(
-                    header=h, session_id=resp.session_id, inode_id=inode.inode_id, length=len(view), wrote=wrote
-                ),
-                path=path,
-            )
+        except BaseException as exc:
+            # End the session without a length, but never let that hide why we failed.
+            try:
+                await self._close_session(path, resp.session_id, inode.inode_id, 0, wrote=False)
+            except OSError:
+                pass
+            if isinstance(exc, EmberError):
+                raise os_error(exc, path) from None
+            raise
+        await self._close_session(path, resp.session_id, inode.inode_id, len(view), wrote=True)
+
+    async def _close_session(self, path: str, session_id: int, inode_id: int, length: int, *, wrote: bool) -> None:
+        await self._call(
+            "Close",
+            lambda h: meta_pb2.CloseRequest(
+                header=h, session_id=session_id, inode_id=inode_id, length=length, wrote=wrote
+            ),
+            path=path,
+        )
 
     # -- attributes ----------------------------------------------------------------
 

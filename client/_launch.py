@@ -19,9 +19,9 @@ import sys
 import json
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 __all__ = ["LocalCluster", "ServerProcess", "ServerStartError", "metaserver_process", "storage_process"]
 
@@ -261,7 +261,7 @@ class LocalCluster:
         self.storage: list[ServerProcess] = []
         self._saved_storage: dict[str, str] = saved.get("storage", {})
 
-    def _load_saved(self) -> dict:
+    def _load_saved(self) -> dict[str, Any]:
         try:
             return dict(json.loads((self.data_dir / "cluster.json").read_text()))
         except (FileNotFoundError, ValueError):
@@ -282,9 +282,9 @@ class LocalCluster:
             raise RuntimeError("the cluster has not been started")
         return self.meta.address
 
-    def start(self, timeout: float = 60.0, *, progress: "callable | None" = None) -> str:  # type: ignore[valid-type]
+    def start(self, timeout: float = 60.0, *, progress: Callable[[str], None] | None = None) -> str:
         """Start everything, create the chains, wait until all serve; return the meta address."""
-        say = progress or (lambda text: None)
+        say: Callable[[str], None] = progress or (lambda text: None)
         deadline = time.monotonic() + timeout
         try:
             self.meta.start(timeout=max(deadline - time.monotonic(), 1.0))

@@ -125,3 +125,20 @@ def test_read_survives_a_killed_replica(tmp_path: Path, arun) -> None:  # type: 
                     assert await fs.read_file("/k") == data
 
         arun(go())
+
+
+def test_write_without_chains_says_to_init_them(tmp_path: Path, arun) -> None:  # type: ignore[no-untyped-def]
+    from emberfs.client._launch import metaserver_process
+
+    with metaserver_process(tmp_path / "meta") as meta:
+
+        async def go() -> None:
+            async with Client(meta.address, uid=0, gid=0) as fs:
+                await fs.write_file("/empty-ok", b"")  # no chunk to write: fine without chains
+                assert await fs.read_file("/empty-ok") == b""
+                with pytest.raises(OSError) as failed:
+                    await fs.write_file("/needs-chains", b"x")
+                assert "emberfs admin init-chains" in str(failed.value)
+                assert failed.value.filename == "/needs-chains"
+
+        arun(go())
