@@ -52,6 +52,8 @@ def create(
     if not all(isinstance(c, int) and 0 <= c < 2**32 for c in chains):
         raise Internal(f"chain allocator returned invalid chain ids {chains!r}")
     inode.layout.chain_ids.extend(chains)
+    if chains:  # fewer chains than the stripe asked for: the file spreads over what exists
+        inode.layout.stripe = len(chains)
     add_entry(tx, parent, name, inode)
     session_id = open_session(tx, inode, client_id) if open_for_write else 0
     return meta_pb2.CreateResponse(inode=inode, created=True, session_id=session_id)

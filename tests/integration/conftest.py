@@ -5,6 +5,9 @@
     shared_meta   one metaserver per test module, for tests that only need a namespace
     workdir       a fresh directory on shared_meta for one test, made by root
     arun          run a coroutine to completion under a time bound
+    cluster3      metaserver + 3 storage servers, 3-replica chains, per test module
+    own_cluster3  the same for one test that changes chain states (short heartbeats)
+    raw_cluster   RawCluster: raw Mgmt/Storage RPCs to address one replica or version
 
 Every process is stopped at teardown (SIGTERM, SIGKILL after a bound), whether the
 test passed or not; a server that fails to start shows the tail of its log.
@@ -76,3 +79,109 @@ def workdir(shared_meta: ServerProcess) -> str:
 
     run_async(make())
     return path
+
+
+# --- a real storage cluster -------------------------------------------------------
+
+CLUSTER_CHUNK_SIZE = 64 * 1024  # the smallest the metaserver accepts: many chunks, small files
+
+
+def _cluster(data_dir: Path, **options: Any) -> Iterator[Any]:
+    from emberfs.client._launch import LocalCluster
+
+    cluster = LocalCluster(data_dir, **options)
+    cluster.start(timeout=60.0)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Metaserver + 3 storage servers, one target each, chains of 3 replicas, 64 KiB chunks;
+    shared by a test module (tests must leave every server running)."""
+    # A long heartbeat timeout: a test that freezes a server for a second or two must
+    # not make the manager take its target out of the shared cluster's chains.
+    yield from _cluster(
+        tmp_path_factory.mktemp("cluster3"),
+        nodes=3,
+        replicas=3,
+        chunk_size=CLUSTER_CHUNK_SIZE,
+        heartbeat_timeout=15.0,
+    )
+
+
+@pytest.fixture
+def own_cluster3(tmp_path: Path) -> Iterator[Any]:
+    """Like cluster3 but for one test that changes chain states: short heartbeats."""
+    yield from _cluster(
+        tmp_path / "cluster",
+        nodes=3,
+        replicas=3,
+        chunk_size=CLUSTER_CHUNK_SIZE,
+        heartbeat_interval=0.2,
+        heartbeat_timeout=1.0,
+    )
+
+
+class RawCluster:
+    """Raw gRPC access to a running cluster's Mgmt and Storage services, so a test can
+    address one replica, one chain version or one request id exactly. Create it inside
+    the event loop that uses it (`async with RawCluster(address) as raw`)."""
+
+    def __init__(self, meta_address: str) -> None:
+        self.meta_address = meta_address
+        self.client_id = uuid.uuid4().hex
+        self._request_ids = iter(range(1, 1 << 62))
+        self._channels: dict[str, Any] = {}
+
+    async def __aenter__(self) -> "RawCluster":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+
+    def _channel(self, address: str) -> Any:
+        import grpc
+
+        from emberfs.common.rpc import channel_options
+
+        if address not in self._channels:
+            self._channels[address] = grpc.aio.insecure_channel(address, options=channel_options())
+        return self._channels[address]
+
+    def header(self, request_id: int | None = None) -> Any:
+        from emberfs.proto import common_pb2
+
+        rid = next(self._request_ids) if request_id is None else request_id
+        return common_pb2.RequestHeader(client_id=self.client_id, request_id=rid, uid=0, gid=0)
+
+    def mgmt(self) -> Any:
+        from emberfs.proto import mgmt_pb2_grpc
+
+        return mgmt_pb2_grpc.MgmtStub(self._channel(self.meta_address))
+
+    def storage_at(self, address: str) -> Any:
+        from emberfs.proto import storage_pb2_grpc
+
+        return storage_pb2_grpc.StorageStub(self._channel(address))
+
+    async def routing(self) -> Any:
+        from emberfs.common.routing import RoutingView
+        from emberfs.proto import mgmt_pb2
+
+        reply = await self.mgmt().GetRouting(
+            mgmt_pb2.GetRoutingRequest(header=self.header(), known_version=0), timeout=10
+        )
+        return RoutingView(reply.routing)
+
+    async def storage_of(self, target_id: int) -> Any:
+        view = await self.routing()
+        return self.storage_at(view.address_of(target_id))
+
+
+@pytest.fixture
+def raw_cluster() -> type[RawCluster]:
+    return RawCluster
