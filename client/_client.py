@@ -28,7 +28,7 @@ from emberfs.proto import common_pb2, meta_pb2, mgmt_pb2
 
 from ._data import DataPath
 from ._routing import RoutingCache
-from ._storage import StoragePool
+from emberfs.common.storagepool import StoragePool
 
 from ._errors import os_error
 from ._meta import Identity, MetaTransport

@@ -44,7 +44,7 @@ from emberfs.proto import common_pb2, storage_pb2
 
 from ._retry import RetryPolicy, retry_delay
 from ._routing import RoutingCache
-from ._storage import StoragePool
+from emberfs.common.storagepool import StoragePool
 
 __all__ = [
     "NO_CHAINS",

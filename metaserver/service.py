@@ -7,26 +7,24 @@ caller identity from the header and hands a closure to the store: writes through
 `store.read`. Create, Mkdir, Remove, Rename, Link and Symlink go through `idem.once`
 so a retry with the same (client_id, request_id) gets the first reply back.
 
-Errors are mapped in one place, the `_rpc` decorator: an EmberError becomes its gRPC
-status with the exact code in the `emberfs-error` trailing metadata; anything else
-is a bug, logged with its traceback and reported as INTERNAL. Bad input never
-takes the server down.
+Errors are mapped in one place, the `_rpc` decorator (common/servicing.py): an
+EmberError becomes its gRPC status with the exact code in the `emberfs-error`
+trailing metadata; anything else is a bug, logged and reported as INTERNAL. Unknown
+fields are refused. Bad input never takes the server down.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError, Message
-from google.protobuf.unknown_fields import UnknownFieldSet
+from google.protobuf.message import Message
 
-from emberfs.common import errors
-from emberfs.common.errors import EmberError, Internal, InvalidArgument
+from emberfs.common.errors import InvalidArgument
 from emberfs.common.paths import check_mode, check_name, split_path
+from emberfs.common.servicing import add_servicer, reject_unknown_fields, rpc_handler
 from emberfs.proto import common_pb2, meta_pb2, meta_pb2_grpc
 
 from . import idem
@@ -42,87 +40,16 @@ __all__ = ["MetaServicer", "add_meta_servicer", "reject_unknown_fields"]
 log = logging.getLogger("emberfs.metaserver.service")
 
 _Resp = TypeVar("_Resp", bound=Message)
-_Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 MAX_GROUPS = 65536  # NGROUPS_MAX on Linux
 
 
-def reject_unknown_fields(message: Message) -> None:
-    """Refuse a message carrying fields this server does not know, at any depth.
-
-    A newer client's field would otherwise be dropped silently, and the request
-    would run with a meaning its sender did not intend.
-    """
-    found: list[str] = []
-    stack: list[tuple[str, Message]] = [("", message)]
-    while stack:
-        prefix, current = stack.pop()
-        found.extend(f"{prefix}{field.field_number}" for field in UnknownFieldSet(current))
-        for descriptor, value in current.ListFields():
-            if descriptor.type != descriptor.TYPE_MESSAGE:
-                continue
-            if descriptor.is_repeated:
-                stack.extend((f"{prefix}{descriptor.name}[{i}].", item) for i, item in enumerate(value))
-            else:
-                stack.append((f"{prefix}{descriptor.name}.", value))
-    if found:
-        raise InvalidArgument(f"request has unknown field numbers: {', '.join(sorted(found))}")
-
-
-class _Undecodable:
-    """Stands in for a request whose bytes did not parse (e.g. a string that is not UTF-8)."""
-
-    def __init__(self, error: str) -> None:
-        self.error = error
-
-
-def _lenient(message_type: type[Message]) -> Callable[[bytes], Message | _Undecodable]:
-    def decode(raw: bytes) -> Message | _Undecodable:
-        try:
-            return message_type.FromString(raw)
-        except DecodeError as exc:
-            return _Undecodable(str(exc))
-
-    return decode
-
-
 def add_meta_servicer(servicer: MetaServicer, server: grpc.aio.Server) -> None:
-    """Register the Meta service, as the generated add_MetaServicer_to_server does,
-    except that a request which fails to parse reaches the servicer's error mapping
-    (INVALID_ARGUMENT) instead of failing inside grpc with UNKNOWN."""
-    service = meta_pb2.DESCRIPTOR.services_by_name["Meta"]
-    handlers = {
-        method.name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name),
-            request_deserializer=_lenient(getattr(meta_pb2, method.input_type.name)),
-            response_serializer=getattr(meta_pb2, method.output_type.name).SerializeToString,
-        )
-        for method in service.methods
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)
+    """Register the Meta service with lenient decoding (common/servicing.py)."""
+    add_servicer(meta_pb2, "Meta", servicer, server)
 
 
-def _rpc(method: _Handler) -> _Handler:
-    """Run a handler with decoding checks, unknown-field rejection and the one error mapping."""
-
-    @functools.wraps(method)
-    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            if isinstance(request, _Undecodable):
-                raise InvalidArgument(f"request does not parse: {request.error}")
-            reject_unknown_fields(request)
-            return await method(self, request, context)
-        except EmberError as exc:
-            error: EmberError = exc
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            error = Internal("internal error (see server log)")
-        await context.abort(
-            error.grpc_status, error.message, trailing_metadata=((errors.ERROR_METADATA_KEY, error.code),)
-        )
-
-    return handler
+_rpc = rpc_handler(log)
 
 
 def _caller(header: common_pb2.RequestHeader) -> Caller:

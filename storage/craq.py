@@ -53,7 +53,7 @@ from .checks import (
     require_head,
 )
 from .chunkstore import ChunkStore
-from .peers import PeerPool
+from emberfs.common.storagepool import StoragePool as PeerPool
 from .records import ChunkId, ChunkMeta, UpdateKind
 from .versions import DirtyRead, UpdateAction, decide_update, head_plan, resolve_dirty_read
 

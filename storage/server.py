@@ -31,7 +31,7 @@ from emberfs.common.rpc import server_options
 from .agent import Agent
 from .config import StorageConfig, parse_hostport
 from .craq import Operator
-from .peers import PeerPool
+from emberfs.common.storagepool import StoragePool as PeerPool
 from .service import StorageServicer, add_storage_servicer
 from .targets import open_targets
 

@@ -11,16 +11,12 @@ UNIMPLEMENTED.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 
-from emberfs.common import errors
-from emberfs.common.errors import EmberError, Internal, InvalidArgument
+from emberfs.common.servicing import add_servicer, rpc_handler
 from emberfs.proto import storage_pb2
 
 from .craq import Operator
@@ -29,42 +25,12 @@ __all__ = ["StorageServicer", "add_storage_servicer"]
 
 log = logging.getLogger("emberfs.storage.service")
 
-_Handler = Callable[..., Awaitable[Any]]
 _IMPLEMENTED = ("Write", "Forward", "Read", "GetCommitVersion", "RemoveChunks", "QueryLastChunk", "TargetStats")
 
 
-class _Undecodable:
-    def __init__(self, error: str) -> None:
-        self.error = error
-
-
-def _lenient(message_type: type[Message]) -> Callable[[bytes], Message | _Undecodable]:
-    def decode(raw: bytes) -> Message | _Undecodable:
-        try:
-            return message_type.FromString(raw)
-        except DecodeError as exc:
-            return _Undecodable(str(exc))
-
-    return decode
-
-
-def _rpc(method: _Handler) -> _Handler:
-    @functools.wraps(method)
-    async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            if isinstance(request, _Undecodable):
-                raise InvalidArgument(f"request does not parse: {request.error}")
-            return await method(self, request, context)
-        except EmberError as exc:
-            error: EmberError = exc
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            error = Internal("internal error (see the storage server log)")
-        await context.abort(
-            error.grpc_status, error.message, trailing_metadata=((errors.ERROR_METADATA_KEY, error.code),)
-        )
-
-    return handler
+# Storage requests skip the unknown-field walk: it would cost every chunk request on
+# the data path a pass over its message.
+_rpc = rpc_handler(log, allow_unknown_fields=True, internal_message="internal error (see the storage server log)")
 
 
 class StorageServicer:
@@ -107,15 +73,4 @@ class StorageServicer:
 def add_storage_servicer(servicer: StorageServicer, server: grpc.aio.Server) -> None:
     """Register the implemented Storage methods with lenient decoding; the others
     (SyncDump, SyncDone) are left to grpc's UNIMPLEMENTED."""
-    service = storage_pb2.DESCRIPTOR.services_by_name["Storage"]
-    handlers = {
-        method.name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name),
-            request_deserializer=_lenient(getattr(storage_pb2, method.input_type.name)),
-            response_serializer=getattr(storage_pb2, method.output_type.name).SerializeToString,
-        )
-        for method in service.methods
-        if method.name in _IMPLEMENTED
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)
+    add_servicer(storage_pb2, "Storage", servicer, server, methods=_IMPLEMENTED)

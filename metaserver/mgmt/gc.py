@@ -31,9 +31,9 @@ from typing import Protocol
 
 import grpc
 
-from emberfs.common.errors import EmberError, from_rpc_error
-from emberfs.common.rpc import channel_options
-from emberfs.proto import common_pb2, meta_pb2, storage_pb2, storage_pb2_grpc
+from emberfs.common.errors import EmberError
+from emberfs.common.storagepool import StoragePool
+from emberfs.proto import common_pb2, meta_pb2, storage_pb2
 
 from ..store import MetaStore
 from ..txn import MetaTxn
@@ -100,15 +100,9 @@ class GrpcChunkRemover:
 
     def __init__(self, deadline_s: float = CALL_DEADLINE_S) -> None:
         self.deadline_s = deadline_s
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._pool = StoragePool()
         self._client_id = f"emberfs-gc-{uuid.uuid4().hex[:12]}"
         self._request_ids = itertools.count(1)
-
-    def _stub(self, address: str) -> storage_pb2_grpc.StorageStub:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address, options=channel_options())
-        return storage_pb2_grpc.StorageStub(channel)
 
     async def remove_chunks(self, removal: Removal) -> int:
         request = storage_pb2.RemoveChunksRequest(
@@ -118,16 +112,11 @@ class GrpcChunkRemover:
             inode_id=removal.inode_id,
             target_id=removal.target_id,
         )
-        try:
-            reply = await self._stub(removal.address).RemoveChunks(request, timeout=self.deadline_s)
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc) from None
+        reply = await self._pool.call(removal.address, "RemoveChunks", request, timeout=self.deadline_s)
         return reply.removed
 
     async def close(self) -> None:
-        channels, self._channels = self._channels, {}
-        for channel in channels.values():
-            await channel.close()
+        await self._pool.close()
 
 
 class ChunkCollector:

@@ -12,9 +12,10 @@ import grpc
 
 from emberfs.common.chainstate import chain_to_proto
 from emberfs.common.errors import InvalidArgument
+from emberfs.common.servicing import add_servicer
 from emberfs.proto import mgmt_pb2, mgmt_pb2_grpc
 
-from ..service import _lenient, _rpc
+from ..service import _rpc
 from .manager import ClusterManager
 from .wire import registration_from_proto, reports_from_proto
 
@@ -72,16 +73,5 @@ class MgmtServicer(mgmt_pb2_grpc.MgmtServicer):
 
 
 def add_mgmt_servicer(servicer: MgmtServicer, server: grpc.aio.Server) -> None:
-    """Register Mgmt as add_meta_servicer registers Meta: a request that fails to
-    parse still reaches `_rpc` and is answered INVALID_ARGUMENT, not UNKNOWN."""
-    service = mgmt_pb2.DESCRIPTOR.services_by_name["Mgmt"]
-    handlers = {
-        method.name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name),
-            request_deserializer=_lenient(getattr(mgmt_pb2, method.input_type.name)),
-            response_serializer=getattr(mgmt_pb2, method.output_type.name).SerializeToString,
-        )
-        for method in service.methods
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)
+    """Register Mgmt with lenient decoding and the metaserver's error mapping."""
+    add_servicer(mgmt_pb2, "Mgmt", servicer, server)

@@ -21,7 +21,7 @@ from emberfs.common.routing import RoutingView
 from emberfs.proto import common_pb2, mgmt_pb2, storage_pb2
 from emberfs.storage.chunkstore import ChunkStore
 from emberfs.storage.craq import Operator
-from emberfs.storage.peers import PeerPool
+from emberfs.common.storagepool import StoragePool as PeerPool
 from emberfs.storage.records import ChunkId, UpdateKind
 from emberfs.storage.service import StorageServicer, add_storage_servicer
 

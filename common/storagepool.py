@@ -1,8 +1,10 @@
-"""The storage transport: one gRPC channel per storage server address, opened lazily.
+"""Channels and stubs to storage servers: one channel per address, opened lazily, reused.
 
-`call` sends one Storage RPC with a deadline and turns any gRPC failure into the
-EmberError the server meant (`from_rpc_error`: StaleChainVersion, NotChainHead,
-Unavailable, ...); retries and replica choice belong to the data path (`_data.py`).
+Shared by the client's data path and by storage servers talking to their chain peers.
+grpc reconnects a channel by itself (short backoff, see common.rpc.channel_options).
+`call` turns any gRPC failure into the EmberError the server meant (`from_rpc_error`:
+StaleChainVersion, NotChainHead, Unavailable, ...); retries and replica choice belong
+to the caller.
 """
 
 from __future__ import annotations
