@@ -8,7 +8,7 @@ Chunk I/O (`read_file`, `write_file`) goes through the data path (`_data.py`) ov
 the storage transport (`_storage.py`), routed by the cached cluster routing
 (`_routing.py`, fetched from the metaserver's Mgmt service over the same channel).
 
-State is explicit: UNOPENED -> OPENED (`open()` / `async with`) -> CLOSED. A closed
+State is explicit: UNOPENED -> OPENED (`connect()` / `async with`) -> CLOSED. A closed
 client cannot be reopened; make a new one.
 """
 
@@ -16,23 +16,25 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from google.protobuf.message import Message
 
 from emberfs.common.errors import EmberError, Internal, InvalidArgument, IsADirectory
 from emberfs.common.paths import check_mode
+from emberfs.common.layout import ChunkRead, ChunkSpan, chunk_span
+from emberfs.common.storagepool import StoragePool
 from emberfs.proto import common_pb2, meta_pb2, mgmt_pb2
 
-from ._data import DataPath
-from ._routing import RoutingCache
-from emberfs.common.storagepool import StoragePool
-
+from ._data import DataPath, FileLayout, bounded_all
 from ._errors import os_error
+from ._file import EmberFile
 from ._meta import Identity, MetaTransport
+from ._plan import FileReads, read_plan, result_sizes
 from ._retry import RetryPolicy
+from ._routing import RoutingCache
 from ._stat import StatFsResult, StatResult, stat_from_inode, statfs_from_response
 
 __all__ = ["Client", "ClientState"]
@@ -40,6 +42,15 @@ __all__ = ["Client", "ClientState"]
 _NS_PER_S = 1_000_000_000
 _MAX_ID = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is (uid_t)-1, "no change"
 _LIST_PAGE = 1000  # entries per List call; the server may cap it lower
+_STAT_PARALLEL = 16  # Stat calls in flight when a batch read looks up many files
+
+T = TypeVar("T")
+
+
+def _check_range(path: str, offset: int, length: int) -> None:
+    """pread(2)'s rule: a negative offset or length is EINVAL, naming the file."""
+    if offset < 0 or length < 0:
+        raise os_error(InvalidArgument(f"negative offset or length ({offset}, {length})"), path)
 
 
 class ClientState(enum.Enum):
@@ -55,6 +66,10 @@ class Client:
     against (default: this process's). `umask` is applied by the client to the mode
     of every new file and directory, as the kernel does for local files; the server
     stores modes as given. `timeout` bounds one call, retries included.
+
+    Data path: `verify_crc` checks every chunk read against its CRC32C; at most
+    `max_inflight` chunk requests are in flight (`per_server_inflight` to one storage
+    server); a sequential reader of `open()` prefetches `readahead` bytes ahead.
     """
 
     def __init__(
@@ -67,11 +82,17 @@ class Client:
         umask: int = 0o022,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
+        verify_crc: bool = True,
+        max_inflight: int = 64,
+        per_server_inflight: int = 16,
+        readahead: int = 8 * 2**20,
     ) -> None:
         if not 0 <= umask <= 0o777:
             raise ValueError(f"umask {umask:#o} is outside 0..0o777")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if readahead < 0:
+            raise ValueError("readahead must not be negative")
         self.address = address
         self.umask = umask
         self.identity = Identity(
@@ -84,14 +105,25 @@ class Client:
         self._meta = MetaTransport(address, self.identity, timeout=timeout, retry=retry)
         self._routing = RoutingCache(self._fetch_routing)
         self._storage = StoragePool()
-        self._data = DataPath(self._routing, self._storage, self._meta.header, retry=retry, timeout=timeout)
+        self.readahead = readahead
+        self._data = DataPath(
+            self._routing,
+            self._storage,
+            self._meta.header,
+            retry=retry,
+            timeout=timeout,
+            verify_crc=verify_crc,
+            max_inflight=max_inflight,
+            per_server=per_server_inflight,
+        )
 
     def __repr__(self) -> str:
         return f"<Client {self.address} uid={self.identity.uid} {self.state.value}>"
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def connect(self) -> None:
+        """Open the client (what `async with` does); `aclose()` ends it."""
         if self.state is not ClientState.UNOPENED:
             raise RuntimeError(f"cannot open a client that is {self.state.value}")
         await self._meta.open()
@@ -104,7 +136,7 @@ class Client:
         self.state = ClientState.CLOSED
 
     async def __aenter__(self) -> Self:
-        await self.open()
+        await self.connect()
         return self
 
     async def __aexit__(
@@ -149,53 +181,79 @@ class Client:
             raise RuntimeError(f"the client is {self.state.value}; use `async with Client(...)`")
         return await self._meta.call(method, build, path=None, service="mgmt")
 
-    # -- whole-file data -------------------------------------------------------------
+    # -- file data -----------------------------------------------------------------
 
-    async def _file_inode(self, path: str) -> meta_pb2.Inode:
+    async def _file(self, path: str) -> tuple[meta_pb2.Inode, FileLayout]:
+        """The regular file at path (following symlinks) and its chunk layout."""
         resp = await self._call("Stat", lambda h: meta_pb2.StatRequest(header=h, path=path), path=path)
         inode = resp.inode
         if inode.type == meta_pb2.DIRECTORY:
             raise os_error(IsADirectory(f"{path} is a directory"), path)
-        return inode
+        return inode, FileLayout(inode.inode_id, inode.layout)
 
-    async def read_file(self, path: str) -> bytes:
-        """The whole contents of the file at path."""
-        inode = await self._file_inode(path)
+    async def _data_call(self, path: str, work: Awaitable[T]) -> T:
+        """Run chunk I/O for path; its failures leave as the OSError family, with path."""
         try:
-            return await self._data.read_chunks(inode.inode_id, inode.layout, inode.length)
+            return await work
         except EmberError as exc:
             raise os_error(exc, path) from None
 
+    async def read_file(self, path: str) -> bytes:
+        """The whole contents of the file at path."""
+        inode, file = await self._file(path)
+        spans = chunk_span(0, inode.length, file.chunk_size, inode.length)
+        return b"".join(await self._data_call(path, self._data.read_spans(file, spans)))
+
+    async def read_range(self, path: str, offset: int, length: int) -> bytes:
+        """`length` bytes of the file from `offset`: short at EOF, empty past it (os.pread)."""
+        _check_range(path, offset, length)
+        inode, file = await self._file(path)
+        spans = chunk_span(offset, length, file.chunk_size, inode.length)
+        return b"".join(await self._data_call(path, self._data.read_spans(file, spans)))
+
+    async def read_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> list[bytes]:
+        """Many (path, offset, length) reads in one call, results in request order.
+
+        Each file is looked up once; pieces of the ranges that share a chunk are fetched
+        by one chunk read, and all chunk reads run concurrently under the client's bounds.
+        """
+        ranges = [(path, int(offset), int(length)) for path, offset, length in ranges]
+        for path, offset, length in ranges:
+            _check_range(path, offset, length)
+        paths = list(dict.fromkeys(path for path, _, _ in ranges))
+        found = await bounded_all([lambda p=p: self._file(p) for p in paths], _STAT_PARALLEL)
+        files = {path: file for path, (_, file) in zip(paths, found)}
+        lengths = {path: inode.length for path, (inode, _) in zip(paths, found)}
+        out = [bytearray(n) for n in result_sizes(ranges, lengths)]
+
+        async def fetch(plan: FileReads, read: ChunkRead) -> None:
+            span = ChunkSpan(read.chunk_index, read.offset, read.length)
+            data = await self._data_call(plan.path, self._data.read_chunk(files[plan.path], span))
+            for piece in read.pieces:
+                target = out[plan.range_indexes[piece.range_index]]
+                target[piece.range_offset : piece.range_offset + piece.length] = data[
+                    piece.read_offset : piece.read_offset + piece.length
+                ]
+
+        plans = read_plan(ranges, lengths, {p: f.chunk_size for p, f in files.items()})
+        jobs = [lambda p=plan, r=read: fetch(p, r) for plan in plans for read in plan.reads]
+        await bounded_all(jobs, self._data.max_inflight)
+        return [bytes(buffer) for buffer in out]
+
     async def write_file(self, path: str, data: bytes | bytearray | memoryview, mode: int = 0o666) -> None:
-        """Create or replace the file at path with `data`; its length is set on close."""
-        view = memoryview(data).cast("B")
-        try:
-            old = await self._file_inode(path)
-            old_inode, old_length = old.inode_id, old.length
-        except FileNotFoundError:
-            old_inode, old_length = 0, 0
-        resp = await self._call(
-            "Create",
-            lambda h: meta_pb2.CreateRequest(
-                header=h, path=path, mode=self._file_mode(mode), truncate=True, open_for_write=True
-            ),
-            path=path,
-        )
-        inode = resp.inode
-        if inode.inode_id != old_inode:
-            old_length = 0  # a different file now: the old one's chunks are GC's business
-        try:
-            await self._data.write_chunks(inode.inode_id, inode.layout, view, old_length)
-        except BaseException as exc:
-            # End the session without a length, but never let that hide why we failed.
-            try:
-                await self._close_session(path, resp.session_id, inode.inode_id, 0, wrote=False)
-            except OSError:
-                pass
-            if isinstance(exc, EmberError):
-                raise os_error(exc, path) from None
-            raise
-        await self._close_session(path, resp.session_id, inode.inode_id, len(view), wrote=True)
+        """Create or replace the file at path with `data` (an `open(path, "wb")` write)."""
+        async with EmberFile(self, path, "wb", perm=mode) as file:
+            await file.write(data)
+
+    def open(self, path: str, mode: str = "rb") -> EmberFile:
+        """A file object for path: `async with fs.open(p, "rb") as f` or `f = await fs.open(p)`.
+
+        Modes: "rb", "wb" (create or truncate), "xb" (create; FileExistsError if it
+        exists), "ab" (append), "r+b" (read and write an existing file).
+        """
+        if self.state is not ClientState.OPENED:
+            raise RuntimeError(f"the client is {self.state.value}; use `async with Client(...)`")
+        return EmberFile(self, path, mode)
 
     async def _close_session(self, path: str, session_id: int, inode_id: int, length: int, *, wrote: bool) -> None:
         await self._call(
@@ -268,12 +326,22 @@ class Client:
         return stat_from_inode(resp.inode)
 
     async def truncate(self, path: str, length: int) -> None:
+        """Set the file's length (os.truncate): shrinking drops the bytes past it on
+        the storage servers too, so growing the file again reads zeros there."""
+
         def build(h: common_pb2.RequestHeader) -> meta_pb2.TruncateRequest:
             if length < 0:
                 raise InvalidArgument(f"negative length {length}")
             return meta_pb2.TruncateRequest(header=h, path=path, length=length)
 
+        try:
+            old, file = await self._file(path)
+        except IsADirectoryError:
+            old, file = None, None  # the metaserver gives the error truncate(2) would
+        # The metaserver first: it checks permissions and the file type.
         await self._call("Truncate", build, path=path)
+        if old is not None and file is not None and file.chain_ids:
+            await self._data_call(path, self._data.truncate(file, old.length, length))
 
     async def statfs(self) -> StatFsResult:
         resp = await self._call("StatFs", lambda h: meta_pb2.StatFsRequest(header=h), path=None)

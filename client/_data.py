@@ -1,20 +1,24 @@
-"""The chunk data path: whole-file writes and reads through the storage servers.
+"""The chunk data path: reads, writes and truncates of file bytes on the storage servers.
 
-Layers (DESIGN.md "Client"): pure plans (`write_plan`, `chunks_to_remove`,
-`fill_chunk`, `pick_replica`) -> `DataPath`, which sends one chunk request at a time
-with retry -> `StoragePool` (channels) and `RoutingCache` (chains).
+Layers (DESIGN.md "Client"): the pure plans of `_plan.py` (which chunk requests, which
+replica) -> `DataPath`, which sends chunk requests concurrently under its bounds and
+retries each one -> `StoragePool` (channels) and `RoutingCache` (chains).
 
 Rules the data path keeps:
-- Writes go to the chain head only; each chunk is one REPLACE whose request id is
-  fixed before the first attempt, so a retry after a lost reply is answered from the
-  head's reply cache instead of being applied twice.
+- Writes go to the chain head only; each chunk update's request id is fixed before the
+  first attempt, so a retry after a lost reply is answered from the head's reply cache
+  instead of being applied twice.
 - Reads go to a SERVING replica chosen by least outstanding requests (ties broken
-  round-robin), carry `target_id`, and verify the CRC32C of the bytes received; a
-  mismatch or an unreachable replica moves the read to another replica.
+  round-robin), carry `target_id`, and verify the CRC32C of the bytes received
+  (`verify_crc`); a mismatch, an unreachable replica or a timeout moves the read to
+  another replica at once, and marks the replica a suspect for `SUSPECT_S` seconds so
+  that other reads try it last (routing may list a dead server as SERVING until the
+  manager notices, 3FS clients avoid such targets the same way).
 - StaleChainVersion / NotChainHead / TargetNotServing refresh routing and retry;
-  every retry waits the client's `RetryPolicy` backoff and stops at its limits.
-- A missing chunk is a hole (zeros); a short chunk is zero-filled to the length the
-  file says it has.
+  retries wait the client's `RetryPolicy` backoff and stop at its limits.
+- Bounds: at most `max_inflight` chunk requests of this client at once, and at most
+  `per_server` to one storage server; requests wait for a slot, they never fail for one.
+- A missing chunk is a hole (zeros); a short chunk is zero-filled to the file's length.
 """
 
 from __future__ import annotations
@@ -38,76 +42,29 @@ from emberfs.common.errors import (
     TargetNotServing,
     Unavailable,
 )
-from emberfs.common.layout import ChunkSpan, chain_for_chunk, chunk_span
+from emberfs.common.layout import ChunkSpan, chain_for_chunk
 from emberfs.common.routing import RoutingView
+from emberfs.common.storagepool import StoragePool
 from emberfs.proto import common_pb2, storage_pb2
 
+from ._plan import (
+    effective_stripe,
+    fill_chunk,
+    live_suspects,
+    pick_replica,
+    truncate_plan,
+    untried_replicas,
+)
 from ._retry import RetryPolicy, retry_delay
 from ._routing import RoutingCache
-from emberfs.common.storagepool import StoragePool
 
-__all__ = [
-    "NO_CHAINS",
-    "DataPath",
-    "bounded_all",
-    "chunks_to_remove",
-    "effective_stripe",
-    "fill_chunk",
-    "pick_replica",
-    "write_plan",
-]
+__all__ = ["NO_CHAINS", "DataPath", "bounded_all"]
 
 T = TypeVar("T")
 
 NO_CHAINS = "no chains: run `emberfs admin init-chains`"
+SUSPECT_S = 5.0  # how long a replica that failed is tried last by other reads
 _ROUTING_MOVED = (StaleChainVersion, NotChainHead, TargetNotServing)
-
-
-# -- pure plans -------------------------------------------------------------------------
-
-
-def effective_stripe(stripe: int, chain_ids: Sequence[int]) -> int:
-    """The stripe chunks are spread by: `pick_chains` caps a file's chain list at the
-    chain table's size, so a layout may ask for more chains than it was given."""
-    return min(stripe, len(chain_ids)) if stripe else len(chain_ids)
-
-
-def write_plan(length: int, chunk_size: int) -> list[ChunkSpan]:
-    """The chunks a whole-file write of `length` bytes replaces, in order."""
-    return chunk_span(0, length, chunk_size)
-
-
-def chunk_count(length: int, chunk_size: int) -> int:
-    return -(-length // chunk_size)
-
-
-def chunks_to_remove(old_length: int, new_length: int, chunk_size: int) -> range:
-    """Chunk indexes that held bytes of the old file and lie wholly past the new end."""
-    return range(chunk_count(new_length, chunk_size), chunk_count(old_length, chunk_size))
-
-
-def fill_chunk(data: bytes, exists: bool, expected: int) -> bytes:
-    """A chunk's bytes as the file sees them: a hole or a short chunk reads as zeros up
-    to `expected` (the part of the chunk inside the file); extra bytes are clipped."""
-    if not exists:
-        return bytes(expected)
-    if len(data) >= expected:
-        return data[:expected]
-    return data + bytes(expected - len(data))
-
-
-def pick_replica(
-    serving: Sequence[int], outstanding: Counter[int], avoid: Iterable[int], turn: int
-) -> int | None:
-    """The serving replica with the fewest requests in flight; ties go round-robin by
-    `turn`. Replicas in `avoid` (failed this read) are skipped while others remain."""
-    avoided = set(avoid)
-    candidates = [t for t in serving if t not in avoided] or list(serving)
-    if not candidates:
-        return None
-    n = len(candidates)
-    rotated = [candidates[(turn + i) % n] for i in range(n)]
-    return min(rotated, key=lambda t: outstanding[t])
 
 
 async def bounded_all(jobs: Iterable[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
@@ -127,11 +84,25 @@ async def bounded_all(jobs: Iterable[Callable[[], Awaitable[T]]], limit: int) ->
     return [task.result() for task in tasks]
 
 
-# -- execution --------------------------------------------------------------------------
+class FileLayout:
+    """What the data path needs of a file: its inode and layout (from a Stat reply)."""
+
+    __slots__ = ("inode_id", "chunk_size", "chain_ids", "stripe")
+
+    def __init__(self, inode_id: int, layout: Any) -> None:
+        self.inode_id = inode_id
+        self.chunk_size = int(layout.chunk_size)
+        self.chain_ids = list(layout.chain_ids)
+        self.stripe = effective_stripe(layout.stripe, self.chain_ids)
+
+    def chain_of(self, chunk_index: int) -> int:
+        if not self.chain_ids:
+            raise FailedPrecondition(NO_CHAINS)
+        return chain_for_chunk(self.chain_ids, self.stripe, chunk_index)
 
 
 class DataPath:
-    """Chunk writes and reads with routing, replica choice and retries."""
+    """Chunk writes and reads with routing, replica choice, bounds and retries."""
 
     def __init__(
         self,
@@ -141,22 +112,48 @@ class DataPath:
         *,
         retry: RetryPolicy,
         timeout: float,
-        parallel: int = 8,
+        verify_crc: bool = True,
+        max_inflight: int = 64,
+        per_server: int = 16,
         rand: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if max_inflight < 1 or per_server < 1:
+            raise ValueError("max_inflight and per_server_inflight must be at least 1")
         self.routing, self.pool, self._new_header = routing, pool, new_header
-        self.retry, self.timeout, self.parallel = retry, timeout, parallel
+        self.retry, self.timeout, self.verify_crc = retry, timeout, verify_crc
+        self.max_inflight, self.per_server = max_inflight, per_server
         self._rand, self._sleep, self._clock = rand, sleep, clock
         self._outstanding: Counter[int] = Counter()
+        self._suspects: dict[int, float] = {}  # target -> monotonic time it stops being one
         self._turns = itertools.count()
+        self._gate = asyncio.Semaphore(max_inflight)
+        self._server_gates: dict[str, asyncio.Semaphore] = {}
 
-    async def _with_retry(self, attempt: Callable[[RoutingView, set[int], list[int]], Awaitable[T]]) -> T:
+    # -- one request ------------------------------------------------------------------
+
+    async def _send(self, address: str, method: str, request: Any) -> Any:
+        """One RPC under the client-wide and per-server bounds."""
+        gate = self._server_gates.get(address)
+        if gate is None:
+            gate = self._server_gates[address] = asyncio.Semaphore(self.per_server)
+        async with self._gate, gate:
+            timeout = min(self.retry.attempt_timeout, self.timeout)
+            return await self.pool.call(address, method, request, timeout=timeout)
+
+    async def _with_retry(
+        self,
+        chain_id: int,
+        attempt: Callable[[RoutingView, set[int], list[int]], Awaitable[T]],
+        *,
+        any_replica: bool,
+    ) -> T:
         """Run attempt(view, avoid, used) until it succeeds or the retry policy gives up.
 
         `used` receives the target an attempt addressed, so that a failure there can
-        put it in `avoid` for the next attempt.
+        put it in `avoid` for the next attempt. any_replica: the request may go to any
+        serving replica (a read), so a failed one is retried elsewhere without waiting.
         """
         deadline = self._clock() + self.timeout
         avoid: set[int] = set()
@@ -169,16 +166,21 @@ class DataPath:
                 return await attempt(view, avoid, used)
             except EmberError as error:
                 as_retry = error
+                moved_on = False
                 if isinstance(error, (Unavailable, ChecksumMismatch)):
                     avoid.update(used)
+                    until = self._clock() + SUSPECT_S
+                    self._suspects.update((t, until) for t in used)
                     # Another replica may hold good bytes: retry as for an outage.
                     as_retry = Unavailable(error.message)
+                    moved_on = any_replica and _has_untried(view, chain_id, avoid)
                 delay = retry_delay(self.retry, tries, as_retry, deadline - self._clock(), self._rand())
                 if delay is None:
                     raise
                 if isinstance(error, (*_ROUTING_MOVED, Unavailable)):
                     await self._refresh(view.version)
-            await self._sleep(delay)
+            if not moved_on:  # a fresh replica needs no backoff; the same one does
+                await self._sleep(delay)
 
     async def _refresh(self, seen: int) -> None:
         try:
@@ -186,28 +188,32 @@ class DataPath:
         except OSError:
             pass  # the metaserver is unreachable: retry on the view we have
 
-    def _attempt_timeout(self) -> float:
-        return min(self.retry.attempt_timeout, self.timeout)
-
     async def update_chunk(
         self,
-        chain_id: int,
-        inode_id: int,
+        file: FileLayout,
         chunk_index: int,
         kind: int,
-        chunk_size: int,
-        data: bytes = b"",
+        data: bytes | memoryview = b"",
+        *,
+        offset: int = 0,
+        length: int | None = None,
     ) -> storage_pb2.WriteResponse:
-        """One REPLACE or REMOVE of a chunk at its chain head, retried with one request id."""
+        """One update of a chunk at its chain head, retried with one request id.
+
+        kind: REPLACE / WRITE (data at offset) / TRUNCATE (to length) / REMOVE.
+        """
+        chain_id = file.chain_of(chunk_index)
+        payload = bytes(data)
         request = storage_pb2.WriteRequest(
             header=self._new_header(),
             chain_id=chain_id,
-            chunk=storage_pb2.ChunkId(inode_id=inode_id, chunk_index=chunk_index),
+            chunk=storage_pb2.ChunkId(inode_id=file.inode_id, chunk_index=chunk_index),
             kind=kind,
-            data=data,
-            crc32c=crc32c.crc32c(data),
-            length=len(data),
-            chunk_size=chunk_size,
+            offset=offset,
+            data=payload,
+            crc32c=crc32c.crc32c(payload),
+            length=len(payload) if length is None else length,
+            chunk_size=file.chunk_size,
         )
 
         async def attempt(view: RoutingView, avoid: set[int], used: list[int]) -> storage_pb2.WriteResponse:
@@ -217,17 +223,19 @@ class DataPath:
                 raise TargetNotServing(f"chain {chain_id} has no serving target")
             used.append(head)
             request.chain_version = chain.chain_version
-            return await self.pool.call(view.address_of(head), "Write", request, timeout=self._attempt_timeout())
+            return await self._send(view.address_of(head), "Write", request)
 
-        return await self._with_retry(attempt)
+        return await self._with_retry(chain_id, attempt, any_replica=False)
 
-    async def read_chunk(self, chain_id: int, inode_id: int, span: ChunkSpan) -> bytes:
+    async def read_chunk(self, file: FileLayout, span: ChunkSpan) -> bytes:
         """span's bytes of one chunk from a SERVING replica, CRC-checked, holes as zeros."""
+        chain_id = file.chain_of(span.chunk_index)
         header = self._new_header()
 
         async def attempt(view: RoutingView, avoid: set[int], used: list[int]) -> bytes:
             chain = view.chain(chain_id)
-            target = pick_replica(chain.serving, self._outstanding, avoid, next(self._turns))
+            suspects = live_suspects(self._suspects, self._clock())
+            target = pick_replica(chain.serving, self._outstanding, avoid, next(self._turns), suspects)
             if target is None:
                 raise TargetNotServing(f"chain {chain_id} has no serving replica")
             used.append(target)
@@ -235,64 +243,55 @@ class DataPath:
                 header=header,
                 chain_id=chain_id,
                 chain_version=chain.chain_version,
-                chunk=storage_pb2.ChunkId(inode_id=inode_id, chunk_index=span.chunk_index),
+                chunk=storage_pb2.ChunkId(inode_id=file.inode_id, chunk_index=span.chunk_index),
                 offset=span.offset,
                 length=span.length,
                 target_id=target,
             )
             self._outstanding[target] += 1
             try:
-                reply = await self.pool.call(
-                    view.address_of(target), "Read", request, timeout=self._attempt_timeout()
-                )
+                reply = await self._send(view.address_of(target), "Read", request)
             finally:
                 self._outstanding[target] -= 1
-            if reply.exists and crc32c.crc32c(reply.data) != reply.crc32c:
+            if self.verify_crc and reply.exists and crc32c.crc32c(reply.data) != reply.crc32c:
                 raise ChecksumMismatch(
-                    f"chunk {span.chunk_index} of inode {inode_id} from target {target}: CRC32C mismatch"
+                    f"chunk {span.chunk_index} of inode {file.inode_id} from target {target}: CRC32C mismatch"
                 )
+            self._suspects.pop(target, None)
             return fill_chunk(reply.data, reply.exists, span.length)
 
-        return await self._with_retry(attempt)
+        return await self._with_retry(chain_id, attempt, any_replica=True)
 
-    # -- whole files ----------------------------------------------------------------------
+    # -- many chunks ------------------------------------------------------------------
 
-    async def write_chunks(
-        self, inode_id: int, layout: Any, data: memoryview, old_length: int
-    ) -> None:
-        """Replace every chunk of the new contents; remove chunks past the new end."""
-        chunk_size, chains = layout.chunk_size, list(layout.chain_ids)
-        stripe = effective_stripe(layout.stripe, chains)
-        removes = chunks_to_remove(old_length, len(data), chunk_size)
-        if not chains:
-            if len(data) or len(removes):
-                raise FailedPrecondition(NO_CHAINS)
-            return
+    async def read_spans(self, file: FileLayout, spans: Sequence[ChunkSpan]) -> list[bytes]:
+        """The bytes of each span, fetched concurrently (bounded by the path's gates)."""
+        if len(spans) == 1:
+            return [await self.read_chunk(file, spans[0])]
+        jobs = [lambda s=span: self.read_chunk(file, s) for span in spans]
+        return await bounded_all(jobs, self.max_inflight)
+
+    async def remove_chunks(self, file: FileLayout, indexes: Iterable[int]) -> None:
+        jobs = [lambda i=index: self.update_chunk(file, i, storage_pb2.REMOVE) for index in indexes]
+        if jobs:
+            await bounded_all(jobs, self.max_inflight)
+
+    async def truncate(self, file: FileLayout, old_length: int, new_length: int) -> None:
+        """Make storage agree with a length change: cut the boundary chunk, drop the
+        chunks past the new end (so a later growth reads zeros, not old bytes)."""
+        plan = truncate_plan(old_length, new_length, file.chunk_size)
         jobs: list[Callable[[], Awaitable[Any]]] = []
-        for span in write_plan(len(data), chunk_size):
-            start = span.chunk_index * chunk_size
-            piece = bytes(data[start : start + span.length])
-            chain = chain_for_chunk(chains, stripe, span.chunk_index)
-            jobs.append(
-                lambda c=chain, i=span.chunk_index, p=piece: self.update_chunk(
-                    c, inode_id, i, storage_pb2.REPLACE, chunk_size, p
-                )
-            )
-        for index in removes:
-            chain = chain_for_chunk(chains, stripe, index)
-            jobs.append(
-                lambda c=chain, i=index: self.update_chunk(c, inode_id, i, storage_pb2.REMOVE, chunk_size)
-            )
-        await bounded_all(jobs, self.parallel)
+        if plan.cut is not None:
+            index, length = plan.cut
+            jobs.append(lambda: self.update_chunk(file, index, storage_pb2.TRUNCATE, length=length))
+        for index in plan.remove:
+            jobs.append(lambda i=index: self.update_chunk(file, i, storage_pb2.REMOVE))
+        if jobs:
+            await bounded_all(jobs, self.max_inflight)
 
-    async def read_chunks(self, inode_id: int, layout: Any, length: int) -> bytes:
-        spans = chunk_span(0, length, layout.chunk_size, length) if length else []
-        if spans and not layout.chain_ids:
-            raise FailedPrecondition(NO_CHAINS)
-        chains = list(layout.chain_ids)
-        stripe = effective_stripe(layout.stripe, chains)
-        jobs = [
-            lambda s=span: self.read_chunk(chain_for_chunk(chains, stripe, s.chunk_index), inode_id, s)
-            for span in spans
-        ]
-        return b"".join(await bounded_all(jobs, self.parallel))
+
+def _has_untried(view: RoutingView, chain_id: int, avoid: set[int]) -> bool:
+    try:
+        return untried_replicas(view.chain(chain_id).serving, avoid)
+    except EmberError:
+        return False

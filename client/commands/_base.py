@@ -37,7 +37,7 @@ class CliContext:
     async def client(self) -> Client:
         if self._client is None:
             client = Client(self.meta, timeout=self.timeout)
-            await client.open()
+            await client.connect()
             self._client = client
         return self._client
 

@@ -1,5 +1,4 @@
-"""Table tests of the client data path's pure plans: chunk pieces of a whole-file
-write, chunks to remove on overwrite, hole/short-chunk filling, replica choice, the
+"""Table tests of the client data path's pure plans: chunk pieces of a write, chunks to remove on overwrite, hole/short-chunk filling, replica choice, the
 cluster readiness check, and the routing cache's single-flight refresh."""
 
 from __future__ import annotations
@@ -10,33 +9,13 @@ from collections import Counter
 import pytest
 
 from emberfs.client._admin import cluster_problems
-from emberfs.client._data import (
-    bounded_all,
-    chunks_to_remove,
-    effective_stripe,
-    fill_chunk,
-    pick_replica,
-    write_plan,
-)
+from emberfs.client._data import bounded_all
+from emberfs.client._plan import chunks_to_remove, effective_stripe, fill_chunk, pick_replica
 from emberfs.client._routing import RoutingCache
 from emberfs.common.layout import ChunkSpan
 from emberfs.proto import mgmt_pb2
 
 CS = 64 * 1024
-
-
-@pytest.mark.parametrize(
-    ("length", "expected"),
-    [
-        (0, []),
-        (1, [ChunkSpan(0, 0, 1)]),
-        (CS, [ChunkSpan(0, 0, CS)]),
-        (CS + 1, [ChunkSpan(0, 0, CS), ChunkSpan(1, 0, 1)]),
-        (3 * CS, [ChunkSpan(0, 0, CS), ChunkSpan(1, 0, CS), ChunkSpan(2, 0, CS)]),
-    ],
-)
-def test_write_plan(length: int, expected: list[ChunkSpan]) -> None:
-    assert write_plan(length, CS) == expected
 
 
 @pytest.mark.parametrize(

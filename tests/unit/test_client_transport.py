@@ -191,6 +191,6 @@ def test_state_is_explicit() -> None:
             assert c.state is ClientState.OPENED
         assert c.state is ClientState.CLOSED
         with pytest.raises(RuntimeError):
-            await c.open()
+            await c.connect()
 
     asyncio.run(body())
