@@ -33,15 +33,7 @@ from typing import Any, TypeVar
 
 import crc32c
 
-from emberfs.common.errors import (
-    ChecksumMismatch,
-    EmberError,
-    FailedPrecondition,
-    NotChainHead,
-    StaleChainVersion,
-    TargetNotServing,
-    Unavailable,
-)
+from emberfs.common.errors import ChecksumMismatch, EmberError, FailedPrecondition, TargetNotServing
 from emberfs.common.layout import ChunkSpan, chain_for_chunk
 from emberfs.common.routing import RoutingView
 from emberfs.common.storagepool import StoragePool
@@ -55,7 +47,7 @@ from ._plan import (
     truncate_plan,
     untried_replicas,
 )
-from ._retry import RetryPolicy, retry_delay
+from ._retry import RetryPolicy, chunk_retry
 from ._routing import RoutingCache
 
 __all__ = ["NO_CHAINS", "DataPath", "bounded_all"]
@@ -64,7 +56,6 @@ T = TypeVar("T")
 
 NO_CHAINS = "no chains: run `emberfs admin init-chains`"
 SUSPECT_S = 5.0  # how long a replica that failed is tried last by other reads
-_ROUTING_MOVED = (StaleChainVersion, NotChainHead, TargetNotServing)
 
 
 async def bounded_all(jobs: Iterable[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
@@ -165,22 +156,20 @@ class DataPath:
             try:
                 return await attempt(view, avoid, used)
             except EmberError as error:
-                as_retry = error
-                moved_on = False
-                if isinstance(error, (Unavailable, ChecksumMismatch)):
+                other = any_replica and _has_untried(view, chain_id, avoid | set(used))
+                step = chunk_retry(
+                    self.retry, tries, error, deadline - self._clock(), self._rand(), other_replica=other
+                )
+                if step is None:
+                    raise
+                if step.avoid:
                     avoid.update(used)
                     until = self._clock() + SUSPECT_S
                     self._suspects.update((t, until) for t in used)
-                    # Another replica may hold good bytes: retry as for an outage.
-                    as_retry = Unavailable(error.message)
-                    moved_on = any_replica and _has_untried(view, chain_id, avoid)
-                delay = retry_delay(self.retry, tries, as_retry, deadline - self._clock(), self._rand())
-                if delay is None:
-                    raise
-                if isinstance(error, (*_ROUTING_MOVED, Unavailable)):
+                if step.refresh:
                     await self._refresh(view.version)
-            if not moved_on:  # a fresh replica needs no backoff; the same one does
-                await self._sleep(delay)
+            if step.delay:
+                await self._sleep(step.delay)
 
     async def _refresh(self, seen: int) -> None:
         try:

@@ -16,9 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emberfs.common.errors import EmberError
+from emberfs.common.errors import (
+    ChecksumMismatch,
+    EmberError,
+    NotChainHead,
+    StaleChainVersion,
+    TargetNotServing,
+    Unavailable,
+)
 
-__all__ = ["RetryPolicy", "retry_delay"]
+__all__ = ["ChunkRetry", "RetryPolicy", "chunk_retry", "retry_delay"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +67,45 @@ def retry_delay(
     if delay >= remaining:
         return None
     return delay
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRetry:
+    """What a chunk request does before its next attempt."""
+
+    delay: float  # seconds to wait
+    refresh: bool  # fetch routing first: the chain moved, or a server may be gone
+    avoid: bool  # do not send to the target that just failed again
+
+
+_ROUTING_MOVED = (StaleChainVersion, NotChainHead, TargetNotServing)
+_REPLICA_FAILED = (Unavailable, ChecksumMismatch)
+
+
+def chunk_retry(
+    policy: RetryPolicy,
+    attempt: int,
+    error: EmberError,
+    remaining: float,
+    rand: float,
+    *,
+    other_replica: bool,
+) -> ChunkRetry | None:
+    """The next step of a chunk read or write after a failed attempt; None to give up.
+
+    - The replica failed (UNAVAILABLE, a timeout, bad CRC): avoid it and refresh
+      routing; when another replica can take the request (a read with an untried
+      serving replica) go there at once, otherwise back off.
+    - The chain moved (stale chain version, not the head, target not serving):
+      refresh routing and back off.
+    - Anything else is an answer, not a fault: give up.
+    """
+    replica_failed = isinstance(error, _REPLICA_FAILED)
+    # A bad CRC is retryable here: another replica, or a later read, may be good.
+    as_retry = Unavailable(error.message) if replica_failed else error
+    delay = retry_delay(policy, attempt, as_retry, remaining, rand)
+    if delay is None:
+        return None
+    if replica_failed and other_replica:
+        delay = 0.0
+    return ChunkRetry(delay, replica_failed or isinstance(error, _ROUTING_MOVED), replica_failed)

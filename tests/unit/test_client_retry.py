@@ -1,9 +1,10 @@
-"""The client's retry policy: a pure function, tested with a table."""
+"""The client's retry policies (metaserver calls and chunk requests): pure functions,
+tested with tables."""
 
 import pytest
 
 from emberfs.client import RetryPolicy
-from emberfs.client._retry import retry_delay
+from emberfs.client._retry import ChunkRetry, chunk_retry, retry_delay
 from emberfs.common import errors as e
 
 P = RetryPolicy(max_attempts=5, base_delay=0.1, max_delay=0.5, multiplier=2.0, jitter=0.5)
@@ -55,3 +56,30 @@ def test_delays_never_exceed_cap_or_go_negative() -> None:
 def test_bad_policies_are_refused(kwargs) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)
+
+
+CHUNK_CASES = [
+    # error, attempt, other replica free, expected (delay, refresh, avoid) or None
+    (e.Unavailable(), 1, True, (0.0, True, True)),  # a read moves to another replica at once
+    (e.Unavailable(), 1, False, (0.1, True, True)),  # no replica left (or a write): back off
+    (e.ChecksumMismatch(), 1, True, (0.0, True, True)),  # bad bytes: another replica
+    (e.ChecksumMismatch(), 2, False, (0.2, True, True)),
+    (e.StaleChainVersion(), 1, True, (0.1, True, False)),  # the chain moved: refresh, back off
+    (e.NotChainHead(), 3, False, (0.4, True, False)),
+    (e.TargetNotServing(), 1, False, (0.1, True, False)),
+    (e.ChunkNotCommitted(), 1, False, (0.1, False, False)),
+    (e.Unavailable(), 5, True, None),  # attempts used up, even with a replica left
+    (e.InvalidArgument(), 1, True, None),  # an answer, not a fault
+    (e.NoSpace(), 1, True, None),
+    (e.NotFound(), 1, True, None),
+]
+
+
+@pytest.mark.parametrize("error,attempt,other,expected", CHUNK_CASES)
+def test_chunk_retry(error, attempt, other, expected) -> None:
+    step = chunk_retry(NO_JITTER, attempt, error, 10.0, 0.0, other_replica=other)
+    assert step == (None if expected is None else ChunkRetry(*expected))
+
+
+def test_chunk_retry_gives_up_when_the_wait_outlasts_the_deadline() -> None:
+    assert chunk_retry(NO_JITTER, 2, e.StaleChainVersion(), 0.1, 0.0, other_replica=False) is None
