@@ -282,6 +282,21 @@ class EmberFile:
         self._pos += len(data)
         return data
 
+    async def pread(self, offset: int, length: int) -> bytes:
+        """`length` bytes at `offset` without moving the position or the readahead
+        window (os.pread); safe to run many at once on one handle, and no lookup of the
+        path per call, unlike `Client.read_range`."""
+        self._check_open()
+        if not self._mode.readable:
+            raise io.UnsupportedOperation("read")
+        if offset < 0 or length < 0:
+            raise OSError(_errno.EINVAL, f"negative offset or length ({offset}, {length})", self.name)
+        if self._dirty or self._sending:
+            await self._send_all()
+        file = self._layout()
+        spans = chunk_span(offset, length, file.chunk_size, self._length)
+        return b"".join(await self._data(self._client._data.read_spans(file, spans)))
+
     async def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         data = await self.read(len(view))

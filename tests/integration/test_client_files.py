@@ -4,6 +4,7 @@ the length reaching the metaserver on flush/close, and Python's errors for misus
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import io
 import os
@@ -48,6 +49,12 @@ def test_write_in_odd_pieces_then_read_in_other_pieces(cluster3, arun) -> None: 
                 assert await r.seek(-2, io.SEEK_CUR) == len(data) - 2
                 await r.seek(len(data) + 100)  # past EOF is allowed; reads return b""
                 assert await r.read(5) == b""
+                # pread: many at once, position untouched, short at EOF
+                got_ranges = await asyncio.gather(*(r.pread(o, CS + 1) for o in range(0, len(data) + CS, CS // 2)))
+                assert got_ranges == [data[o : o + CS + 1] for o in range(0, len(data) + CS, CS // 2)]
+                assert r.tell() == len(data) + 100
+                with pytest.raises(OSError):
+                    await r.pread(-1, 1)
 
     arun(go())
 
