@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EmberFile", "OpenMode", "parse_mode"]
 
-_MAX_SENDING = 16  # background chunk sends per file before write() waits for one
+_MAX_SENDING = 8  # background chunk sends per file before write() waits (more measured no faster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +379,11 @@ class EmberFile:
             piece = view[done : done + span.length]
             done += span.length
             buffer = self._dirty.get(span.chunk_index)
+            if buffer is None and span.length == cs:
+                # A whole chunk in one write (the bulk case): one copy, no buffering.
+                self._start_send(span.chunk_index, 0, bytes(piece))
+                await self._backpressure()
+                continue
             if buffer is not None and not buffer.absorb(span.offset, piece):
                 self._send(span.chunk_index)  # a gap inside the chunk: send the old run first
                 buffer = None
@@ -411,22 +416,25 @@ class EmberFile:
             self._unsynced = False
 
     def _send(self, index: int) -> None:
-        """Start sending chunk `index`'s buffer, after any earlier send of that chunk."""
+        """Start sending chunk `index`'s buffer."""
         buffer = self._dirty.pop(index)
+        self._start_send(index, buffer.start, bytes(buffer.data))
+
+    def _start_send(self, index: int, start: int, payload: bytes) -> None:
+        """Send payload at `start` in chunk `index`, after any earlier send of that chunk."""
         before = self._sending.get(index)
-        task = asyncio.ensure_future(self._send_chunk(index, buffer, before))
+        task = asyncio.ensure_future(self._send_chunk(index, start, payload, before))
         self._sending[index] = task
         task.add_done_callback(lambda t, i=index: self._sent(i, t))
 
-    async def _send_chunk(self, index: int, buffer: _ChunkBuffer, before: Awaitable[None] | None) -> None:
+    async def _send_chunk(self, index: int, start: int, payload: bytes, before: Awaitable[None] | None) -> None:
         if before is not None:
             await asyncio.wait([before])  # order only; its failure is recorded by itself
         file, data_path = self._layout(), self._client._data
-        whole = buffer.start == 0 and len(buffer.data) == file.chunk_size
-        if whole:
-            await data_path.update_chunk(file, index, storage_pb2.REPLACE, buffer.data)
+        if start == 0 and len(payload) == file.chunk_size:
+            await data_path.update_chunk(file, index, storage_pb2.REPLACE, payload)
         else:
-            await data_path.update_chunk(file, index, storage_pb2.WRITE, buffer.data, offset=buffer.start)
+            await data_path.update_chunk(file, index, storage_pb2.WRITE, payload, offset=start)
 
     def _sent(self, index: int, task: asyncio.Task[None]) -> None:
         if self._sending.get(index) is task:
