@@ -331,7 +331,7 @@ class EmberFile:
         first, last_needed = offset // cs, (end - 1) // cs
         last_ahead = min((end + self._window - 1) // cs, chunk_count(self._length, cs) - 1)
         for index in [i for i in self._ahead if i < first]:
-            self._ahead.pop(index).cancel()
+            _discard(self._ahead.pop(index))
         for index in range(first, max(last_needed, last_ahead) + 1):
             if index not in self._ahead:
                 self._ahead[index] = asyncio.ensure_future(self._read_chunk(index))
@@ -355,7 +355,7 @@ class EmberFile:
 
     def _drop_readahead(self) -> None:
         for task in self._ahead.values():
-            task.cancel()
+            _discard(task)
         self._ahead.clear()
 
     # -- writing -------------------------------------------------------------------------
@@ -480,3 +480,12 @@ class EmberFile:
         except EmberError as exc:
             raise os_error(exc, self.name) from None
 
+
+def _discard(task: asyncio.Task[Any]) -> None:
+    """Drop a prefetch nobody will read: cancel it, or consume its failure so asyncio
+    does not log "exception was never retrieved" for a read the caller never asked for."""
+    if task.done():
+        if not task.cancelled():
+            task.exception()
+    else:
+        task.cancel()
