@@ -1,0 +1,182 @@
+"""The peer: nginx serving the file (sendfile) to aiohttp Range GETs on loopback.
+
+nginx is the Debian package (`apt-get install -y nginx-light`), run here as a child of
+this process in the foreground (`daemon off`) on 127.0.0.1 with a config generated in
+the run's directory, and stopped with the run. aiohttp is the optional extra
+`emberfs[bench]`. When either is missing the source says why in `unavailable`; the
+harness prints that in the table and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from ..measure import PEER, child_pids
+
+__all__ = ["NginxSource", "INSTALL_HINT"]
+
+INSTALL_HINT = "apt-get install -y nginx-light"
+_START_TIMEOUT_S = 10.0
+_CONFIG = """\
+daemon off;
+master_process on;
+worker_processes auto;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+{user}
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {dir}/client_body;
+    types {{ }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location / {{ }}
+    }}
+}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _nginx_binary() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+
+
+def nginx_version() -> str | None:
+    binary = _nginx_binary()
+    if binary is None:
+        return None
+    out = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
+    return (out.stderr or out.stdout).strip().removeprefix("nginx version: ") or None
+
+
+class NginxSource:
+    system = "nginx + aiohttp"
+    role = PEER
+
+    def __init__(self, directory: Path, file: Path, connections: int) -> None:
+        self.unavailable = ""
+        self._dir = directory / "nginx"
+        self._file = file
+        self._connections = connections
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._session: Any = None
+        self._url = ""
+        self._aiohttp: Any = None
+        try:
+            import aiohttp
+        except ImportError:
+            self.unavailable = "aiohttp not installed (pip install 'emberfs[bench]')"
+            return
+        self._aiohttp = aiohttp
+        if _nginx_binary() is None:
+            self.unavailable = f"nginx not installed ({INSTALL_HINT})"
+
+    async def start(self) -> None:
+        if self.unavailable:
+            return
+        binary = _nginx_binary()
+        assert binary is not None
+        self._dir.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        # As root, nginx would hand its workers to `nobody`, who cannot read a private temp dir.
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = self._dir / "nginx.conf"
+        conf.write_text(_CONFIG.format(dir=self._dir, user=user, port=port, root=self._file.parent))
+        log = open(self._dir / "nginx-stderr.log", "ab")
+        try:
+            self._proc = subprocess.Popen(
+                [binary, "-p", str(self._dir), "-c", str(conf), "-e", str(self._dir / "nginx-error.log")],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )
+        finally:
+            log.close()
+        if not await asyncio.to_thread(self._await_port, port):
+            self.unavailable = f"nginx did not start: {self._log_tail()}"
+            self.stop()
+            return
+        self._url = f"http://127.0.0.1:{port}/{self._file.name}"
+        aiohttp = self._aiohttp
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._connections, force_close=False),
+            auto_decompress=False,
+        )
+
+    def _await_port(self, port: int) -> bool:
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                return False
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def _log_tail(self) -> str:
+        text = ""
+        for name in ("nginx-stderr.log", "nginx-error.log"):
+            try:
+                text += (self._dir / name).read_text(errors="replace")
+            except FileNotFoundError:
+                pass
+        return " | ".join(text.strip().splitlines()[-3:]) or "no log"
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        self.stop()
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)  # nginx: fast shutdown; the workers exit with the master
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    async def read_into(self, offset: int, length: int, view: memoryview | None) -> int:
+        headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
+        async with self._session.get(self._url, headers=headers) as resp:
+            if resp.status != 206:
+                raise RuntimeError(f"nginx answered {resp.status} to a range request")
+            data = await resp.read()
+        if view is not None:
+            view[:len(data)] = data
+        return len(data)
+
+    async def read_bytes(self, offset: int, length: int) -> bytes:
+        buffer = bytearray(length)
+        count = await self.read_into(offset, length, memoryview(buffer))
+        return bytes(buffer[:count])
+
+    def server_pids(self) -> list[int] | None:
+        if self._proc is None:
+            return []
+        return [self._proc.pid, *child_pids(self._proc.pid)]

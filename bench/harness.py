@@ -1,0 +1,248 @@
+"""One benchmark run: EmberFS and its baselines, side by side, on the same bytes.
+
+    emberfs bench [--size-mib 256] [--chunk-size 1M,4M] [--quick] [--json F] [--plot F]
+    python -m emberfs.bench ...            (the same options)
+
+In a temporary directory: one random file of `--size-mib` MiB on local disk, one
+`LocalCluster` per chunk size (N nodes, R replicas, all up at once so their phases
+interleave), a raw-socket range server and nginx on 127.0.0.1. Then, in order:
+
+  seq write   write_file of the file into each cluster | local disk, one copy per replica
+  seq read    read_file from each cluster | page cache, raw socket, nginx (pieces in flight)
+  rand read   per read size and depth: read_range and pread on each cluster | the same
+              offsets from each baseline
+  meta        mkdir, create, stat on the first cluster | gRPC health, LMDB
+
+Phases are bounded by `--ops` and `--seconds`. Progress goes to stderr, the table to
+stdout; `--json` keeps everything, `--plot` draws it. Every process started here is
+stopped before the run returns, whether it succeeded or not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from .baselines.nginx import NginxSource, nginx_version
+from .baselines.pagecache import PageCacheSource, local_write
+from .baselines.rawsocket import RawSocketSource
+from .cluster import EmberCluster
+from .measure import EMBERFS, MIB, MIBS, Row, progress
+from .meta import emberfs_meta, health_meta, lmdb_meta
+from .options import BenchConfig
+from .report import ratios, render_table, write_json, write_plot
+from .workloads import (
+    SEQ_READ, SEQ_WRITE, RangeSource, rand_name, random_offsets, size_label, source_random_read, source_seq_read,
+)
+
+__all__ = ["run"]
+
+
+@contextlib.contextmanager
+def _workdir(keep: Path | None) -> Iterator[Path]:
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="emberfs-bench-") as tmp:
+        yield Path(tmp)
+
+
+async def run(config: BenchConfig, out: TextIO = sys.stdout) -> int:
+    started = time.time()
+    size = config.size_mib * MIB
+    with _workdir(config.keep_dir) as root:
+        progress(f"run directory {root}; file of {config.size_mib} MiB; chunk sizes "
+                 f"{', '.join(size_label(c) for c in config.chunk_sizes)}; {config.nodes} nodes, "
+                 f"{config.replicas} replicas; phases <= {config.ops} ops or {config.seconds:g} s")
+        data = os.urandom(size)
+        file = root / "files" / "data.bin"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(data)
+        machine = _machine(root)
+        rows = await _measure(config, root, data, file)
+    notes = _notes(rows, config)
+    print(render_table(rows, notes), file=out, flush=True)
+    document = {
+        "machine": machine,
+        "parameters": config.as_dict(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "rows": [r.as_dict() for r in rows],
+        "ratios": ratios(rows),
+        "notes": notes,
+    }
+    if config.json_path is not None:
+        write_json(config.json_path, document)
+        progress(f"results written to {config.json_path}")
+    if config.plot_path is not None:
+        why = write_plot(config.plot_path, rows, f"EmberFS bench, {config.size_mib} MiB file, "
+                                                   f"{config.nodes} nodes x {config.replicas} replicas")
+        progress(f"plot not drawn: {why}" if why else f"plot written to {config.plot_path}")
+    return 0
+
+
+async def _measure(config: BenchConfig, root: Path, data: bytes, file: Path) -> list[Row]:
+    data_work = "seq" in config.workloads or "rand" in config.workloads
+    # Metadata alone does not depend on the chunk size: one cluster is enough.
+    chunk_sizes = config.chunk_sizes if data_work else config.chunk_sizes[:1]
+    clusters = [EmberCluster(root / f"cluster-{size_label(c).replace(' ', '')}", c,
+                             nodes=config.nodes, replicas=config.replicas) for c in chunk_sizes]
+    connections = max(max(config.depths), config.seq_inflight)
+    max_read = max(max(config.read_sizes), config.seq_piece)
+    page: PageCacheSource | None = None
+    sock: RawSocketSource | None = None
+    nginx: NginxSource | None = None
+    rows: list[Row] = []
+    try:
+        for cluster in clusters:
+            await cluster.start()
+        if data_work:
+            page = PageCacheSource(file, max_read)
+            sock = RawSocketSource(root, file, connections, max_read)
+            await _start_source(sock)
+            nginx = NginxSource(root, file, connections)
+            await _start_source(nginx)
+            if nginx.unavailable:
+                progress(f"nginx baseline unavailable: {nginx.unavailable}")
+            sources: list[RangeSource] = [page, sock, nginx]
+
+            progress("sequential write")
+            rows += [await c.seq_write(data) for c in clusters]
+            rows.append(local_write(root, data, config.replicas, config.chunk_sizes[0]))
+            if "seq" in config.workloads:
+                progress("sequential read")
+                rows += [await c.seq_read(data) for c in clusters]
+                for src in sources:
+                    rows.append(await _guarded(src, SEQ_READ, 0, source_seq_read(
+                        src, data, config.seq_piece, config.seq_inflight, keep=src is not nginx)))
+            else:
+                rows = [r for r in rows if r.workload != SEQ_WRITE]
+            if "rand" in config.workloads:
+                for read_size in config.read_sizes:
+                    offsets = random_offsets(config.seed, len(data), read_size, config.ops)
+                    for depth in config.depths:
+                        progress(f"{rand_name(read_size)}, {depth} in flight")
+                        for c in clusters:
+                            for api in config.random_apis:
+                                rows.append(await c.random_read(data, read_size, depth, offsets, config.seconds, api))
+                        for src in sources:
+                            rows.append(await _guarded(src, rand_name(read_size), depth, source_random_read(
+                                src, data, read_size, depth, offsets, config.seconds)))
+        if "meta" in config.workloads:
+            first = clusters[0]
+            progress(f"metadata ops on {first.system}'s metaserver")
+            rows += await emberfs_meta(first.client, "emberfs", config.depths, config.ops, config.seconds,
+                                       first.server_pids)
+            rows += await health_meta(first.cluster.meta_address, config.depths, config.ops, config.seconds,
+                                      first.server_pids)
+            rows += lmdb_meta(root / "lmdb", config.depths, config.ops, config.seconds)
+    finally:
+        if nginx is not None:
+            await nginx.aclose()
+        if sock is not None:
+            sock.stop()
+        if page is not None:
+            page.close()
+        for cluster in clusters:
+            await cluster.aclose()
+        progress("every process started for the run is stopped")
+    return _ordered(rows)
+
+
+async def _start_source(src: RawSocketSource | NginxSource) -> None:
+    try:
+        await src.start()
+    except Exception as exc:  # a baseline that cannot start is reported, not fatal
+        src.unavailable = f"did not start: {exc}".splitlines()[0]
+
+
+async def _guarded(src: RangeSource, workload: str, depth: int, phase: Coroutine[Any, Any, Row]) -> Row:
+    """A baseline phase; a baseline that is missing or fails gives a row that says why."""
+    if src.unavailable:
+        phase.close()
+        return Row.missing(workload, depth, src.system, src.role, MIBS, src.unavailable)
+    try:
+        return await phase
+    except Exception as exc:
+        progress(f"{src.system} failed in {workload}: {exc!r}")
+        return Row.missing(workload, depth, src.system, src.role, MIBS, f"failed: {exc!r}")
+
+
+def _ordered(rows: list[Row]) -> list[Row]:
+    """Group the rows by (workload, depth) in the order the groups first ran; EmberFS first."""
+    groups = list(dict.fromkeys((r.workload, r.in_flight) for r in rows))
+    return sorted(rows, key=lambda r: (groups.index((r.workload, r.in_flight)), r.role != EMBERFS))
+
+
+def _notes(rows: Sequence[Row], config: BenchConfig) -> list[str]:
+    notes = []
+    for write in (r for r in rows if r.role == EMBERFS and r.workload == SEQ_WRITE):
+        read = next((r for r in rows if r.system == write.system and r.workload == SEQ_READ), None)
+        if write.value and read is not None and read.value:
+            notes.append(f"{write.system}: seq write is {write.value / read.value:.2f}x its seq read")
+    if len(config.chunk_sizes) > 1:
+        best = []
+        for workload, depth in dict.fromkeys((r.workload, r.in_flight) for r in rows if r.unit == MIBS):
+            mine = [r for r in rows if r.role == EMBERFS and (r.workload, r.in_flight) == (workload, depth)
+                    and r.value and r.detail != "pread"]
+            if mine:
+                top = max(mine, key=lambda r: r.value or 0.0)
+                best.append(f"{workload}{f' x{depth}' if depth else ''}: {top.system.split(' ', 1)[1]}")
+        notes.append("fastest chunk size per workload: " + "; ".join(best))
+    return notes
+
+
+def _machine(root: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "cpu_model": _first_line_with("/proc/cpuinfo", "model name"),
+        "mem_total": _first_line_with("/proc/meminfo", "MemTotal"),
+        "run_dir_fs": _filesystem(root),
+        "nginx": nginx_version(),
+        "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,  # other work on the machine
+    }
+    for module in ("grpc", "aiohttp", "lmdb"):
+        try:
+            info[module] = __import__(module).__version__
+        except (ImportError, AttributeError):
+            info[module] = None
+    try:
+        info["emberfs_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+            capture_output=True, text=True, check=True, timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        info["emberfs_commit"] = None
+    return info
+
+
+def _first_line_with(path: str, key: str) -> str | None:
+    try:
+        with open(path) as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(key)), None)
+    except OSError:
+        return None
+
+
+def _filesystem(path: Path) -> str | None:
+    """The file-system type the run directory is on (tmpfs makes fsync free)."""
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [line.split()[1:3] for line in f]
+    except OSError:
+        return None
+    target = str(path.resolve())
+    best = max((m for m in mounts if target == m[0] or target.startswith(m[0].rstrip("/") + "/")),
+               key=lambda m: len(m[0]), default=None)
+    return best[1] if best else None

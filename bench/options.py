@@ -1,0 +1,145 @@
+"""What one benchmark run measures: `BenchConfig`, and the argparse options that make it.
+
+Shared by `emberfs bench` and `python -m emberfs.bench`, so both take the same options.
+This module imports nothing heavy: the CLI builds its parser from it on every start.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+__all__ = ["BenchConfig", "RANDOM_APIS", "WORKLOADS", "QUICK", "add_arguments", "config_from_args", "parse_size"]
+
+KIB, MIB = 1 << 10, 1 << 20
+WORKLOADS = ("seq", "rand", "meta")  # later issues add more (e.g. a data-loader workload)
+RANDOM_APIS = ("read_range", "pread")  # Client.read_range per read; EmberFile.pread on an open handle
+_SUFFIXES = {"": 1, "B": 1, "K": KIB, "KIB": KIB, "M": MIB, "MIB": MIB, "G": 1 << 30, "GIB": 1 << 30}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    size_mib: int = 256  # the large file: sequential write/read, and random reads inside it
+    chunk_sizes: tuple[int, ...] = (4 * MIB,)  # one LocalCluster per chunk size, side by side
+    nodes: int = 3
+    replicas: int = 3
+    read_sizes: tuple[int, ...] = (4 * KIB, 64 * KIB, MIB)
+    depths: tuple[int, ...] = (1, 32)  # requests in flight for the random and metadata phases
+    ops: int = 20000  # bound on operations per random-read / metadata phase
+    seconds: float = 3.0  # bound on time per random-read / metadata phase
+    seq_piece: int = 4 * MIB  # request size of the baselines' sequential reads
+    seq_inflight: int = 8  # their requests in flight
+    seed: int = 1234  # the random offsets: one list, the same for every system
+    workloads: tuple[str, ...] = WORKLOADS
+    random_apis: tuple[str, ...] = RANDOM_APIS  # how EmberFS's random reads are issued
+    json_path: Path | None = None
+    plot_path: Path | None = None
+    keep_dir: Path | None = None  # run in this directory and keep it (logs), instead of a temp dir
+    quick: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "size_mib": self.size_mib, "chunk_sizes": list(self.chunk_sizes), "nodes": self.nodes,
+            "replicas": self.replicas, "read_sizes": list(self.read_sizes), "depths": list(self.depths),
+            "ops": self.ops, "seconds": self.seconds, "seq_piece": self.seq_piece,
+            "seq_inflight": self.seq_inflight, "seed": self.seed, "workloads": list(self.workloads),
+            "random_apis": list(self.random_apis),
+            "quick": self.quick,
+        }
+
+
+# A smoke run: every workload and baseline, small and short (a few seconds of phases).
+QUICK = BenchConfig(size_mib=8, ops=64, seconds=0.25, seq_inflight=4, quick=True)
+
+
+def parse_size(text: str) -> int:
+    """`4M`, `64K`, `1MiB`, `4194304` -> bytes."""
+    t = text.strip().upper()
+    number = t.rstrip("KMGIB")
+    try:
+        return int(number) * _SUFFIXES[t[len(number):]]
+    except (ValueError, KeyError):
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 4M, 64K, 1048576)") from None
+
+
+def _size_list(text: str) -> tuple[int, ...]:
+    sizes = tuple(parse_size(part) for part in text.split(",") if part.strip())
+    if not sizes:
+        raise argparse.ArgumentTypeError("empty list")
+    return sizes
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid list {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"need positive integers, not {text!r}")
+    return values
+
+
+def _workloads(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown workload(s) {unknown}; choose from {','.join(WORKLOADS)}")
+    return names
+
+
+def _apis(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names or any(n not in RANDOM_APIS for n in names):
+        raise argparse.ArgumentTypeError(f"choose from {','.join(RANDOM_APIS)}, not {text!r}")
+    return names
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = BenchConfig()
+    p.add_argument("--size-mib", type=int, default=None, help=f"size of the large file (default {d.size_mib})")
+    p.add_argument("--chunk-size", "--chunk-sizes", dest="chunk_sizes", type=_size_list, default=None,
+                   metavar="SIZE[,SIZE...]",
+                   help="chunk size of the cluster's files; a list (1M,4M) runs one cluster per size "
+                        "side by side (default 4M, the metaserver's default)")
+    p.add_argument("--nodes", type=int, default=d.nodes, help=f"storage servers (default {d.nodes})")
+    p.add_argument("--replicas", type=int, default=d.replicas, help=f"replicas per chain (default {d.replicas})")
+    p.add_argument("--read-sizes", type=_size_list, default=None, metavar="SIZE[,SIZE...]",
+                   help="random read sizes (default 4K,64K,1M)")
+    p.add_argument("--depths", type=_int_list, default=None, metavar="N[,N...]",
+                   help="requests in flight for random reads and metadata ops (default 1,32)")
+    p.add_argument("--ops", type=int, default=None, help=f"operations per phase at most (default {d.ops})")
+    p.add_argument("--seconds", type=float, default=None, help=f"seconds per phase at most (default {d.seconds:g})")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the random offsets")
+    p.add_argument("--workloads", type=_workloads, default=d.workloads, metavar="W[,W...]",
+                   help=f"which workloads (default {','.join(WORKLOADS)})")
+    p.add_argument("--random-api", dest="random_apis", type=_apis, default=d.random_apis, metavar="API[,API...]",
+                   help="EmberFS random reads through read_range (path per call), pread (one open handle), "
+                        "or both (default)")
+    p.add_argument("--json", dest="json_path", type=Path, default=None, metavar="FILE",
+                   help="save machine info, parameters and every figure here")
+    p.add_argument("--plot", dest="plot_path", type=Path, default=None, metavar="FILE",
+                   help="draw a PNG bar chart here (needs matplotlib: pip install 'emberfs[bench]')")
+    p.add_argument("--keep-dir", type=Path, default=None, metavar="DIR",
+                   help="run in DIR and keep it (server logs) instead of a temporary directory")
+    p.add_argument("--quick", action="store_true", help="a smoke run: small sizes, a few seconds")
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """Options given on the command line win; --quick fills in the rest with small values."""
+    base = QUICK if args.quick else BenchConfig()
+    given = {
+        name: getattr(args, name)
+        for name in ("size_mib", "chunk_sizes", "read_sizes", "depths", "ops", "seconds")
+        if getattr(args, name) is not None
+    }
+    config = replace(
+        base, **given, nodes=args.nodes, replicas=args.replicas, seed=args.seed, workloads=args.workloads,
+        random_apis=args.random_apis,
+        json_path=args.json_path, plot_path=args.plot_path, keep_dir=args.keep_dir, quick=args.quick,
+    )
+    if config.size_mib < 1:
+        raise SystemExit("emberfs bench: --size-mib must be at least 1")
+    if max(config.read_sizes) > config.size_mib * MIB:
+        raise SystemExit("emberfs bench: a read size is larger than the file")
+    return config

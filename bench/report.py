@@ -1,0 +1,125 @@
+"""The run's results as a text table, a JSON document and a PNG bar chart.
+
+Ratios: each EmberFS figure divided by the baseline of each role measured in the same
+run for the same workload and depth ("vs local": page cache, local disk or LMDB; "vs
+wire": raw socket or gRPC health; "vs nginx": nginx + aiohttp). Above 1.00x EmberFS
+was faster. A baseline that could not run shows why instead of a figure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .measure import EMBERFS, LOCAL, MIBS, PEER, WIRE, Row
+
+__all__ = ["RATIO_ROLES", "ratios", "render_table", "write_json", "write_plot"]
+
+RATIO_ROLES = ((LOCAL, "vs local"), (WIRE, "vs wire"), (PEER, "vs nginx"))
+
+
+def _baseline(rows: Sequence[Row], row: Row, role: str) -> Row | None:
+    return next((b for b in rows if b.role == role and b.workload == row.workload
+                 and b.in_flight == row.in_flight and b.value), None)
+
+
+def ratios(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """One record per EmberFS figure: its ratio to each baseline role (None if none ran)."""
+    out = []
+    for row in rows:
+        if row.role != EMBERFS or row.value is None:
+            continue
+        record: dict[str, Any] = {"workload": row.workload, "in_flight": row.in_flight, "system": row.system}
+        for role, _ in RATIO_ROLES:
+            base = _baseline(rows, row, role)
+            record[f"vs_{role}"] = row.value / base.value if base is not None and base.value else None
+            record[f"{role}_system"] = base.system if base is not None else None
+        out.append(record)
+    return out
+
+
+def _fmt_ratio(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.3f}x" if value >= 0.001 else f"{value:.1e}x"
+
+
+def render_table(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
+    by_row = {(r["workload"], r["in_flight"], r["system"]): r for r in ratios(rows)}
+    header = (f"{'workload':<20}{'in flight':>9}  {'system':<22}{'figure':>10} {'unit':<6}{'p50 ms':>8}"
+              f"{'CPU s/GiB cli+srv':>19}" + "".join(f"{label:>10}" for _, label in RATIO_ROLES))
+    lines = [header, "-" * len(header)]
+    last_group = None
+    for row in rows:
+        group = (row.workload, row.in_flight)
+        label = (row.workload, str(row.in_flight) if row.in_flight else "-") if group != last_group else ("", "")
+        last_group = group
+        start = f"{label[0]:<20}{label[1]:>9}  {row.system:<22}"
+        if row.value is None:
+            lines.append(f"{start}{'unavailable: ' + (row.unavailable or 'no figure')}")
+            continue
+        cpu = row.cpu_s_per_gib
+        cpu_text = "-" if cpu is None else f"{cpu[0]:.2f}+{'-' if cpu[1] is None else f'{cpu[1]:.2f}'}"
+        p50 = "-" if row.p50_ms is None or row.in_flight == 0 else f"{row.p50_ms:.2f}"
+        figure = f"{row.value:>10.1f}" if row.unit == MIBS else f"{row.value:>10.0f}"
+        ratio_text = "".join(
+            f"{_fmt_ratio(by_row.get((row.workload, row.in_flight, row.system), {}).get(f'vs_{role}')):>10}"
+            if row.role == EMBERFS else f"{'':>10}" for role, _ in RATIO_ROLES
+        )
+        lines.append(f"{start}{figure} {row.unit:<6}{p50:>8}{cpu_text:>19}{ratio_text}")
+    lines.append("")
+    lines.append("vs local: page cache / local disk / in-process LMDB; vs wire: raw asyncio socket / "
+                 "gRPC health call; vs nginx: nginx + aiohttp Range GETs. >1.00x: EmberFS faster.")
+    lines += list(notes)
+    return "\n".join(lines)
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def write_plot(path: Path, rows: Sequence[Row], title: str) -> str | None:
+    """Grouped bars per workload (data MiB/s, log scale; metadata ops/s). None, or why not drawn."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not installed (pip install 'emberfs[bench]')"
+    measured = [r for r in rows if r.value]
+    panels = [(MIBS, [r for r in measured if r.unit == MIBS]), ("ops/s", [r for r in measured if r.unit != MIBS])]
+    panels = [(unit, rs) for unit, rs in panels if rs]
+    if not panels:
+        return "nothing was measured"
+    systems = list(dict.fromkeys(r.system for r in measured))
+    colors = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(systems)}
+    fig, axes = plt.subplots(len(panels), 1, figsize=(14, 5 * len(panels)), squeeze=False)
+    for ax, (unit, rs) in zip(axes[:, 0], panels):
+        groups = list(dict.fromkeys((r.workload, r.in_flight) for r in rs))
+        present = [s for s in systems if any(r.system == s for r in rs)]
+        width = 0.8 / len(present)
+        for k, system in enumerate(present):
+            xs, ys = [], []
+            for g, (workload, depth) in enumerate(groups):
+                row = next((r for r in rs if r.system == system and (r.workload, r.in_flight) == (workload, depth)),
+                           None)
+                if row is not None:
+                    xs.append(g + (k - (len(present) - 1) / 2) * width)
+                    ys.append(row.value)
+            ax.bar(xs, ys, width, label=system, color=colors[system])
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{w}\nx{d}" if d else w for w, d in groups], fontsize=8)
+        ax.set_ylabel(unit)
+        ax.set_yscale("log")  # 4 KiB reads and page-cache copies differ by 10^3 and more
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, ncol=min(len(present), 4))
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return None
