@@ -51,8 +51,9 @@ from ._client import Client
 from ._file import EmberFile
 from ._retry import RetryPolicy
 from ._stat import StatFsResult, StatResult
+from ._syncfile import SyncFile
 
-__all__ = ["ClientOptions", "SyncClient", "SyncFile"]
+__all__ = ["ClientOptions", "SyncClient", "SyncFile"]  # SyncFile lives in _syncfile.py
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
@@ -401,84 +402,6 @@ class SyncClient:
     @_mirrors(Client.init_chains)
     def init_chains(self, replicas: int, chains: int = 0) -> mgmt_pb2.InitChainsResponse:
         return self._submit(lambda fs: fs.init_chains(replicas, chains))
-
-
-class SyncFile:
-    """A blocking binary file of a SyncClient (`SyncClient.open`); errors as `EmberFile`'s.
-
-    One file object is for one thread at a time, as Python's own are.
-    """
-
-    def __init__(self, owner: SyncClient, client: Client, file: EmberFile) -> None:
-        self._owner, self._client, self._file = owner, client, file
-
-    def __repr__(self) -> str:
-        return f"<SyncFile {self.name!r} mode={self.mode!r}{' closed' if self.closed else ''}>"
-
-    def __reduce__(self) -> Any:
-        raise TypeError(f"cannot pickle {self!r}: pickle the SyncClient and open the file again")
-
-    def _run(self, make: Callable[[], Awaitable[T]]) -> T:
-        return self._owner._submit(lambda _fs: make(), bound=self._client)
-
-    @property
-    def name(self) -> str:
-        return self._file.name
-
-    @property
-    def mode(self) -> str:
-        return self._file.mode
-
-    @property
-    def closed(self) -> bool:
-        return self._file.closed
-
-    def readable(self) -> bool:
-        return self._file.readable()
-
-    def writable(self) -> bool:
-        return self._file.writable()
-
-    def seekable(self) -> bool:
-        return self._file.seekable()
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def read(self, size: int = -1) -> bytes:
-        return self._run(lambda: self._file.read(size))
-
-    def pread(self, offset: int, length: int) -> bytes:
-        """Up to `length` bytes at `offset`; the position is untouched. Safe from many threads."""
-        return self._run(lambda: self._file.pread(offset, length))
-
-    def readall(self) -> bytes:
-        return self._run(self._file.readall)
-
-    def readinto(self, buffer: Any) -> int:
-        return self._run(lambda: self._file.readinto(buffer))
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:
-        return self._run(lambda: self._file.write(data))
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self._run(lambda: self._file.seek(offset, whence))
-
-    def flush(self) -> None:
-        self._run(self._file.flush)
-
-    def close(self) -> None:
-        """Send what is buffered and end the session. Idempotent."""
-        if not self._file.closed:
-            self._run(self._file.close)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 # -- fork --------------------------------------------------------------------------------
