@@ -30,7 +30,7 @@ __all__ = ["ChunkRetry", "RetryPolicy", "chunk_retry", "retry_delay"]
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    max_attempts: int = 6  # including the first
+    max_attempts: int = 6  # including the first (metaserver calls; chunk requests go on to the deadline)
     base_delay: float = 0.05  # seconds before the first retry (before jitter)
     max_delay: float = 2.0
     multiplier: float = 2.0
@@ -61,7 +61,11 @@ def retry_delay(
     """
     if not error.retryable or attempt >= policy.max_attempts:
         return None
-    delay = min(policy.max_delay, policy.base_delay * policy.multiplier ** (attempt - 1))
+    return _backoff(policy, attempt, remaining, rand)
+
+
+def _backoff(policy: RetryPolicy, attempt: int, remaining: float, rand: float) -> float | None:
+    delay = min(policy.max_delay, policy.base_delay * policy.multiplier ** min(attempt - 1, 64))
     delay *= 1.0 - policy.jitter * rand
     # Waiting past the deadline only to fail then is pointless; fail now with the real error.
     if delay >= remaining:
@@ -99,11 +103,16 @@ def chunk_retry(
     - The chain moved (stale chain version, not the head, target not serving):
       refresh routing and back off.
     - Anything else is an answer, not a fault: give up.
+
+    Chunk requests are bounded by the call's deadline, not by `max_attempts`: a write
+    whose successor died must outlast the manager's heartbeat timeout, after which the
+    chain is shortened and the retry (same request id) completes on the new chain.
     """
     replica_failed = isinstance(error, _REPLICA_FAILED)
     # A bad CRC is retryable here: another replica, or a later read, may be good.
-    as_retry = Unavailable(error.message) if replica_failed else error
-    delay = retry_delay(policy, attempt, as_retry, remaining, rand)
+    if not (replica_failed or error.retryable):
+        return None
+    delay = _backoff(policy, attempt, remaining, rand)
     if delay is None:
         return None
     if replica_failed and other_replica:

@@ -68,7 +68,8 @@ CHUNK_CASES = [
     (e.NotChainHead(), 3, False, (0.4, True, False)),
     (e.TargetNotServing(), 1, False, (0.1, True, False)),
     (e.ChunkNotCommitted(), 1, False, (0.1, False, False)),
-    (e.Unavailable(), 5, True, None),  # attempts used up, even with a replica left
+    (e.Unavailable(), 9, True, (0.0, True, True)),  # no attempt cap: the deadline bounds it
+    (e.StaleChainVersion(), 9, False, (0.5, True, False)),  # backoff capped at max_delay
     (e.InvalidArgument(), 1, True, None),  # an answer, not a fault
     (e.NoSpace(), 1, True, None),
     (e.NotFound(), 1, True, None),
