@@ -48,7 +48,7 @@ def _fmt_ratio(value: float | None) -> str:
 
 def render_table(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
     by_row = {(r["workload"], r["in_flight"], r["system"]): r for r in ratios(rows)}
-    header = (f"{'workload':<20}{'in flight':>9}  {'system':<22}{'figure':>10} {'unit':<6}{'p50 ms':>8}"
+    header = (f"{'workload':<20}{'in flight':>9}  {'system':<30}{'figure':>10} {'unit':<6}{'p50 ms':>8}"
               f"{'CPU s/GiB cli+srv':>19}" + "".join(f"{label:>10}" for _, label in RATIO_ROLES))
     lines = [header, "-" * len(header)]
     last_group = None
@@ -56,7 +56,7 @@ def render_table(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
         group = (row.workload, row.in_flight)
         label = (row.workload, str(row.in_flight) if row.in_flight else "-") if group != last_group else ("", "")
         last_group = group
-        start = f"{label[0]:<20}{label[1]:>9}  {row.system:<22}"
+        start = f"{label[0]:<20}{label[1]:>9}  {row.system:<30}"
         if row.value is None:
             lines.append(f"{start}{'unavailable: ' + (row.unavailable or 'no figure')}")
             continue
