@@ -7,7 +7,7 @@ it here. `emberfs.client.cli` builds its parser from this tuple alone.
 
 from __future__ import annotations
 
-from . import attrs, bench, cluster, listing, localcluster, names
+from . import attrs, bench, cluster, df, listing, localcluster, names, transfer
 from ._base import CliContext, Command, error_line
 
 __all__ = ["COMMANDS", "CliContext", "Command", "error_line"]
@@ -18,5 +18,7 @@ COMMANDS: tuple[Command, ...] = (
     *attrs.COMMANDS,
     *cluster.COMMANDS,
     *localcluster.COMMANDS,
+    *transfer.COMMANDS,
+    *df.COMMANDS,
     *bench.COMMANDS,
 )

@@ -66,5 +66,5 @@ async def _statfs(ctx: CliContext, args: argparse.Namespace) -> int:
 COMMANDS = (
     Command("chmod", "change permission bits", _chmod_arguments, _chmod),
     Command("chown", "change owner and group (numeric ids)", _chown_arguments, _chown),
-    Command("statfs", "show namespace totals and capacity", _no_arguments, _statfs, aliases=("df",)),
+    Command("statfs", "show namespace totals and capacity", _no_arguments, _statfs),
 )

@@ -51,7 +51,7 @@ def test_every_command_is_in_the_parser() -> None:
     for command in COMMANDS:
         assert command.name in parser.format_help()
     args = parser.parse_args(["--meta", "h:1", "df"])
-    assert args.meta == "h:1" and args.run_command.name == "statfs"
+    assert args.meta == "h:1" and args.run_command.name == "df"
 
 
 def test_meta_default_comes_from_the_environment(monkeypatch) -> None:
