@@ -20,6 +20,7 @@ stopped before the run returns, whether it succeeded or not.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
@@ -31,7 +32,7 @@ from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .baselines.nginx import NginxSource, nginx_version
+from .baselines.nginx import NginxSource, install_nginx, nginx_version
 from .baselines.pagecache import PageCacheSource, local_write
 from .baselines.rawsocket import RawSocketSource
 from .cluster import EmberCluster
@@ -109,7 +110,8 @@ async def _measure(config: BenchConfig, root: Path, data: bytes, file: Path) -> 
             page = PageCacheSource(file, max_read)
             sock = RawSocketSource(root, file, connections, max_read)
             await _start_source(sock)
-            nginx = NginxSource(root, file, connections)
+            why = "" if config.no_install else await asyncio.to_thread(install_nginx, progress)
+            nginx = NginxSource(root, file, connections, not_installed=why)
             await _start_source(nginx)
             if nginx.unavailable:
                 progress(f"nginx baseline unavailable: {nginx.unavailable}")

@@ -37,6 +37,7 @@ class BenchConfig:
     plot_path: Path | None = None
     keep_dir: Path | None = None  # run in this directory and keep it (logs), instead of a temp dir
     quick: bool = False
+    no_install: bool = False  # do not apt-get install nginx when it is missing
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -123,6 +124,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-dir", type=Path, default=None, metavar="DIR",
                    help="run in DIR and keep it (server logs) instead of a temporary directory")
     p.add_argument("--quick", action="store_true", help="a smoke run: small sizes, a few seconds")
+    p.add_argument("--no-install", action="store_true",
+                   help="do not install Debian's nginx-light when nginx is missing (its rows then say so)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -137,6 +140,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         base, **given, nodes=args.nodes, replicas=args.replicas, seed=args.seed, workloads=args.workloads,
         random_apis=args.random_apis,
         json_path=args.json_path, plot_path=args.plot_path, keep_dir=args.keep_dir, quick=args.quick,
+        no_install=args.no_install,
     )
     if config.size_mib < 1:
         raise SystemExit("emberfs bench: --size-mib must be at least 1")

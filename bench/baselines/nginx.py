@@ -1,10 +1,12 @@
 """The peer: nginx serving the file (sendfile) to aiohttp Range GETs on loopback.
 
-nginx is the Debian package (`apt-get install -y nginx-light`), run here as a child of
-this process in the foreground (`daemon off`) on 127.0.0.1 with a config generated in
-the run's directory, and stopped with the run. aiohttp is the optional extra
-`emberfs[bench]`. When either is missing the source says why in `unavailable`; the
-harness prints that in the table and goes on.
+nginx is the Debian package (`apt-get install -y nginx-light`): when it is missing and
+this process may run apt-get (root on Debian), `install_nginx` installs it, showing
+apt's progress (`--no-install` skips that). It runs here as a child of this process in
+the foreground (`daemon off`) on 127.0.0.1 with a config generated in the run's
+directory, and is stopped with the run. aiohttp is the optional extra `emberfs[bench]`.
+When either is still missing the source says why in `unavailable`; the harness prints
+that in the table and goes on.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from ..measure import PEER, child_pids
 
-__all__ = ["NginxSource", "INSTALL_HINT"]
+__all__ = ["NginxSource", "INSTALL_HINT", "install_nginx"]
 
 INSTALL_HINT = "apt-get install -y nginx-light"
 _START_TIMEOUT_S = 10.0
@@ -63,6 +65,29 @@ def _nginx_binary() -> str | None:
     )
 
 
+def install_nginx(progress: Any) -> str:
+    """Install Debian's nginx-light when nginx is missing; "" on success, else why not."""
+    if _nginx_binary() is not None:
+        return ""
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        return f"nginx not installed, and apt-get needs root here ({INSTALL_HINT})"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [apt, "install", "-y", "--no-install-recommends", "nginx-light"]
+    for step in ([apt, "update"], install) if _needs_update(apt, env) else (install,):
+        progress(f"installing the nginx baseline: {' '.join(step[1:])}")
+        # apt's own output goes to our stderr: it is the progress of a long step.
+        if subprocess.run(step, env=env, stdin=subprocess.DEVNULL, stdout=2, check=False).returncode:
+            return f"`{' '.join(step)}` failed ({INSTALL_HINT})"
+    return "" if _nginx_binary() is not None else f"nginx still missing after apt-get ({INSTALL_HINT})"
+
+
+def _needs_update(apt: str, env: dict[str, str]) -> bool:
+    """True when apt knows no candidate for nginx-light yet (a fresh machine's lists)."""
+    out = subprocess.run([apt, "install", "-s", "nginx-light"], env=env, capture_output=True, check=False)
+    return out.returncode != 0
+
+
 def nginx_version() -> str | None:
     binary = _nginx_binary()
     if binary is None:
@@ -75,7 +100,7 @@ class NginxSource:
     system = "nginx + aiohttp"
     role = PEER
 
-    def __init__(self, directory: Path, file: Path, connections: int) -> None:
+    def __init__(self, directory: Path, file: Path, connections: int, *, not_installed: str = "") -> None:
         self.unavailable = ""
         self._dir = directory / "nginx"
         self._file = file
@@ -91,7 +116,7 @@ class NginxSource:
             return
         self._aiohttp = aiohttp
         if _nginx_binary() is None:
-            self.unavailable = f"nginx not installed ({INSTALL_HINT})"
+            self.unavailable = not_installed or f"nginx not installed ({INSTALL_HINT})"
 
     async def start(self) -> None:
         if self.unavailable:
