@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from emberfs.common.layout import ChunkRead, ChunkSpan, chunk_span, coalesce_ranges
+from emberfs.common.layout import ChunkRead, coalesce_ranges
 
 __all__ = [
     "FileReads",

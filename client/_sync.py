@@ -42,8 +42,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self, TypedDict, TypeVar, Unpack
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from emberfs.proto import mgmt_pb2
 
@@ -51,7 +50,7 @@ from ._client import Client
 from ._file import EmberFile
 from ._retry import RetryPolicy
 from ._stat import StatFsResult, StatResult
-from ._syncfile import SyncFile
+from ._syncfile import Closing, SyncFile
 
 __all__ = ["ClientOptions", "SyncClient", "SyncFile"]  # SyncFile lives in _syncfile.py
 
@@ -149,7 +148,7 @@ def _mirrors(method: Callable[..., Any]) -> Callable[[Callable[..., T]], Callabl
     return decorate
 
 
-class SyncClient:
+class SyncClient(Closing):
     """A blocking EmberFS client over a private event-loop thread; see the module docstring.
 
     Options are those of `Client`. Thread-safe; fork- and pickle-safe.
@@ -173,14 +172,6 @@ class SyncClient:
 
     def __reduce__(self) -> tuple[Callable[..., SyncClient], tuple[str, ClientOptions]]:
         return _unpickle, (self.address, dict(self._options))  # type: ignore[return-value]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Wait (bounded) for calls in flight, then close the Client and its loop. Idempotent."""

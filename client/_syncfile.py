@@ -18,12 +18,27 @@ from ._file import EmberFile
 if TYPE_CHECKING:
     from ._sync import SyncClient
 
-__all__ = ["SyncFile"]
+__all__ = ["Closing", "SyncFile"]
 
 T = TypeVar("T")
 
 
-class SyncFile:
+class Closing:
+    """`with obj:` calls `obj.close()` at the end (SyncClient, SyncFile)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class SyncFile(Closing):
     """A blocking binary file of a SyncClient (`SyncClient.open`); errors as `EmberFile`'s.
 
     One file object is for one thread at a time, as Python's own are.
@@ -91,11 +106,3 @@ class SyncFile:
         """Send what is buffered and end the session. Idempotent."""
         if not self._file.closed:
             self._run(self._file.close)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
