@@ -1,8 +1,15 @@
-"""Cluster commands: `emberfs cluster [--json]`, `emberfs cluster wait [--timeout S]`
-and `emberfs admin init-chains --replicas R [--chains N]`.
+"""Cluster commands: `emberfs cluster [--json]`, `emberfs cluster wait [--timeout S]`,
+`emberfs cluster --watch [--interval S] [--count N] [--timeout S]`,
+`emberfs admin init-chains --replicas R [--chains N]` and
+`emberfs admin offline-target ID` / `online-target ID`.
 
 They read and change the cluster manager (the metaserver's Mgmt service) through the
 client, so they share its headers, deadlines and error translation.
+
+`--watch` polls the routing and prints one line per change, in the words the manager
+logs them (`chain 3 v7: target 201 SERVING -> OFFLINE`, from the manager's own
+`chain_transitions`), plus node liveness; a metaserver that stops answering is one
+line, and the watch goes on until it answers again.
 """
 
 from __future__ import annotations
@@ -12,14 +19,17 @@ import asyncio
 import json
 import time
 
+from emberfs.common.routing import RoutingView
+from emberfs.metaserver.mgmt.state import chain_transitions
 from emberfs.proto import mgmt_pb2
 
 from .._admin import cluster_problems
 from ._base import CliContext, Command
 
-__all__ = ["COMMANDS", "format_routing", "routing_json"]
+__all__ = ["COMMANDS", "format_routing", "routing_changes", "routing_json"]
 
 _WAIT_POLL_S = 0.2
+_WAIT_DEFAULT_S = 60.0
 
 
 def _public(state: int) -> str:
@@ -85,17 +95,51 @@ def routing_json(routing: mgmt_pb2.RoutingInfo) -> dict[str, object]:
     }
 
 
+def routing_changes(old: mgmt_pb2.RoutingInfo, new: mgmt_pb2.RoutingInfo) -> list[str]:
+    """What moved from one routing to the next, one line each: nodes that died or came
+    back, then every target whose public state changed, chain by chain. Pure."""
+    lines = []
+    was_alive = {n.node_id: n.alive for n in old.nodes}
+    for node in sorted(new.nodes, key=lambda n: n.node_id):
+        before = was_alive.get(node.node_id)
+        if before is None:
+            lines.append(f"node {node.node_id} registered at {node.address}")
+        elif before != node.alive:
+            lines.append(f"node {node.node_id} at {node.address}: {_liveness(before)} -> {_liveness(node.alive)}")
+    lines += chain_transitions(RoutingView(old).chains, RoutingView(new).chains)
+    return lines
+
+
+def _liveness(alive: bool) -> str:
+    return "alive" if alive else "dead"
+
+
 def _cluster_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", choices=["wait"], help="wait: until every chain's targets all serve")
     p.add_argument("--json", action="store_true", help="print the routing as JSON")
-    p.add_argument("--timeout", dest="wait_timeout", type=float, default=60.0, metavar="S",
-                   help="cluster wait: give up after S seconds (default 60)")
+    p.add_argument("--watch", action="store_true",
+                   help="print one line per node, chain or target state change until interrupted")
+    p.add_argument("--interval", type=float, default=0.2, metavar="S",
+                   help="--watch: poll the routing every S seconds (default 0.2)")
+    p.add_argument("--count", type=int, default=0, metavar="N",
+                   help="--watch: stop after N changes (exit 1 if the timeout comes first)")
+    p.add_argument("--timeout", dest="wait_timeout", type=float, default=None, metavar="S",
+                   help=f"cluster wait: give up after S seconds (default {_WAIT_DEFAULT_S:g}); "
+                        "--watch: stop after S seconds (default: never)")
 
 
 async def _cluster(ctx: CliContext, args: argparse.Namespace) -> int:
+    if args.watch:
+        if args.action == "wait" or args.json:
+            print("emberfs: cluster: --watch goes with neither `wait` nor --json", file=ctx.err)
+            return 2
+        if args.interval <= 0 or args.count < 0:
+            print("emberfs: cluster: --interval must be > 0 and --count >= 0", file=ctx.err)
+            return 2
+        return await _watch(ctx, interval=args.interval, count=args.count, timeout=args.wait_timeout)
     client = await ctx.client()
     if args.action == "wait":
-        return await _wait(ctx, args.wait_timeout)
+        return await _wait(ctx, _WAIT_DEFAULT_S if args.wait_timeout is None else args.wait_timeout)
     routing = await client.routing()
     if args.json:
         ctx.print(json.dumps(routing_json(routing), indent=2))
@@ -126,13 +170,75 @@ async def _wait(ctx: CliContext, timeout: float) -> int:
     return 1
 
 
+async def _watch(ctx: CliContext, *, interval: float, count: int, timeout: float | None) -> int:
+    """Poll the routing; print the starting chains, then each change as it appears."""
+    client = await ctx.client()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last: mgmt_pb2.RoutingInfo | None = None
+    unreachable = False
+    seen = 0
+    while True:
+        try:
+            routing = await client.routing()
+        except (ConnectionError, TimeoutError) as exc:
+            if not unreachable:
+                _stamped(ctx, f"metaserver at {ctx.meta} unreachable: {exc}")
+                unreachable = True
+        else:
+            if unreachable:
+                _stamped(ctx, f"metaserver at {ctx.meta} answers again")
+                unreachable = False
+            if last is None:
+                _stamped(ctx, f"routing version {routing.routing_version}")
+                for chain in sorted(routing.chains, key=lambda c: c.chain_id):
+                    targets = " ".join(f"{t.target_id}:{_public(t.public_state)}" for t in chain.targets)
+                    _stamped(ctx, f"chain {chain.chain_id} v{chain.chain_version}: {targets}")
+            else:
+                for line in routing_changes(last, routing):
+                    _stamped(ctx, line)
+                    seen += 1
+                    if count and seen >= count:
+                        return 0
+            last = routing
+        if deadline is not None and time.monotonic() >= deadline:
+            if count:
+                print(f"emberfs: cluster --watch: {seen} of {count} changes within {timeout:g} s", file=ctx.err)
+                return 1
+            return 0
+        pause = interval if deadline is None else min(interval, max(deadline - time.monotonic(), 0.0))
+        await asyncio.sleep(pause)
+
+
+def _stamped(ctx: CliContext, text: str) -> None:
+    """One watch line, led by the local wall-clock time to the millisecond; flushed at
+    once so a pipe (`| tee`, a test) sees each change when it happens."""
+    now = time.time()
+    ctx.print(f"{time.strftime('%H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d} {text}")
+    ctx.out.flush()
+
+
+_TARGET_ACTIONS = {"offline-target": True, "online-target": False}
+
+
 def _admin_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["init-chains"], help="init-chains: create the chain table")
-    p.add_argument("--replicas", type=int, required=True, metavar="R", help="targets per chain, on distinct nodes")
-    p.add_argument("--chains", type=int, default=0, metavar="N", help="how many chains (default: as many as fit)")
+    p.add_argument(
+        "action",
+        choices=["init-chains", *_TARGET_ACTIONS],
+        help="init-chains: create the chain table; offline-target ID: take a target out for maintenance "
+             "(its chain goes on without it); online-target ID: let it rejoin (it resyncs, then serves)",
+    )
+    p.add_argument("target_id", nargs="?", type=int, metavar="ID", help="offline-/online-target: the target id")
+    p.add_argument("--replicas", type=int, metavar="R", help="init-chains: targets per chain, on distinct nodes")
+    p.add_argument("--chains", type=int, default=0, metavar="N",
+                   help="init-chains: how many chains (default: as many as fit)")
 
 
 async def _admin(ctx: CliContext, args: argparse.Namespace) -> int:
+    if args.action in _TARGET_ACTIONS:
+        return await _set_target_admin_state(ctx, args.action, args.target_id, offline=_TARGET_ACTIONS[args.action])
+    if args.replicas is None:
+        print("emberfs: admin init-chains: --replicas R is required", file=ctx.err)
+        return 2
     if args.replicas < 1 or args.chains < 0:
         print("emberfs: admin: --replicas must be >= 1 and --chains >= 0", file=ctx.err)
         return 2
@@ -153,7 +259,33 @@ async def _admin(ctx: CliContext, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _set_target_admin_state(ctx: CliContext, action: str, target_id: int | None, *, offline: bool) -> int:
+    """Mgmt.SetTargetAdminState, then the target's chain as the manager now has it. An
+    admin-offline target counts as OFFLINE whatever its server reports, until onlined."""
+    if target_id is None or target_id < 1:
+        print(f"emberfs: admin {action}: a target id (>= 1) is required", file=ctx.err)
+        return 2
+    client = await ctx.client()
+    try:
+        reply = await client._call_mgmt(
+            "SetTargetAdminState",
+            lambda h: mgmt_pb2.SetTargetAdminStateRequest(header=h, target_id=target_id, offline=offline),
+        )
+    except (ConnectionError, TimeoutError):
+        raise
+    except OSError as exc:
+        print(f"emberfs: admin {action}: target {target_id}: {exc.strerror or exc}", file=ctx.err)
+        return 1
+    ctx.print(f"target {target_id} is admin {'offline' if offline else 'online'}")
+    info = next((t for t in reply.routing.targets if t.target_id == target_id), None)
+    chain = next((c for c in reply.routing.chains if info is not None and c.chain_id == info.chain_id), None)
+    if chain is not None:
+        ctx.print(f"chain {chain.chain_id} v{chain.chain_version}: " + "  ".join(
+            f"{t.target_id}:{_public(t.public_state)}" for t in chain.targets))
+    return 0
+
+
 COMMANDS = (
     Command("cluster", "show nodes, chains and targets, or wait until every chain serves", _cluster_arguments, _cluster),
-    Command("admin", "cluster administration: init-chains", _admin_arguments, _admin),
+    Command("admin", "cluster administration: init-chains, offline-target, online-target", _admin_arguments, _admin),
 )
