@@ -63,12 +63,14 @@ class RegisterNodeRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., node_id: _Optional[int] = ..., address: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[TargetReport, _Mapping]]] = ..., bulk_address: _Optional[str] = ...) -> None: ...
 
 class RegisterNodeResponse(_message.Message):
-    __slots__ = ("routing_version", "heartbeat_interval_s")
+    __slots__ = ("routing_version", "heartbeat_interval_s", "heartbeat_timeout_s")
     ROUTING_VERSION_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     routing_version: int
     heartbeat_interval_s: float
-    def __init__(self, routing_version: _Optional[int] = ..., heartbeat_interval_s: _Optional[float] = ...) -> None: ...
+    heartbeat_timeout_s: float
+    def __init__(self, routing_version: _Optional[int] = ..., heartbeat_interval_s: _Optional[float] = ..., heartbeat_timeout_s: _Optional[float] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("header", "node_id", "targets", "routing_version")
@@ -83,12 +85,14 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., node_id: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[TargetReport, _Mapping]]] = ..., routing_version: _Optional[int] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("routing_version", "reregister")
+    __slots__ = ("routing_version", "reregister", "heartbeat_timeout_s")
     ROUTING_VERSION_FIELD_NUMBER: _ClassVar[int]
     REREGISTER_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     routing_version: int
     reregister: bool
-    def __init__(self, routing_version: _Optional[int] = ..., reregister: _Optional[bool] = ...) -> None: ...
+    heartbeat_timeout_s: float
+    def __init__(self, routing_version: _Optional[int] = ..., reregister: _Optional[bool] = ..., heartbeat_timeout_s: _Optional[float] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
     __slots__ = ("node_id", "address", "bulk_address", "alive", "last_heartbeat_ms")

@@ -230,16 +230,20 @@ class SyncDumpResponse(_message.Message):
     def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkMeta, _Mapping]]] = ...) -> None: ...
 
 class SyncDoneRequest(_message.Message):
-    __slots__ = ("header", "chain_id", "chain_version", "target_id")
+    __slots__ = ("header", "chain_id", "chain_version", "target_id", "chunks_sent", "chunks_removed")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_VERSION_FIELD_NUMBER: _ClassVar[int]
     TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_SENT_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.RequestHeader
     chain_id: int
     chain_version: int
     target_id: int
-    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., chain_id: _Optional[int] = ..., chain_version: _Optional[int] = ..., target_id: _Optional[int] = ...) -> None: ...
+    chunks_sent: int
+    chunks_removed: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., chain_id: _Optional[int] = ..., chain_version: _Optional[int] = ..., target_id: _Optional[int] = ..., chunks_sent: _Optional[int] = ..., chunks_removed: _Optional[int] = ...) -> None: ...
 
 class SyncDoneResponse(_message.Message):
     __slots__ = ()

@@ -35,7 +35,8 @@ class MgmtServicer(mgmt_pb2_grpc.MgmtServicer):
     ) -> mgmt_pb2.RegisterNodeResponse:
         version = await self._manager.register(registration_from_proto(request))
         return mgmt_pb2.RegisterNodeResponse(
-            routing_version=version, heartbeat_interval_s=self._manager.heartbeat_interval_s
+            routing_version=version, heartbeat_interval_s=self._manager.heartbeat_interval_s,
+            heartbeat_timeout_s=self._manager.heartbeat_timeout_s,
         )
 
     @_rpc
@@ -43,7 +44,8 @@ class MgmtServicer(mgmt_pb2_grpc.MgmtServicer):
         self, request: mgmt_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
     ) -> mgmt_pb2.HeartbeatResponse:
         version, reregister = await self._manager.heartbeat(request.node_id, reports_from_proto(request.targets))
-        return mgmt_pb2.HeartbeatResponse(routing_version=version, reregister=reregister)
+        return mgmt_pb2.HeartbeatResponse(routing_version=version, reregister=reregister,
+                                          heartbeat_timeout_s=self._manager.heartbeat_timeout_s)
 
     @_rpc
     async def GetRouting(
