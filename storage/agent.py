@@ -8,9 +8,11 @@ heartbeats and the routing view the operator routes by.
   which may start later), then beats every interval with each target's local state
   and stats; a reply naming a newer routing version triggers a refresh, a
   `reregister` reply a new registration.
-- `local_states` is the pure contract rule: LOCAL_UPTODATE while routing shows the
-  target SERVING in its chain, LOCAL_ONLINE otherwise, LOCAL_OFFLINE when failed or
-  shutting down.
+- each heartbeat reports the local states of localstate.py's rule; a change the
+  manager must hear of at once (a failed target, a finished resync) sets
+  `NodeHealth.changed`, which makes the agent beat without waiting its interval;
+- a registration or heartbeat that succeeds renews the lease (lease.py) from the
+  time it was sent, once routing is at least the version the reply names.
 """
 
 from __future__ import annotations
@@ -22,33 +24,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from emberfs.common.chainstate import PublicState
 from emberfs.common.routing import RoutingView
 from emberfs.common.rpc import channel_options
 from emberfs.proto import common_pb2, mgmt_pb2, mgmt_pb2_grpc
 
 from .chunkstore import ChunkStore
+from .localstate import NodeHealth, local_states
 
 __all__ = ["Agent", "RoutingHolder", "backoff_delays", "local_states"]
 
 log = logging.getLogger("emberfs.storage.agent")
 
 MGMT_TIMEOUT_S = 5.0
-
-
-def local_states(view: RoutingView, target_ids: Iterable[int], *, closing: bool = False,
-                 failed: frozenset[int] = frozenset()) -> dict[int, int]:
-    """Each target's LocalTargetState by the contract rule (see module docstring)."""
-    out: dict[int, int] = {}
-    for tid in target_ids:
-        if closing or tid in failed:
-            out[tid] = mgmt_pb2.LOCAL_OFFLINE
-            continue
-        info = view.targets.get(tid)
-        chain = view.chains.get(info.chain_id) if info is not None and info.chain_id else None
-        serving = chain is not None and chain.state_of(tid) == PublicState.SERVING
-        out[tid] = mgmt_pb2.LOCAL_UPTODATE if serving else mgmt_pb2.LOCAL_ONLINE
-    return out
 
 
 def backoff_delays(first: float = 0.1, cap: float = 2.0) -> Iterable[float]:
@@ -64,9 +51,16 @@ class RoutingHolder:
         self._stub = stub
         self._view = RoutingView.empty()
         self._task: asyncio.Task[RoutingView] | None = None
+        self._swapped = asyncio.Event()  # set (and replaced) whenever the view changes
 
     @property
     def view(self) -> RoutingView:
+        return self._view
+
+    async def changed(self, version: int) -> RoutingView:
+        """The first view newer than `version` (waits for it)."""
+        while self._view.version <= version:
+            await self._swapped.wait()
         return self._view
 
     async def refresh(self) -> RoutingView:
@@ -87,12 +81,14 @@ class RoutingHolder:
             if reply.routing.routing_version != self._view.version:
                 log.info("routing version %d -> %d", self._view.version, reply.routing.routing_version)
             self._view = RoutingView(reply.routing)
+            swapped, self._swapped = self._swapped, asyncio.Event()
+            swapped.set()
         return self._view
 
 
 class Agent:
     def __init__(self, *, node_id: int, address: str, meta: str, stores: dict[int, ChunkStore],
-                 executor: ThreadPoolExecutor, interval_s: float) -> None:
+                 executor: ThreadPoolExecutor, interval_s: float, health: NodeHealth | None = None) -> None:
         self.node_id = node_id
         self.address = address
         self.stores = stores
@@ -103,9 +99,11 @@ class Agent:
         self.routing = RoutingHolder(lambda: self.stub)
         self.registered = asyncio.Event()
         self.closing = False
+        self.health = health or NodeHealth()
 
     async def reports(self) -> list[mgmt_pb2.TargetReport]:
-        states = local_states(self.routing.view, self.stores, closing=self.closing)
+        states = local_states(self.routing.view, self.stores, closing=self.closing,
+                              failed=self.health.failed, synced=self.health.synced)
         loop = asyncio.get_running_loop()
         out = []
         for tid, store in sorted(self.stores.items()):
@@ -120,10 +118,12 @@ class Agent:
         """Register, retrying with backoff until the metaserver answers."""
         for delay in backoff_delays():
             try:
-                reply = await self.stub.RegisterNode(mgmt_pb2.RegisterNodeRequest(
+                request = mgmt_pb2.RegisterNodeRequest(
                     header=common_pb2.RequestHeader(), node_id=self.node_id, address=self.address,
                     targets=await self.reports(),
-                ), timeout=MGMT_TIMEOUT_S)
+                )
+                sent_at = self.health.lease.clock()
+                reply = await self.stub.RegisterNode(request, timeout=MGMT_TIMEOUT_S)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     log.error("registration refused: %s (%s); retrying", exc.details(), exc.code().name)
@@ -140,25 +140,40 @@ class Agent:
             log.info("registered node %d at %s (routing version %d)", self.node_id, self.address,
                      reply.routing_version)
             self.registered.set()
-            if reply.routing_version > self.routing.view.version:
-                await self.routing.refresh()
+            await self._renew(sent_at, reply.routing_version, reply.heartbeat_timeout_s)
             return
 
+    async def _renew(self, sent_at: float, routing_version: int, timeout_s: float) -> None:
+        """Renew the lease from `sent_at` once routing is at least `routing_version`."""
+        if routing_version > self.routing.view.version:
+            await self.routing.refresh()
+        if self.routing.view.version >= routing_version:
+            was_valid = self.health.lease.valid
+            self.health.lease.renew(sent_at, timeout_s)
+            if not was_valid and self.health.lease.enforced:
+                log.info("lease held: serving with routing version %d", self.routing.view.version)
+
     async def beat(self) -> None:
-        reply = await self.stub.Heartbeat(mgmt_pb2.HeartbeatRequest(
+        request = mgmt_pb2.HeartbeatRequest(
             header=common_pb2.RequestHeader(), node_id=self.node_id, targets=await self.reports(),
             routing_version=self.routing.view.version,
-        ), timeout=MGMT_TIMEOUT_S)
+        )
+        sent_at = self.health.lease.clock()
+        reply = await self.stub.Heartbeat(request, timeout=MGMT_TIMEOUT_S)
         if reply.reregister:
             log.warning("the manager does not know this node: registering again")
             await self.register()
-        elif reply.routing_version > self.routing.view.version:
-            await self.routing.refresh()
+        else:
+            await self._renew(sent_at, reply.routing_version, reply.heartbeat_timeout_s)
 
     async def run(self) -> None:
         await self.register()
         while True:
-            await asyncio.sleep(self.interval_s)
+            try:  # the interval, or at once when a target failed or finished a resync
+                await asyncio.wait_for(self.health.changed.wait(), self.interval_s)
+            except asyncio.TimeoutError:
+                pass
+            self.health.changed.clear()
             try:
                 await self.beat()
             except grpc.aio.AioRpcError as exc:

@@ -100,10 +100,12 @@ def fsync_file(path: str) -> None:
 
 
 def unlink_quiet(*paths: str) -> None:
+    """Unlink files that may not exist. ENOTDIR also means "does not exist" (a path
+    component is not a directory), so a failed target's cleanup cannot raise here."""
     for path in paths:
         try:
             os.unlink(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             pass
 
 

@@ -13,6 +13,18 @@ Invariants: nothing is written before a request is fully validated; updates of
 one chunk are serialised by a per-chunk asyncio lock; a forward failure leaves the
 pending version in place (never aborted) so the next head_plan re-drives it; all
 ChunkStore calls run in the I/O thread pool, never on the event loop.
+
+Failure rules (issue 5):
+- lease (lease.py): reads, writes and forwards are refused TargetNotServing while
+  this server's last successful heartbeat is older than the manager's timeout;
+- a SYNCING successor gets every update as a whole chunk (REPLACE of the pending
+  version just prepared here, or REMOVE), applied with sync semantics, so it never
+  needs the bytes it missed to apply a WRITE or TRUNCATE (3FS: forwarding to a
+  syncing target);
+- a forward that fails UNAVAILABLE, or whose successor left the chain while it was
+  in flight, refreshes routing and fails the write UNAVAILABLE (retryable);
+- a disk error (oserrors.DiskFailure) marks the target failed in NodeHealth: it is
+  refused from then on and the agent reports it LOCAL_OFFLINE at once.
 """
 
 from __future__ import annotations
@@ -53,6 +65,10 @@ from .checks import (
     require_head,
 )
 from .chunkstore import ChunkStore
+from .housekeeping import Housekeeping
+from .localstate import NodeHealth
+from .syncrecv import SyncReceiver
+from .oserrors import DiskFailure
 from emberfs.common.storagepool import StoragePool as PeerPool
 from .records import ChunkId, ChunkMeta, UpdateKind
 from .versions import DirtyRead, UpdateAction, decide_update, head_plan, resolve_dirty_read
@@ -76,6 +92,10 @@ class RoutingSource(Protocol):
 
     async def refresh(self) -> RoutingView: ...
 
+    async def changed(self, version: int) -> RoutingView:
+        """The first view newer than `version` (waits for it)."""
+        ...
+
 
 def _reply(meta: ChunkMeta) -> storage_pb2.WriteResponse:
     return storage_pb2.WriteResponse(
@@ -83,7 +103,7 @@ def _reply(meta: ChunkMeta) -> storage_pb2.WriteResponse:
     )
 
 
-class Operator:
+class Operator(Housekeeping, SyncReceiver):
     def __init__(
         self,
         node_id: int,
@@ -93,6 +113,7 @@ class Operator:
         executor: ThreadPoolExecutor,
         *,
         recent_capacity: int = 8192,
+        health: NodeHealth | None = None,
     ) -> None:
         self.node_id = node_id
         self.stores = stores
@@ -102,10 +123,34 @@ class Operator:
         self.recent = RecentReplies(recent_capacity)
         self.locks = ChunkLocks()
         self._local = frozenset(stores)
+        self.health = health or NodeHealth()
+        self._refreshing: asyncio.Task[RoutingView] | None = None
 
     async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def store_of(self, target: int) -> ChunkStore:
+        """The store of a local target that has not failed."""
+        why = self.health.failed.get(target)
+        if why is not None:
+            raise Unavailable(f"target {target} failed ({why}); the manager takes it out of its chain")
+        return self.stores[target]
+
+    async def tio(self, target: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store call of `target` in the I/O pool; a disk error fails the target."""
+        self.store_of(target)
+        try:
+            return await self._io(fn, *args, **kwargs)
+        except DiskFailure as exc:
+            if self.health.fail(target, exc.message):
+                log.error("target %d failed: %s; reporting it offline", target, exc.message)
+            raise DiskFailure(f"target {target}: {exc.message}; nothing was committed") from None
+
+    def refresh_soon(self) -> None:
+        """Refresh routing in the background (a failed peer may mean a new chain)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self.routing.refresh())
 
     # -- routing -------------------------------------------------------------
 
@@ -165,59 +210,105 @@ class Operator:
 
     async def _head_write(self, req: storage_pb2.WriteRequest, chunk: ChunkId,
                           kind: UpdateKind) -> storage_pb2.WriteResponse:
+        self.health.lease.check()
         chain = await self.chain(req.chain_id, req.chain_version)
         target = local_target(chain, self._local, self.node_id)
         require_head(chain, target)
-        store = self.stores[target]
+        store = self.store_of(target)
         async with self.locks.hold((target, chunk)):
-            meta = await self._io(store.meta, chunk)
+            meta = await self.tio(target, store.meta, chunk)
             plan = head_plan(meta.commit_version, meta.pending_version)
             if plan.redrive_pending is not None:
                 await self._redrive(chain, target, store, chunk, plan.redrive_pending, req.chunk_size)
             u = plan.update_version
-            await self._io(store.prepare, chunk, kind, req.offset, req.data, req.length, u,
+            await self.tio(target, store.prepare, chunk, kind, req.offset, req.data, req.length, u,
                            chain.chain_version, req.chunk_size, data_crc32c=req.crc32c)
-            await self._forward_on(chain, target, req, u)
-            return _reply(await self._io(store.commit, chunk, u))
+            await self._forward_on(chain, target, req, u, store)
+            self.health.lease.check()  # frozen mid-write: the chain may have moved on
+            return _reply(await self.tio(target, store.commit, chunk, u))
 
     async def _redrive(self, chain: Chain, target: int, store: ChunkStore, chunk: ChunkId,
                        version: int, chunk_size: int) -> None:
         """Finish pending `version` left by a failed forward: send the pending whole
         chunk (or its REMOVE) down the chain at that version, then commit it here."""
-        data, pm = await self._io(store.read, chunk, 0, MAX_CHUNK_SIZE, version=version)
-        kind = UpdateKind.REPLACE if pm.exists else UpdateKind.REMOVE
-        log.info("target %d chunk %s: re-driving pending version %d (%s)", target, chunk, version, kind.name)
-        update = storage_pb2.WriteRequest(
+        update = await self.whole_chunk_update(chain, target, store, chunk, chunk_size, version=version)
+        log.info("target %d chunk %s: re-driving pending version %d (%s)", target, chunk, version,
+                 UpdateKind(update.kind).name)
+        await self._forward_on(chain, target, update, version, store)
+        await self.tio(target, store.commit, chunk, version)
+
+    async def whole_chunk_update(self, chain: Chain, target: int, store: ChunkStore, chunk: ChunkId,
+                                 chunk_size: int, *, version: int | None) -> storage_pb2.WriteRequest:
+        """A REPLACE carrying the whole chunk at `version` (committed or pending; None:
+        the committed one), or a REMOVE when that version has no bytes."""
+        data, meta = await self.tio(target, store.read, chunk, 0, MAX_CHUNK_SIZE, version=version)
+        kind = UpdateKind.REPLACE if meta.exists else UpdateKind.REMOVE
+        return storage_pb2.WriteRequest(
             header=common_pb2.RequestHeader(), chain_id=chain.chain_id, chain_version=chain.chain_version,
             chunk=storage_pb2.ChunkId(inode_id=chunk.inode_id, chunk_index=chunk.chunk_index),
             kind=kind, data=data, crc32c=crc32c.crc32c(data),
             chunk_size=max(chunk_size, _pow2_at_least(len(data))),
         )
-        await self._forward_on(chain, target, update, version)
-        await self._io(store.commit, chunk, version)
 
     async def _forward_on(self, chain: Chain, target: int, update: storage_pb2.WriteRequest,
-                          version: int) -> None:
+                          version: int, store: ChunkStore) -> None:
         """Send the update to `target`'s successor and await its ack (nothing at the tail)."""
         successor = chain.successor(target)
         if successor is None:
             return
+        if chain.state_of(successor) == PublicState.SYNCING and update.kind not in (
+            UpdateKind.REPLACE, UpdateKind.REMOVE
+        ):
+            # The syncing successor may lack the bytes a WRITE/TRUNCATE applies to.
+            chunk = ChunkId(update.chunk.inode_id, update.chunk.chunk_index)
+            update = await self.whole_chunk_update(chain, target, store, chunk, update.chunk_size, version=version)
+        await self.send_forward(chain, storage_pb2.ForwardRequest(
+            update=update, update_version=version, from_target=target, to_target=successor))
+
+    async def send_forward(self, chain: Chain, request: storage_pb2.ForwardRequest) -> storage_pb2.WriteResponse:
+        """Forward to `request.to_target` and await its ack. A successor that cannot be
+        reached, or that leaves the chain while the call is in flight (the manager
+        rebuilt it: the peer may be frozen), fails the call Unavailable."""
+        successor = request.to_target
         try:
             address = self.routing.view.address_of(successor)
         except (NotFound, KeyError):
             raise Unavailable(f"successor target {successor} of chain {chain.chain_id} has no known address") from None
-        request = storage_pb2.ForwardRequest(update=update, update_version=version,
-                                             from_target=target, to_target=successor)
+        call = asyncio.ensure_future(self.peers.stub(address).Forward(request, timeout=FORWARD_TIMEOUT_S))
+        watch = asyncio.ensure_future(self._successor_left(chain, request.from_target, successor))
         try:
-            await self.peers.stub(address).Forward(request, timeout=FORWARD_TIMEOUT_S)
+            await asyncio.wait((call, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if not call.done():
+            call.cancel()
+            self.refresh_soon()
+            raise Unavailable(f"successor target {successor} left chain {chain.chain_id} while a forward "
+                              "was in flight; the write stays pending and is re-driven on retry")
+        try:
+            return call.result()
         except grpc.aio.AioRpcError as exc:
             error = from_rpc_error(exc)
             if isinstance(error, Unavailable):
+                self.refresh_soon()
                 raise Unavailable(
                     f"successor target {successor} at {address} is unreachable ({error.message}); "
                     "the write stays pending and is re-driven on retry"
                 ) from None
             raise type(error)(f"successor target {successor}: {error.message}") from None
+
+    async def _successor_left(self, chain: Chain, target: int, successor: int) -> None:
+        """Return once routing shows `successor` no longer after `target` in the chain."""
+        changed = getattr(self.routing, "changed", None)
+        if changed is None:  # a static routing source (tests): it never moves
+            await asyncio.Event().wait()
+        version = self.routing.view.version
+        while True:
+            view = await changed(version)
+            version = view.version
+            now = view.chains.get(chain.chain_id)
+            if now is None or now.successor(target) != successor:
+                return
 
     async def forward(self, req: storage_pb2.ForwardRequest) -> storage_pb2.WriteResponse:
         if not req.HasField("update"):
@@ -226,6 +317,7 @@ class Operator:
         chunk, kind = check_write(update)
         if req.update_version < 1:
             raise InvalidArgument(f"update versions start at 1, not {req.update_version}")
+        self.health.lease.check()
         chain = await self.chain(update.chain_id, update.chain_version)
         target = req.to_target
         if target not in self._local:
@@ -236,11 +328,13 @@ class Operator:
         if chain.successor(req.from_target) != target:
             raise FailedPrecondition(f"from_target {req.from_target} is not the predecessor of target {target} "
                                      f"in chain {chain.chain_id} (version {chain.chain_version})")
-        sync = kind == UpdateKind.REPLACE and chain.state_of(target) == PublicState.SYNCING
-        store = self.stores[target]
+        # Everything a SYNCING target receives is a whole chunk (or a REMOVE) that
+        # overrides whatever stale version it holds (decide_update's sync row).
+        sync = kind in (UpdateKind.REPLACE, UpdateKind.REMOVE) and chain.state_of(target) == PublicState.SYNCING
+        store = self.store_of(target)
         u = req.update_version
         async with self.locks.hold((target, chunk)):
-            meta = await self._io(store.meta, chunk)
+            meta = await self.tio(target, store.meta, chunk)
             exists = meta.exists or meta.pending_version is not None
             action = decide_update(meta.commit_version, meta.pending_version, u, exists=exists,
                                    remove=kind == UpdateKind.REMOVE, sync=sync)
@@ -251,24 +345,25 @@ class Operator:
                     f"target {target} chunk {tuple(chunk)} holds version {meta.commit_version} "
                     f"(pending {meta.pending_version}) but update {u} arrived: it missed updates and needs a resync"
                 )
-            await self._io(store.prepare, chunk, kind, update.offset, update.data, update.length, u,
+            await self.tio(target, store.prepare, chunk, kind, update.offset, update.data, update.length, u,
                            chain.chain_version, update.chunk_size, data_crc32c=update.crc32c)
-            await self._forward_on(chain, target, update, u)
-            return _reply(await self._io(store.commit, chunk, u))
+            await self._forward_on(chain, target, update, u, store)
+            return _reply(await self.tio(target, store.commit, chunk, u))
 
     # -- reads ---------------------------------------------------------------
 
     async def read(self, req: storage_pb2.ReadRequest) -> storage_pb2.ReadResponse:
         chunk = check_read(req)
+        self.health.lease.check()
         chain = await self.chain(req.chain_id, req.chain_version)
         target = self._my_target(chain, req.target_id)
         if chain.state_of(target) != PublicState.SERVING:
             raise TargetNotServing(f"target {target} is {chain.state_of(target).name} in chain "
                                    f"{chain.chain_id} (version {chain.chain_version}); read another replica")
-        store = self.stores[target]
+        store = self.store_of(target)
         is_tail = chain.tail == target
         for _ in range(READ_ATTEMPTS):
-            data, meta = await self._io(store.read, chunk, req.offset, req.length)
+            data, meta = await self.tio(target, store.read, chunk, req.offset, req.length)
             if meta.pending_version is not None and not is_tail:
                 tail_version = await self._tail_commit_version(chain, chunk)
                 how = resolve_dirty_read(meta.commit_version, meta.pending_version, tail_version)
@@ -276,10 +371,11 @@ class Operator:
                     continue
                 if how == DirtyRead.SERVE_PENDING:
                     try:
-                        data, meta = await self._io(store.read, chunk, req.offset, req.length,
+                        data, meta = await self.tio(target, store.read, chunk, req.offset, req.length,
                                                     version=meta.pending_version)
                     except ChunkNotCommitted:
                         continue  # committed or replaced meanwhile: read again
+            self.health.lease.check()  # frozen mid-read: these bytes may be stale now
             return storage_pb2.ReadResponse(data=data, crc32c=crc32c.crc32c(data),
                                             commit_version=meta.commit_version,
                                             chunk_length=meta.length, exists=meta.exists)
@@ -306,43 +402,11 @@ class Operator:
                                  ) -> storage_pb2.GetCommitVersionResponse:
         if not req.HasField("chunk"):
             raise InvalidArgument("request names no chunk")
+        self.health.lease.check()
         chain = await self.chain(req.chain_id, req.chain_version)
         target = local_target(chain, self._local, self.node_id)
-        meta = await self._io(self.stores[target].meta, ChunkId(req.chunk.inode_id, req.chunk.chunk_index))
+        meta = await self.tio(target, self.store_of(target).meta, ChunkId(req.chunk.inode_id, req.chunk.chunk_index))
         return storage_pb2.GetCommitVersionResponse(commit_version=meta.commit_version, exists=meta.exists)
-
-    # -- housekeeping --------------------------------------------------------
-
-    async def remove_chunks(self, req: storage_pb2.RemoveChunksRequest) -> storage_pb2.RemoveChunksResponse:
-        # GC of a deleted file is safe in any chain state: no version match needed.
-        chain = await self.chain(req.chain_id, req.chain_version, strict=False)
-        if req.target_id == 0:
-            raise InvalidArgument("RemoveChunks must name its target_id")
-        target = self._my_target(chain, req.target_id)
-        removed = await self._io(self.stores[target].remove_inode, req.inode_id)
-        return storage_pb2.RemoveChunksResponse(removed=removed)
-
-    async def query_last_chunk(self, req: storage_pb2.QueryLastChunkRequest
-                               ) -> storage_pb2.QueryLastChunkResponse:
-        chain = await self.chain(req.chain_id, req.chain_version)
-        target = self._my_target(chain, req.target_id)
-        meta = await self._io(self.stores[target].last_chunk, req.inode_id)
-        if meta is None:
-            return storage_pb2.QueryLastChunkResponse(found=False)
-        return storage_pb2.QueryLastChunkResponse(found=True, chunk_index=meta.chunk_id.chunk_index,
-                                                  chunk_length=meta.length)
-
-    async def target_stats(self) -> storage_pb2.TargetStatsResponse:
-        view = self.routing.view
-        out = []
-        for target_id, store in sorted(self.stores.items()):
-            stats = await self._io(store.stats)
-            info = view.targets.get(target_id)
-            out.append(storage_pb2.TargetStat(
-                target_id=target_id, chain_id=info.chain_id if info else 0, chunks=stats.chunks,
-                bytes=stats.bytes, capacity_bytes=stats.capacity_bytes, free_bytes=stats.free_bytes,
-            ))
-        return storage_pb2.TargetStatsResponse(targets=out)
 
 
 def _pow2_at_least(n: int) -> int:

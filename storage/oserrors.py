@@ -1,8 +1,19 @@
 """The storage layer's one boundary for foreign errors (OSError, LMDB).
 
 Inside it, code raises or lets through EmberError subclasses unchanged; anything
-else becomes NoSpace (a full disk or a full metadata map) or Internal, with the
-operation named, so the service edge only ever sees the shared error tree.
+else becomes one of (`disk_error_kind` is the pure rule, table-tested):
+
+    error                                    becomes        the target
+    ENOSPC, EDQUOT, a full LMDB map          NoSpace        keeps serving
+    ENOENT                                   Internal       keeps serving (a race or a
+                                                            bug, not a failing disk)
+    any other OSError (EIO, EROFS, EACCES,   DiskFailure    is marked failed: it reports
+      ENOTDIR, ...)                                         LOCAL_OFFLINE and the manager
+                                                            takes it out of its chain
+    another LMDB error                       Internal       keeps serving
+
+DiskFailure travels as Unavailable (retryable): the client's retry lands on the
+chain the manager rebuilds without the failed target.
 """
 
 from __future__ import annotations
@@ -10,12 +21,32 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 
 import lmdb
 
-from emberfs.common.errors import EmberError, Internal, NoSpace
+from emberfs.common.errors import EmberError, Internal, NoSpace, Unavailable
 
-__all__ = ["translated"]
+__all__ = ["DiskErrorKind", "DiskFailure", "disk_error_kind", "translated"]
+
+
+class DiskFailure(Unavailable):
+    """The target's disk refused an operation: the target must stop serving. Sent
+    on the wire as Unavailable (it keeps that class's code)."""
+
+
+class DiskErrorKind(Enum):
+    NO_SPACE = "no_space"
+    INTERNAL = "internal"
+    FAILED = "failed"
+
+
+def disk_error_kind(error_number: int | None) -> DiskErrorKind:
+    if error_number in (errno.ENOSPC, errno.EDQUOT):
+        return DiskErrorKind.NO_SPACE
+    if error_number in (errno.ENOENT, None):
+        return DiskErrorKind.INTERNAL
+    return DiskErrorKind.FAILED
 
 
 @contextmanager
@@ -29,6 +60,9 @@ def translated(what: str) -> Iterator[None]:
     except lmdb.Error as exc:
         raise Internal(f"{what}: metadata store failed: {exc}") from exc
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        kind = disk_error_kind(exc.errno)
+        if kind == DiskErrorKind.NO_SPACE:
             raise NoSpace(f"{what}: {exc.strerror}") from exc
+        if kind == DiskErrorKind.FAILED:
+            raise DiskFailure(f"{what}: disk error: {exc}") from exc
         raise Internal(f"{what}: {exc}") from exc

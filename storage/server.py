@@ -11,6 +11,8 @@ last heartbeat reporting every target LOCAL_OFFLINE (bounded), stop gRPC with
 GRACE_S for in-flight calls, close the peers, the thread pool and the stores; exit 0.
 
 Disk I/O runs in a ThreadPoolExecutor of IO_THREADS (LMDB's reader slots are few).
+The operator, the agent and the resync worker share one NodeHealth: the lease, the
+targets failed by disk errors and the resync marks (localstate.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from emberfs.common.rpc import server_options
 from .agent import Agent
 from .config import StorageConfig, parse_hostport
 from .craq import Operator
+from .lease import Lease
+from .localstate import NodeHealth
+from .resync import ResyncWorker
 from emberfs.common.storagepool import StoragePool as PeerPool
 from .service import StorageServicer, add_storage_servicer
 from .targets import open_targets
@@ -55,6 +60,8 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
     peers = PeerPool()
     agent: Agent | None = None
     agent_task: asyncio.Task[None] | None = None
+    resync_task: asyncio.Task[None] | None = None
+    node_health = NodeHealth(Lease())
     server = grpc.aio.server(options=server_options())
     try:
         host, port = parse_hostport(config.listen, what="--listen")
@@ -67,8 +74,8 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         address = f"{host}:{bound}"
         advertise = config.advertise or address
         agent = Agent(node_id=config.node_id, address=advertise, meta=config.meta, stores=stores,
-                      executor=executor, interval_s=config.heartbeat_interval_s)
-        operator = Operator(config.node_id, stores, agent.routing, peers, executor)
+                      executor=executor, interval_s=config.heartbeat_interval_s, health=node_health)
+        operator = Operator(config.node_id, stores, agent.routing, peers, executor, health=node_health)
         add_storage_servicer(StorageServicer(operator), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -79,16 +86,19 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         log.info("node %d serving %s (advertised %s), targets %s, metaserver %s", config.node_id, address,
                  advertise, sorted(stores), config.meta)
         agent_task = loop.create_task(agent.run())
+        resync_task = loop.create_task(ResyncWorker(operator).run())
         await stop.wait()
         log.info("stopping")
         await health_servicer.enter_graceful_shutdown()
         agent_task.cancel()
+        resync_task.cancel()
         await agent.farewell()
         await server.stop(GRACE_S)
     finally:
-        if agent_task is not None:
-            agent_task.cancel()
-            await asyncio.gather(agent_task, return_exceptions=True)
+        for task in (agent_task, resync_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await server.stop(0)
         if agent is not None:
             await agent.close()

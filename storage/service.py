@@ -5,8 +5,7 @@ becomes its status with its exact code in the `emberfs-error` trailing metadata;
 anything else is a bug, logged with its traceback, answered INTERNAL, and the
 server keeps serving. A request that does not parse reaches the servicer (see
 `add_storage_servicer`) and is answered INVALID_ARGUMENT.
-SyncDump/SyncDone are not implemented yet (resync is issue 5): grpc answers them
-UNIMPLEMENTED.
+SyncDump/SyncDone serve a resync (syncrecv.py).
 """
 
 from __future__ import annotations
@@ -25,7 +24,8 @@ __all__ = ["StorageServicer", "add_storage_servicer"]
 
 log = logging.getLogger("emberfs.storage.service")
 
-_IMPLEMENTED = ("Write", "Forward", "Read", "GetCommitVersion", "RemoveChunks", "QueryLastChunk", "TargetStats")
+_IMPLEMENTED = ("Write", "Forward", "Read", "GetCommitVersion", "RemoveChunks", "QueryLastChunk", "TargetStats",
+                "SyncDump", "SyncDone")
 
 
 # Storage requests skip the unknown-field walk: it would cost every chunk request on
@@ -69,8 +69,15 @@ class StorageServicer:
                           context: Any) -> storage_pb2.TargetStatsResponse:
         return await self.op.target_stats()
 
+    @_rpc
+    async def SyncDump(self, request: storage_pb2.SyncDumpRequest, context: Any) -> storage_pb2.SyncDumpResponse:
+        return await self.op.sync_dump(request)
+
+    @_rpc
+    async def SyncDone(self, request: storage_pb2.SyncDoneRequest, context: Any) -> storage_pb2.SyncDoneResponse:
+        return await self.op.sync_done(request)
+
 
 def add_storage_servicer(servicer: StorageServicer, server: grpc.aio.Server) -> None:
-    """Register the implemented Storage methods with lenient decoding; the others
-    (SyncDump, SyncDone) are left to grpc's UNIMPLEMENTED."""
+    """Register the Storage methods with lenient decoding."""
     add_servicer(storage_pb2, "Storage", servicer, server, methods=_IMPLEMENTED)

@@ -14,6 +14,7 @@ from emberfs.common import errors as e
 from emberfs.storage import chunkfiles
 from emberfs.storage.chunkstore import ChunkStore
 from emberfs.storage.records import ChunkId, UpdateKind
+from emberfs.storage.oserrors import DiskFailure
 
 W, R, X = UpdateKind.WRITE, UpdateKind.REPLACE, UpdateKind.REMOVE
 CS = 64
@@ -135,7 +136,7 @@ def test_kill_9_during_a_write(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("err,exc", [(errno.ENOSPC, e.NoSpace), (errno.EDQUOT, e.NoSpace),
-                                     (errno.EIO, e.Internal)])
+                                     (errno.EIO, DiskFailure)])
 def test_io_error_while_building_the_pending_version(tmp_path, monkeypatch, err, exc) -> None:
     with ChunkStore(tmp_path / "target") as store:
         store.prepare(CID, W, 0, b"committed", 0, 1, 1, CS)

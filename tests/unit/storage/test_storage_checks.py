@@ -12,7 +12,8 @@ from emberfs.common import errors as e
 from emberfs.common.chainstate import Chain, ChainTarget, PublicState, chain_to_proto, new_chain
 from emberfs.common.routing import RoutingView
 from emberfs.proto import mgmt_pb2, storage_pb2
-from emberfs.storage.agent import backoff_delays, local_states
+from emberfs.storage.agent import backoff_delays
+from emberfs.storage.localstate import local_states
 from emberfs.storage.checks import (
     ChunkLocks,
     RecentReplies,
