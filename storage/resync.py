@@ -128,7 +128,7 @@ class ResyncWorker:
                  source, dest)
         dump = await stub.SyncDump(storage_pb2.SyncDumpRequest(
             header=common_pb2.RequestHeader(), chain_id=chain.chain_id, chain_version=chain.chain_version,
-            target_id=dest), timeout=DUMP_TIMEOUT_S)
+            target_id=dest), timeout=DUMP_TIMEOUT_S, wait_for_ready=True)  # it may have just restarted
         theirs = [SyncMeta(ChunkId(c.chunk.inode_id, c.chunk.chunk_index), c.commit_version, c.length, c.crc32c)
                   for c in dump.chunks]
         mine = await op.tio(source, lambda: [SyncMeta(m.chunk_id, m.commit_version, m.length, m.crc32c)
