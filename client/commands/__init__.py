@@ -7,7 +7,7 @@ it here. `emberfs.client.cli` builds its parser from this tuple alone.
 
 from __future__ import annotations
 
-from . import attrs, bench, cluster, df, listing, localcluster, names, transfer
+from . import attrs, bench, cluster, df, health, listing, localcluster, names, transfer
 from ._base import CliContext, Command, error_line
 
 __all__ = ["COMMANDS", "CliContext", "Command", "error_line"]
@@ -17,6 +17,7 @@ COMMANDS: tuple[Command, ...] = (
     *names.COMMANDS,
     *attrs.COMMANDS,
     *cluster.COMMANDS,
+    *health.COMMANDS,
     *localcluster.COMMANDS,
     *transfer.COMMANDS,
     *df.COMMANDS,
