@@ -1,0 +1,462 @@
+"""`EmberFileSystem`: EmberFS as an fsspec file system, protocol `emberfs`.
+
+    import fsspec, pandas as pd
+
+    fs = fsspec.filesystem("emberfs", host="127.0.0.1", port=9000)
+    fs.pipe("/data/a.csv", b"x,y\\n1,2\\n")
+    fs.cat_file("/data/a.csv", start=2, end=5)
+    df = pd.read_csv("emberfs://127.0.0.1:9000/data/a.csv")
+
+URLs are `emberfs://HOST:PORT/path` (the metaserver's address); paths inside the file
+system are absolute POSIX paths ("/data/a.csv"). Without a host in the URL, the
+`address` option, $EMBERFS_META, or the CLI's default address is used. The protocol is
+registered through the `fsspec.specs` entry point, so `fsspec.open("emberfs://...")`,
+pandas and pyarrow find it once emberfs is installed.
+
+Every operation is one or a few calls of the async `Client`, on the loop fsspec runs
+the file system on (`_fsspec_clients.py`: one lazily connected Client per loop and
+process; instances pickle as their address and options; fork-safe). Whole-file and
+ranged reads are `read_range`, `cat_ranges` is one `Client.read_ranges` batch (each file
+looked up once, pieces sharing a chunk fetched once), `open()` files pread one handle
+(`_fsspec_files.py`), a recursive `rm` of a directory is one atomic `rmtree`, and `mv`
+of a single path is one atomic `rename`. Writes create missing parent directories
+(`auto_mkdir=True`, as object stores behave and fsspec's copy/put suites expect).
+Failures are the Client's: the built-in OSError family with the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import posixpath
+import stat as _stat
+from collections.abc import Iterable, Sequence
+from glob import has_magic
+from typing import Any
+
+from fsspec.asyn import AsyncFileSystem, get_loop, sync_wrapper
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+from fsspec.utils import isfilelike, stringify_path
+
+from ._fsspec_clients import LoopClients
+from ._fsspec_files import EmberBufferedFile, EmberStreamedFile, ReadHandle, WriteHandle
+from ._stat import StatResult
+from .cli import DEFAULT_META
+
+__all__ = ["EmberFileSystem", "resolve_range", "split_url"]
+
+_PREFIX = "emberfs://"
+_COPY_BLOCK = 8 * 2**20  # bytes per step of put/get/cp: a few chunks in flight, bounded memory
+_TO_EOF = 2**62  # a read length that means "to the end": reads are clipped at EOF
+_CLIENT_OPTIONS = (
+    "uid", "gid", "groups", "umask", "timeout", "retry", "verify_crc",
+    "max_inflight", "per_server_inflight", "readahead",
+)  # fmt: skip
+
+
+def split_url(url: str) -> tuple[str | None, str]:
+    """("HOST:PORT" or None, "/path") of an emberfs:// URL or a plain path."""
+    url = stringify_path(url)
+    address = None
+    if url.startswith(_PREFIX):
+        netloc, slash, rest = url[len(_PREFIX) :].partition("/")
+        address, url = netloc or None, slash + rest
+    return address, "/" + url.strip("/")
+
+
+def resolve_range(start: int | None, end: int | None, size: int) -> tuple[int, int]:
+    """fsspec's byte range [start, end) of a file of `size` bytes as (offset, length):
+    None is the file's start or end, a negative value counts from the end, and the
+    range is clipped to the file (an empty range reads b"")."""
+    first = 0 if start is None else (max(0, size + start) if start < 0 else start)
+    last = size if end is None else (size + end if end < 0 else end)
+    first, last = min(first, size), min(last, size)
+    return first, max(0, last - first)
+
+
+def _direct_range(start: int | None, end: int | None) -> tuple[int, int] | None:
+    """(offset, length) when the range needs no file size (no negative bound), else None."""
+    if (start is not None and start < 0) or (end is not None and end < 0):
+        return None
+    offset = start or 0
+    return offset, _TO_EOF if end is None else max(0, end - offset)
+
+
+def _info(path: str, st: StatResult, *, islink: bool = False) -> dict[str, Any]:
+    mode = st.st_mode
+    kind = "directory" if _stat.S_ISDIR(mode) else "file" if _stat.S_ISREG(mode) else "other"
+    return {
+        "name": path,
+        "size": st.st_size if kind == "file" else 0,
+        "type": kind,
+        "islink": islink or _stat.S_ISLNK(mode),
+        "mode": mode,
+        "ino": st.st_ino,
+        "nlink": st.st_nlink,
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "mtime": st.st_mtime,
+        "created": st.st_ctime,
+        "chunk_size": st.chunk_size,
+    }
+
+
+def _join(directory: str, name: str) -> str:
+    return directory.rstrip("/") + "/" + name
+
+
+class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
+    """fsspec access to one EmberFS cluster; see the module docstring.
+
+    host/port (or `address="HOST:PORT"`) name the metaserver; `auto_mkdir` creates the
+    parents of written files; the other keyword options are those of `Client` (uid,
+    gid, groups, umask, timeout, retry, verify_crc, max_inflight, per_server_inflight,
+    readahead) and of fsspec (asynchronous, loop, batch_size, skip_instance_cache).
+    """
+
+    protocol = "emberfs"
+    root_marker = "/"
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        address: str | None = None,
+        auto_mkdir: bool = True,
+        **options: Any,
+    ) -> None:
+        client_options = {name: options.pop(name) for name in _CLIENT_OPTIONS if name in options}
+        super().__init__(**options)
+        if host is not None:
+            named = f"[{host}]:{port or 9000}" if ":" in host else f"{host}:{port or 9000}"
+            if address is not None and address != named:
+                raise ValueError(f"two metaserver addresses: host/port {named} and address {address}")
+            address = named
+        self.address = address or os.environ.get("EMBERFS_META", DEFAULT_META)
+        self.auto_mkdir = auto_mkdir
+        self._clients = LoopClients(self.address, client_options)
+
+    def __repr__(self) -> str:
+        return f"<EmberFileSystem {self.address}>"
+
+    @property
+    def fsid(self) -> str:
+        return _PREFIX + self.address
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        # fsspec's own property refuses after a fork; its loop is simply made anew in the
+        # child (fsspec resets it there), and so are our Clients (LoopClients).
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            if not self.asynchronous:
+                self._loop = get_loop()
+        return self._loop  # type: ignore[no-any-return]
+
+    # -- paths -----------------------------------------------------------------------
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        return split_url(path)[1]
+
+    @staticmethod
+    def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
+        from urllib.parse import urlsplit
+
+        address, _ = split_url(path)
+        if address is None:
+            return {}
+        parts = urlsplit("//" + address)
+        if parts.hostname is None or parts.port is None:
+            raise ValueError(f"{path}: an emberfs URL is emberfs://HOST:PORT/path")
+        return {"host": parts.hostname, "port": parts.port}
+
+    def unstrip_protocol(self, name: str) -> str:
+        return _PREFIX + self.address + self._strip_protocol(name)
+
+    async def _ensure_parent(self, path: str) -> None:
+        parent = posixpath.dirname(path)
+        if self.auto_mkdir and parent != "/":
+            async with self._clients.call() as client:
+                await client.makedirs(parent, exist_ok=True)
+
+    async def aclose(self) -> None:
+        """Close the Client of the running loop (`asynchronous=True` users, before their
+        loop ends); the next call connects again."""
+        await self._clients.aclose()
+
+    # -- metadata ----------------------------------------------------------------------
+
+    async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        async with self._clients.call() as client:
+            st = await client.lstat(path)
+            if not _stat.S_ISLNK(st.st_mode):
+                return _info(path, st)
+            try:
+                return _info(path, await client.stat(path), islink=True)
+            except (FileNotFoundError, NotADirectoryError):
+                return _info(path, st)  # a dangling link
+
+    async def _exists(self, path: str, **kwargs: Any) -> bool:
+        try:
+            await self._info(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        path = self._strip_protocol(path)
+        async with self._clients.call() as client:
+            try:
+                entries = await client.listdir_attrs(path)
+            except NotADirectoryError:
+                info = await self._info(path)
+                if info["type"] == "directory":
+                    raise
+                return [info] if detail else [path]
+            if not detail:
+                return [_join(path, name) for name, _ in entries]
+            infos = [_info(_join(path, name), st) for name, st in entries]
+            links = [i for i, info in enumerate(infos) if info["islink"]]
+            resolved = await asyncio.gather(*(self._info(infos[i]["name"]) for i in links))
+            for i, info in zip(links, resolved):
+                infos[i] = info
+            return infos
+
+    async def _modified(self, path: str) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp((await self._info(path))["mtime"], tz=datetime.timezone.utc)
+
+    async def _created(self, path: str) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp((await self._info(path))["created"], tz=datetime.timezone.utc)
+
+    modified = sync_wrapper(_modified)
+    created = sync_wrapper(_created)
+
+    # -- directories and names ---------------------------------------------------------
+
+    async def _mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        path = self._strip_protocol(path)
+        async with self._clients.call() as client:
+            if create_parents:
+                await client.makedirs(path, exist_ok=False)
+            else:
+                await client.mkdir(path)
+
+    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
+        async with self._clients.call() as client:
+            await client.makedirs(self._strip_protocol(path), exist_ok=exist_ok)
+
+    async def _rmdir(self, path: str) -> None:
+        async with self._clients.call() as client:
+            await client.rmdir(self._strip_protocol(path))
+
+    rmdir = sync_wrapper(_rmdir)
+
+    async def _rm_file(self, path: str, **kwargs: Any) -> None:
+        async with self._clients.call() as client:
+            await client.remove(self._strip_protocol(path))
+
+    async def _rm(
+        self,
+        path: str | list[str],
+        recursive: bool = False,
+        maxdepth: int | None = None,
+        batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Files one by one (concurrently); with `recursive`, a directory named as such
+        goes in one atomic rmtree, and directories found by a glob or a depth-bounded
+        walk are removed deepest first once emptied (a non-empty one: ENOTEMPTY)."""
+        if recursive and maxdepth is None and isinstance(path, str) and not has_magic(path):
+            one = self._strip_protocol(path)
+            if await self._isdir(one):
+                async with self._clients.call() as client:
+                    await client.rmtree(one)
+                return
+        paths = await self._expand_path(path, recursive=recursive, maxdepth=maxdepth)
+        removed = await asyncio.gather(*(self._rm_file(p) for p in paths), return_exceptions=True)
+        directories = []
+        for p, outcome in zip(paths, removed):
+            if isinstance(outcome, IsADirectoryError) and recursive:
+                directories.append(p)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        for directory in sorted(directories, key=lambda d: d.count("/"), reverse=True):
+            await self._rmdir(directory)
+
+    async def _mv(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None, **kwargs: Any) -> None:
+        """One atomic rename for one path (into path2 when it is a directory, as `mv`
+        does); globs and lists are copied and removed, as fsspec's default."""
+        if isinstance(path1, str) and isinstance(path2, str) and not has_magic(path1):
+            src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
+            if src == dst:
+                return
+            if path2.endswith("/") or await self._isdir(dst):
+                dst = _join(dst, posixpath.basename(src))
+            await self._ensure_parent(dst)
+            async with self._clients.call() as client:
+                await client.rename(src, dst)
+            return
+        await self._copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error="raise")
+        await self._rm(path1, recursive=recursive)
+
+    mv = sync_wrapper(_mv)
+
+    async def _mv_file(self, path1: str, path2: str) -> None:
+        await self._mv(path1, path2)
+
+    async def _touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
+        """truncate: make path an empty file; otherwise create it empty if missing and
+        set its times to now (touch(1))."""
+        path = self._strip_protocol(path)
+        if truncate:
+            await self._pipe_file(path, b"")
+            return
+        await self._ensure_parent(path)
+        async with self._clients.call() as client:
+            await client.touch(path)
+
+    touch = sync_wrapper(_touch)
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def _cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        path = self._strip_protocol(path)
+        span = _direct_range(start, end)
+        if span is None:
+            span = resolve_range(start, end, (await self._info(path))["size"])
+        async with self._clients.call() as client:
+            return await client.read_range(path, *span)
+
+    async def _cat_ranges(
+        self,
+        paths: list[str],
+        starts: int | None | Sequence[int | None],
+        ends: int | None | Sequence[int | None],
+        max_gap: int | None = None,
+        batch_size: int | None = None,
+        on_error: str = "return",
+        **kwargs: Any,
+    ) -> list[Any]:
+        """All ranges in one `Client.read_ranges` batch (which coalesces pieces of one
+        chunk itself, so `max_gap` is not needed). If the batch fails, each range is
+        read alone, so that one missing file costs only its own ranges (`on_error`)."""
+        if not isinstance(paths, list):
+            raise TypeError("paths must be a list")
+        starts = list(starts) if isinstance(starts, Iterable) else [starts] * len(paths)
+        ends = list(ends) if isinstance(ends, Iterable) else [ends] * len(paths)
+        if len(starts) != len(paths) or len(ends) != len(paths):
+            raise ValueError("paths, starts and ends must have the same length")
+        paths = [self._strip_protocol(p) for p in paths]
+        try:
+            spans = [_direct_range(s, e) for s, e in zip(starts, ends)]
+            need_size = sorted({p for p, span in zip(paths, spans) if span is None})
+            sizes = dict(zip(need_size, await asyncio.gather(*(self._size(p) for p in need_size))))
+            ranges = [
+                (p, *(span if span is not None else resolve_range(s, e, sizes[p])))
+                for p, s, e, span in zip(paths, starts, ends, spans)
+            ]
+            async with self._clients.call() as client:
+                return list(await client.read_ranges(ranges))
+        except OSError:
+            pass
+        out = await asyncio.gather(
+            *(self._cat_file(p, s, e) for p, s, e in zip(paths, starts, ends)), return_exceptions=True
+        )
+        if on_error != "return":
+            for outcome in out:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        return list(out)
+
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: int | None = None,
+        autocommit: bool = True,
+        cache_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> EmberBufferedFile:
+        return EmberBufferedFile(
+            self, self._strip_protocol(path), mode, block_size, autocommit, cache_options=cache_options, **kwargs
+        )
+
+    async def open_async(self, path: str, mode: str = "rb", **kwargs: Any) -> EmberStreamedFile:
+        if "b" not in mode or kwargs.get("compression"):
+            raise ValueError("open_async: binary modes only, no compression")
+        return await EmberStreamedFile.create(self, self._strip_protocol(path), mode)
+
+    # -- writing and copying -----------------------------------------------------------
+
+    async def _pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
+        writer = WriteHandle(self, self._strip_protocol(path), "xb" if mode == "create" else "wb", True)
+        await writer.open()
+        await writer.write(bytes(value), final=True)
+
+    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
+        reader = ReadHandle(self, src)
+        try:
+            size = await reader.open()
+        except IsADirectoryError:
+            await self._makedirs(dst, exist_ok=True)
+            return
+        writer = WriteHandle(self, dst, "wb", True)
+        await writer.open()
+        try:
+            for offset in range(0, size, _COPY_BLOCK):
+                await writer.write(await reader.pread(offset, offset + _COPY_BLOCK), final=False)
+        finally:
+            await writer.close()
+
+    async def _put_file(
+        self, lpath: str, rpath: str, callback: Callback = DEFAULT_CALLBACK, mode: str = "overwrite", **kwargs: Any
+    ) -> None:
+        rpath = self._strip_protocol(rpath)
+        if os.path.isdir(lpath):
+            await self._makedirs(rpath, exist_ok=True)
+            return
+        writer = WriteHandle(self, rpath, "xb" if mode == "create" else "wb", True)
+        with open(lpath, "rb") as local:
+            callback.set_size(os.fstat(local.fileno()).st_size)
+            await writer.open()
+            try:
+                while block := await asyncio.to_thread(local.read, _COPY_BLOCK):
+                    await writer.write(block, final=False)
+                    callback.relative_update(len(block))
+            finally:
+                await writer.close()
+
+    async def _get_file(
+        self, rpath: str, lpath: Any, callback: Callback = DEFAULT_CALLBACK, **kwargs: Any
+    ) -> None:
+        reader = ReadHandle(self, self._strip_protocol(rpath))
+        try:
+            size = await reader.open()
+        except IsADirectoryError:
+            if not isfilelike(lpath):
+                os.makedirs(lpath, exist_ok=True)
+            return
+        callback.set_size(size)
+        local = lpath if isfilelike(lpath) else open(lpath, "wb")
+        ahead: asyncio.Future[bytes] | None = None
+        try:
+            # One block is fetched while the one before it is written out.
+            ahead = asyncio.ensure_future(reader.pread(0, _COPY_BLOCK))
+            for offset in range(0, size, _COPY_BLOCK):
+                block = await ahead
+                if offset + _COPY_BLOCK < size:
+                    ahead = asyncio.ensure_future(reader.pread(offset + _COPY_BLOCK, offset + 2 * _COPY_BLOCK))
+                await asyncio.to_thread(local.write, block)
+                callback.relative_update(len(block))
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+            if local is not lpath:
+                local.close()
