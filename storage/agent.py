@@ -100,6 +100,7 @@ class Agent:
         self.registered = asyncio.Event()
         self.closing = False
         self.health = health or NodeHealth()
+        self._lapse_logged = False
 
     async def reports(self) -> list[mgmt_pb2.TargetReport]:
         states = local_states(self.routing.view, self.stores, closing=self.closing,
@@ -180,6 +181,11 @@ class Agent:
                 log.warning("heartbeat failed: %s", exc.details() or exc.code())
             except Exception:  # a bug or a disk error must not end the heartbeats
                 log.exception("heartbeat failed")
+            lease = self.health.lease
+            if lease.enforced and not lease.valid and lease.renewed_at is not None and not self._lapse_logged:
+                log.warning("lease expired: no successful heartbeat for %.1f s; refusing reads and writes "
+                            "until one succeeds", lease.clock() - lease.renewed_at)
+            self._lapse_logged = lease.enforced and not lease.valid
 
     async def farewell(self, timeout: float = 1.0) -> None:
         """A last heartbeat with every target LOCAL_OFFLINE, if it goes quickly."""

@@ -65,6 +65,7 @@ from .checks import (
     require_head,
 )
 from .chunkstore import ChunkStore
+from .forwarding import FORWARD_TIMEOUT_S, Forwarder
 from .housekeeping import Housekeeping
 from .localstate import NodeHealth
 from .syncrecv import SyncReceiver
@@ -78,23 +79,20 @@ __all__ = ["FORWARD_TIMEOUT_S", "Operator", "RoutingSource"]
 log = logging.getLogger("emberfs.storage.craq")
 
 T = TypeVar("T")
-FORWARD_TIMEOUT_S = 30.0
 PEER_TIMEOUT_S = 5.0
 READ_ATTEMPTS = 8
 
 
 class RoutingSource(Protocol):
     """Where the operator gets routing: the current view, and a (single-flight)
-    refresh that answers the newest view it could get."""
+    refresh that answers the newest view it could get. A source may also offer
+    `async changed(version) -> RoutingView` (the first newer view; agent.RoutingHolder
+    does): without it, forwards and the resync worker never see routing move."""
 
     @property
     def view(self) -> RoutingView: ...
 
     async def refresh(self) -> RoutingView: ...
-
-    async def changed(self, version: int) -> RoutingView:
-        """The first view newer than `version` (waits for it)."""
-        ...
 
 
 def _reply(meta: ChunkMeta) -> storage_pb2.WriteResponse:
@@ -103,7 +101,7 @@ def _reply(meta: ChunkMeta) -> storage_pb2.WriteResponse:
     )
 
 
-class Operator(Housekeeping, SyncReceiver):
+class Operator:
     def __init__(
         self,
         node_id: int,
@@ -124,7 +122,9 @@ class Operator(Housekeeping, SyncReceiver):
         self.locks = ChunkLocks()
         self._local = frozenset(stores)
         self.health = health or NodeHealth()
-        self._refreshing: asyncio.Task[RoutingView] | None = None
+        self.forwarder = Forwarder(routing, peers)
+        self.housekeeping = Housekeeping(self)
+        self.sync = SyncReceiver(self)
 
     async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -146,11 +146,6 @@ class Operator(Housekeeping, SyncReceiver):
             if self.health.fail(target, exc.message):
                 log.error("target %d failed: %s; reporting it offline", target, exc.message)
             raise DiskFailure(f"target {target}: {exc.message}; nothing was committed") from None
-
-    def refresh_soon(self) -> None:
-        """Refresh routing in the background (a failed peer may mean a new chain)."""
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.get_running_loop().create_task(self.routing.refresh())
 
     # -- routing -------------------------------------------------------------
 
@@ -262,53 +257,8 @@ class Operator(Housekeeping, SyncReceiver):
             # The syncing successor may lack the bytes a WRITE/TRUNCATE applies to.
             chunk = ChunkId(update.chunk.inode_id, update.chunk.chunk_index)
             update = await self.whole_chunk_update(chain, target, store, chunk, update.chunk_size, version=version)
-        await self.send_forward(chain, storage_pb2.ForwardRequest(
+        await self.forwarder.send_forward(chain, storage_pb2.ForwardRequest(
             update=update, update_version=version, from_target=target, to_target=successor))
-
-    async def send_forward(self, chain: Chain, request: storage_pb2.ForwardRequest) -> storage_pb2.WriteResponse:
-        """Forward to `request.to_target` and await its ack. A successor that cannot be
-        reached, or that leaves the chain while the call is in flight (the manager
-        rebuilt it: the peer may be frozen), fails the call Unavailable."""
-        successor = request.to_target
-        try:
-            address = self.routing.view.address_of(successor)
-        except (NotFound, KeyError):
-            raise Unavailable(f"successor target {successor} of chain {chain.chain_id} has no known address") from None
-        call = asyncio.ensure_future(self.peers.stub(address).Forward(request, timeout=FORWARD_TIMEOUT_S))
-        watch = asyncio.ensure_future(self._successor_left(chain, request.from_target, successor))
-        try:
-            await asyncio.wait((call, watch), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watch.cancel()
-        if not call.done():
-            call.cancel()
-            self.refresh_soon()
-            raise Unavailable(f"successor target {successor} left chain {chain.chain_id} while a forward "
-                              "was in flight; the write stays pending and is re-driven on retry")
-        try:
-            return call.result()
-        except grpc.aio.AioRpcError as exc:
-            error = from_rpc_error(exc)
-            if isinstance(error, Unavailable):
-                self.refresh_soon()
-                raise Unavailable(
-                    f"successor target {successor} at {address} is unreachable ({error.message}); "
-                    "the write stays pending and is re-driven on retry"
-                ) from None
-            raise type(error)(f"successor target {successor}: {error.message}") from None
-
-    async def _successor_left(self, chain: Chain, target: int, successor: int) -> None:
-        """Return once routing shows `successor` no longer after `target` in the chain."""
-        changed = getattr(self.routing, "changed", None)
-        if changed is None:  # a static routing source (tests): it never moves
-            await asyncio.Event().wait()
-        version = self.routing.view.version
-        while True:
-            view = await changed(version)
-            version = view.version
-            now = view.chains.get(chain.chain_id)
-            if now is None or now.successor(target) != successor:
-                return
 
     async def forward(self, req: storage_pb2.ForwardRequest) -> storage_pb2.WriteResponse:
         if not req.HasField("update"):

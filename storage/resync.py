@@ -169,7 +169,7 @@ class ResyncWorker:
             meta = await op.tio(source, store.meta, chunk)
             update = await op.whole_chunk_update(chain, source, store, chunk, MIN_CHUNK_SIZE, version=None)
             version = max(meta.commit_version, 1)
-            reply = await op.send_forward(chain, storage_pb2.ForwardRequest(
+            reply = await op.forwarder.send_forward(chain, storage_pb2.ForwardRequest(
                 update=update, update_version=version, from_target=source, to_target=dest))
         if update.kind == UpdateKind.REMOVE:
             tally.removed += 1

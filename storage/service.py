@@ -57,25 +57,25 @@ class StorageServicer:
     @_rpc
     async def RemoveChunks(self, request: storage_pb2.RemoveChunksRequest,
                            context: Any) -> storage_pb2.RemoveChunksResponse:
-        return await self.op.remove_chunks(request)
+        return await self.op.housekeeping.remove_chunks(request)
 
     @_rpc
     async def QueryLastChunk(self, request: storage_pb2.QueryLastChunkRequest,
                              context: Any) -> storage_pb2.QueryLastChunkResponse:
-        return await self.op.query_last_chunk(request)
+        return await self.op.housekeeping.query_last_chunk(request)
 
     @_rpc
     async def TargetStats(self, request: storage_pb2.TargetStatsRequest,
                           context: Any) -> storage_pb2.TargetStatsResponse:
-        return await self.op.target_stats()
+        return await self.op.housekeeping.target_stats()
 
     @_rpc
     async def SyncDump(self, request: storage_pb2.SyncDumpRequest, context: Any) -> storage_pb2.SyncDumpResponse:
-        return await self.op.sync_dump(request)
+        return await self.op.sync.sync_dump(request)
 
     @_rpc
     async def SyncDone(self, request: storage_pb2.SyncDoneRequest, context: Any) -> storage_pb2.SyncDoneResponse:
-        return await self.op.sync_done(request)
+        return await self.op.sync.sync_done(request)
 
 
 def add_storage_servicer(servicer: StorageServicer, server: grpc.aio.Server) -> None:

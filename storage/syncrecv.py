@@ -1,6 +1,6 @@
 """The syncing target's side of a resync (3FS: the successor answers its
-predecessor's dump request and is told when the sync is done). A mixin of
-craq.Operator.
+predecessor's dump request and is told when the sync is done). Part of
+craq.Operator (its `sync` attribute).
 
 - SyncDump: the committed chunks of a target that is SYNCING in the named chain
   version; the predecessor diffs them against its own (syncdiff.py).
@@ -31,23 +31,26 @@ log = logging.getLogger("emberfs.storage.resync")
 
 
 class SyncReceiver:
-    async def _syncing_target(self: Operator, chain_id: int, chain_version: int, target_id: int) -> tuple[Chain, int]:
+    def __init__(self, op: Operator) -> None:
+        self.op = op
+
+    async def _syncing_target(self, chain_id: int, chain_version: int, target_id: int) -> tuple[Chain, int]:
         if target_id == 0:
             raise InvalidArgument("a sync request must name its target_id")
-        self.health.lease.check()
-        chain = await self.chain(chain_id, chain_version)
-        target = self._my_target(chain, target_id)
+        self.op.health.lease.check()
+        chain = await self.op.chain(chain_id, chain_version)
+        target = self.op._my_target(chain, target_id)
         state = chain.state_of(target)
         if state != PublicState.SYNCING:
             raise FailedPrecondition(f"target {target} is {state.name if state else 'absent'} in chain "
                                      f"{chain_id} (version {chain.chain_version}), not SYNCING")
-        self.store_of(target)  # a failed target takes no sync
+        self.op.store_of(target)  # a failed target takes no sync
         return chain, target
 
-    async def sync_dump(self: Operator, req: storage_pb2.SyncDumpRequest) -> storage_pb2.SyncDumpResponse:
+    async def sync_dump(self, req: storage_pb2.SyncDumpRequest) -> storage_pb2.SyncDumpResponse:
         _, target = await self._syncing_target(req.chain_id, req.chain_version, req.target_id)
-        store = self.store_of(target)
-        metas = await self.tio(target, lambda: list(store.list_chunks()))
+        store = self.op.store_of(target)
+        metas = await self.op.tio(target, lambda: list(store.list_chunks()))
         log.info("target %d: sync dump of %d committed chunks for chain %d v%d", target, len(metas),
                  req.chain_id, req.chain_version)
         return storage_pb2.SyncDumpResponse(chunks=[
@@ -57,9 +60,9 @@ class SyncReceiver:
             ) for m in metas
         ])
 
-    async def sync_done(self: Operator, req: storage_pb2.SyncDoneRequest) -> storage_pb2.SyncDoneResponse:
+    async def sync_done(self, req: storage_pb2.SyncDoneRequest) -> storage_pb2.SyncDoneResponse:
         chain, target = await self._syncing_target(req.chain_id, req.chain_version, req.target_id)
-        self.health.mark_synced(target, chain.chain_version)
+        self.op.health.mark_synced(target, chain.chain_version)
         log.info("target %d: resync of chain %d v%d done (%d chunks received, %d removed); reporting up to date",
                  target, chain.chain_id, chain.chain_version, req.chunks_sent, req.chunks_removed)
         return storage_pb2.SyncDoneResponse()

@@ -18,13 +18,12 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import crc32c
 import grpc
 import pytest
 
 from emberfs.client import Client
 from emberfs.client._launch import LocalCluster
-from emberfs.common.errors import EmberError, from_rpc_error
+from emberfs.common.errors import from_rpc_error
 from emberfs.common.rpc import channel_options
 from emberfs.proto import common_pb2, mgmt_pb2, mgmt_pb2_grpc, storage_pb2, storage_pb2_grpc
 

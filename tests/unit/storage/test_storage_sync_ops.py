@@ -159,23 +159,23 @@ def test_sync_requests_refuse_a_target_that_is_not_syncing_or_out_of_lease(tmp_p
             routing.view = view(addresses(nodes), 1, {101: S, 201: S, 301: S})
             dump = storage_pb2.SyncDumpRequest(chain_id=1, chain_version=1, target_id=301)
             with pytest.raises(e.FailedPrecondition, match="SERVING in chain 1 .*not SYNCING"):
-                await nodes[2].op.sync_dump(dump)
+                await nodes[2].op.sync.sync_dump(dump)
             with pytest.raises(e.FailedPrecondition, match="not SYNCING"):
-                await nodes[2].op.sync_done(storage_pb2.SyncDoneRequest(chain_id=1, chain_version=1, target_id=301))
+                await nodes[2].op.sync.sync_done(storage_pb2.SyncDoneRequest(chain_id=1, chain_version=1, target_id=301))
             with pytest.raises(e.InvalidArgument, match="target_id"):
-                await nodes[2].op.sync_dump(storage_pb2.SyncDumpRequest(chain_id=1, chain_version=1))
+                await nodes[2].op.sync.sync_dump(storage_pb2.SyncDumpRequest(chain_id=1, chain_version=1))
             assert nodes[2].health.synced == {}
             routing.view = view(addresses(nodes), 2, {101: S, 201: S, 301: Y})
             with pytest.raises(e.StaleChainVersion):
-                await nodes[2].op.sync_dump(dump)  # names version 1; the chain is at 2
+                await nodes[2].op.sync.sync_dump(dump)  # names version 1; the chain is at 2
             clock = [100.0]
             nodes[2].health.lease = Lease(clock=lambda: clock[0])
             nodes[2].health.lease.renew(99.5, 1.0)
             dump2 = storage_pb2.SyncDumpRequest(chain_id=1, chain_version=2, target_id=301)
-            assert (await nodes[2].op.sync_dump(dump2)).chunks == []
+            assert (await nodes[2].op.sync.sync_dump(dump2)).chunks == []
             clock[0] = 101.0
             with pytest.raises(e.TargetNotServing, match="lease expired: no heartbeat for 1.5 s"):
-                await nodes[2].op.sync_dump(dump2)
+                await nodes[2].op.sync.sync_dump(dump2)
             with pytest.raises(e.TargetNotServing, match="lease expired"):
                 await nodes[2].op.read(storage_pb2.ReadRequest(
                     chain_id=1, chain_version=2, chunk=storage_pb2.ChunkId(inode_id=1), length=10, target_id=301))
