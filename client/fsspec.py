@@ -37,73 +37,20 @@ from typing import Any
 
 from fsspec.asyn import AsyncFileSystem, get_loop, sync_wrapper
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
-from fsspec.utils import isfilelike, stringify_path
+from fsspec.utils import isfilelike
 
 from ._fsspec_clients import LoopClients
 from ._fsspec_files import EmberBufferedFile, EmberStreamedFile, ReadHandle, WriteHandle
-from ._stat import StatResult
+from ._fsspec_paths import PREFIX, direct_range, info_dict, join, resolve_range, split_url
 from .cli import DEFAULT_META
 
-__all__ = ["EmberFileSystem", "resolve_range", "split_url"]
+__all__ = ["EmberFileSystem"]
 
-_PREFIX = "emberfs://"
 _COPY_BLOCK = 8 * 2**20  # bytes per step of put/get/cp: a few chunks in flight, bounded memory
-_TO_EOF = 2**62  # a read length that means "to the end": reads are clipped at EOF
 _CLIENT_OPTIONS = (
     "uid", "gid", "groups", "umask", "timeout", "retry", "verify_crc",
     "max_inflight", "per_server_inflight", "readahead",
 )  # fmt: skip
-
-
-def split_url(url: str) -> tuple[str | None, str]:
-    """("HOST:PORT" or None, "/path") of an emberfs:// URL or a plain path."""
-    url = stringify_path(url)
-    address = None
-    if url.startswith(_PREFIX):
-        netloc, slash, rest = url[len(_PREFIX) :].partition("/")
-        address, url = netloc or None, slash + rest
-    return address, "/" + url.strip("/")
-
-
-def resolve_range(start: int | None, end: int | None, size: int) -> tuple[int, int]:
-    """fsspec's byte range [start, end) of a file of `size` bytes as (offset, length):
-    None is the file's start or end, a negative value counts from the end, and the
-    range is clipped to the file (an empty range reads b"")."""
-    first = 0 if start is None else (max(0, size + start) if start < 0 else start)
-    last = size if end is None else (size + end if end < 0 else end)
-    first, last = min(first, size), min(last, size)
-    return first, max(0, last - first)
-
-
-def _direct_range(start: int | None, end: int | None) -> tuple[int, int] | None:
-    """(offset, length) when the range needs no file size (no negative bound), else None."""
-    if (start is not None and start < 0) or (end is not None and end < 0):
-        return None
-    offset = start or 0
-    return offset, _TO_EOF if end is None else max(0, end - offset)
-
-
-def _info(path: str, st: StatResult, *, islink: bool = False) -> dict[str, Any]:
-    mode = st.st_mode
-    kind = "directory" if _stat.S_ISDIR(mode) else "file" if _stat.S_ISREG(mode) else "other"
-    return {
-        "name": path,
-        "size": st.st_size if kind == "file" else 0,
-        "type": kind,
-        "islink": islink or _stat.S_ISLNK(mode),
-        "mode": mode,
-        "ino": st.st_ino,
-        "nlink": st.st_nlink,
-        "uid": st.st_uid,
-        "gid": st.st_gid,
-        "mtime": st.st_mtime,
-        "created": st.st_ctime,
-        "chunk_size": st.chunk_size,
-    }
-
-
-def _join(directory: str, name: str) -> str:
-    return directory.rstrip("/") + "/" + name
 
 
 class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
@@ -117,6 +64,7 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
 
     protocol = "emberfs"
     root_marker = "/"
+    _pid: int  # set by AsyncFileSystem: the process the instance was made in
 
     def __init__(
         self,
@@ -143,7 +91,7 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
 
     @property
     def fsid(self) -> str:
-        return _PREFIX + self.address
+        return PREFIX + self.address
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -176,7 +124,7 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
         return {"host": parts.hostname, "port": parts.port}
 
     def unstrip_protocol(self, name: str) -> str:
-        return _PREFIX + self.address + self._strip_protocol(name)
+        return PREFIX + self.address + self._strip_protocol(name)
 
     async def _ensure_parent(self, path: str) -> None:
         parent = posixpath.dirname(path)
@@ -196,11 +144,11 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
         async with self._clients.call() as client:
             st = await client.lstat(path)
             if not _stat.S_ISLNK(st.st_mode):
-                return _info(path, st)
+                return info_dict(path, st)
             try:
-                return _info(path, await client.stat(path), islink=True)
+                return info_dict(path, await client.stat(path), islink=True)
             except (FileNotFoundError, NotADirectoryError):
-                return _info(path, st)  # a dangling link
+                return info_dict(path, st)  # a dangling link
 
     async def _exists(self, path: str, **kwargs: Any) -> bool:
         try:
@@ -220,8 +168,8 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
                     raise
                 return [info] if detail else [path]
             if not detail:
-                return [_join(path, name) for name, _ in entries]
-            infos = [_info(_join(path, name), st) for name, st in entries]
+                return [join(path, name) for name, _ in entries]
+            infos = [info_dict(join(path, name), st) for name, st in entries]
             links = [i for i, info in enumerate(infos) if info["islink"]]
             resolved = await asyncio.gather(*(self._info(infos[i]["name"]) for i in links))
             for i, info in zip(links, resolved):
@@ -297,7 +245,7 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
             if src == dst:
                 return
             if path2.endswith("/") or await self._isdir(dst):
-                dst = _join(dst, posixpath.basename(src))
+                dst = join(dst, posixpath.basename(src))
             await self._ensure_parent(dst)
             async with self._clients.call() as client:
                 await client.rename(src, dst)
@@ -327,7 +275,7 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
 
     async def _cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
         path = self._strip_protocol(path)
-        span = _direct_range(start, end)
+        span = direct_range(start, end)
         if span is None:
             span = resolve_range(start, end, (await self._info(path))["size"])
         async with self._clients.call() as client:
@@ -354,7 +302,7 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
             raise ValueError("paths, starts and ends must have the same length")
         paths = [self._strip_protocol(p) for p in paths]
         try:
-            spans = [_direct_range(s, e) for s, e in zip(starts, ends)]
+            spans = [direct_range(s, e) for s, e in zip(starts, ends)]
             need_size = sorted({p for p, span in zip(paths, spans) if span is None})
             sizes = dict(zip(need_size, await asyncio.gather(*(self._size(p) for p in need_size))))
             ranges = [
@@ -363,6 +311,8 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
             ]
             async with self._clients.call() as client:
                 return list(await client.read_ranges(ranges))
+        except (ConnectionError, TimeoutError):
+            raise  # every range would fail the same way, each after its own wait
         except OSError:
             pass
         out = await asyncio.gather(
