@@ -5,6 +5,7 @@
     workloads.py  the data workloads and offset lists every system shares
     meta.py       metadata ops/s with their gRPC-health and LMDB baselines
     baselines/    page cache and local disk, raw asyncio socket, nginx + aiohttp
+    dataloader.py torch DataLoader over record shards, EmberFS against local files
     measure.py    bounded timing, CPU from /proc, the `Row` record
     report.py     table, JSON and PNG
     options.py    `BenchConfig` and the command-line options

@@ -12,6 +12,8 @@ interleave), a raw-socket range server and nginx on 127.0.0.1. Then, in order:
   rand read   per read size and depth: read_range and pread on each cluster | the same
               offsets from each baseline
   meta        mkdir, create, stat on the first cluster | gRPC health, LMDB
+  loader      per sample size (1, 16, 256 KiB): one shuffled DataLoader pass over record
+              shards in each cluster | the same shards on local disk (dataloader.py)
 
 Phases are bounded by `--ops` and `--seconds`. Progress goes to stderr, the table to
 stdout; `--json` keeps everything, `--plot` draws it. Every process started here is
@@ -36,10 +38,11 @@ from .baselines.nginx import NginxSource, install_nginx, nginx_version
 from .baselines.pagecache import PageCacheSource, local_write
 from .baselines.rawsocket import RawSocketSource
 from .cluster import EmberCluster
+from .dataloader import loader_rows
 from .measure import EMBERFS, MIB, MIBS, Row, progress
 from .meta import emberfs_meta, health_meta, lmdb_meta
 from .options import BenchConfig
-from .report import ratios, render_table, write_json, write_plot
+from .report import loader_summary, ratios, render_table, write_json, write_plot
 from .workloads import (
     SEQ_READ, SEQ_WRITE, RangeSource, rand_name, random_offsets, size_label, source_random_read, source_seq_read,
 )
@@ -79,6 +82,7 @@ async def run(config: BenchConfig, out: TextIO = sys.stdout) -> int:
         "duration_s": round(time.time() - started, 1),
         "rows": [r.as_dict() for r in rows],
         "ratios": ratios(rows),
+        "loader": loader_summary(rows),
         "notes": notes,
     }
     if config.json_path is not None:
@@ -94,7 +98,7 @@ async def run(config: BenchConfig, out: TextIO = sys.stdout) -> int:
 async def _measure(config: BenchConfig, root: Path, data: bytes, file: Path) -> list[Row]:
     data_work = "seq" in config.workloads or "rand" in config.workloads
     # Metadata alone does not depend on the chunk size: one cluster is enough.
-    chunk_sizes = config.chunk_sizes if data_work else config.chunk_sizes[:1]
+    chunk_sizes = config.chunk_sizes if data_work or "loader" in config.workloads else config.chunk_sizes[:1]
     clusters = [EmberCluster(root / f"cluster-{size_label(c).replace(' ', '')}", c,
                              nodes=config.nodes, replicas=config.replicas) for c in chunk_sizes]
     connections = max(max(config.depths), config.seq_inflight)
@@ -147,6 +151,8 @@ async def _measure(config: BenchConfig, root: Path, data: bytes, file: Path) -> 
             rows += await health_meta(first.cluster.meta_address, config.depths, config.ops, config.seconds,
                                       first.server_pids)
             rows += lmdb_meta(root / "lmdb", config.depths, config.ops, config.seconds)
+        if "loader" in config.workloads:
+            rows += await loader_rows(clusters, root, config)
     finally:
         if nginx is not None:
             await nginx.aclose()

@@ -13,7 +13,7 @@ from pathlib import Path
 __all__ = ["BenchConfig", "RANDOM_APIS", "WORKLOADS", "QUICK", "add_arguments", "config_from_args", "parse_size"]
 
 KIB, MIB = 1 << 10, 1 << 20
-WORKLOADS = ("seq", "rand", "meta")  # later issues add more (e.g. a data-loader workload)
+WORKLOADS = ("seq", "rand", "meta", "loader")
 RANDOM_APIS = ("read_range", "pread")  # Client.read_range per read; EmberFile.pread on an open handle
 _SUFFIXES = {"": 1, "B": 1, "K": KIB, "KIB": KIB, "M": MIB, "MIB": MIB, "G": 1 << 30, "GIB": 1 << 30}
 
@@ -36,6 +36,11 @@ class BenchConfig:
     json_path: Path | None = None
     plot_path: Path | None = None
     keep_dir: Path | None = None  # run in this directory and keep it (logs), instead of a temp dir
+    loader_sizes: tuple[int, ...] = (KIB, 16 * KIB, 256 * KIB)  # the data loader's sample sizes
+    loader_mib: int = 64  # dataset size per sample size
+    loader_shards: int = 4  # record shards per dataset
+    loader_workers: int = 2  # DataLoader workers
+    loader_batch: int = 64  # DataLoader batch size
     quick: bool = False
     no_install: bool = False  # do not apt-get install nginx when it is missing
 
@@ -45,13 +50,15 @@ class BenchConfig:
             "replicas": self.replicas, "read_sizes": list(self.read_sizes), "depths": list(self.depths),
             "ops": self.ops, "seconds": self.seconds, "seq_piece": self.seq_piece,
             "seq_inflight": self.seq_inflight, "seed": self.seed, "workloads": list(self.workloads),
-            "random_apis": list(self.random_apis),
+            "random_apis": list(self.random_apis), "loader_sizes": list(self.loader_sizes),
+            "loader_mib": self.loader_mib, "loader_shards": self.loader_shards,
+            "loader_workers": self.loader_workers, "loader_batch": self.loader_batch,
             "quick": self.quick,
         }
 
 
 # A smoke run: every workload and baseline, small and short (a few seconds of phases).
-QUICK = BenchConfig(size_mib=8, ops=64, seconds=0.25, seq_inflight=4, quick=True)
+QUICK = BenchConfig(size_mib=8, ops=64, seconds=0.25, seq_inflight=4, loader_mib=4, quick=True)
 
 
 def parse_size(text: str) -> int:
@@ -117,6 +124,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-api", dest="random_apis", type=_apis, default=d.random_apis, metavar="API[,API...]",
                    help="EmberFS random reads through read_range (path per call), pread (one open handle), "
                         "or both (default)")
+    p.add_argument("--loader-sizes", type=_size_list, default=None, metavar="SIZE[,SIZE...]",
+                   help="sample sizes of the data-loader workload (default 1K,16K,256K)")
+    p.add_argument("--loader-mib", type=int, default=None,
+                   help=f"data-loader dataset size per sample size, MiB (default {d.loader_mib})")
+    p.add_argument("--loader-workers", type=int, default=d.loader_workers,
+                   help=f"DataLoader workers (default {d.loader_workers}; 0: in the loader process)")
+    p.add_argument("--loader-batch", type=int, default=d.loader_batch,
+                   help=f"DataLoader batch size (default {d.loader_batch})")
     p.add_argument("--json", dest="json_path", type=Path, default=None, metavar="FILE",
                    help="save machine info, parameters and every figure here")
     p.add_argument("--plot", dest="plot_path", type=Path, default=None, metavar="FILE",
@@ -133,17 +148,19 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     base = QUICK if args.quick else BenchConfig()
     given = {
         name: getattr(args, name)
-        for name in ("size_mib", "chunk_sizes", "read_sizes", "depths", "ops", "seconds")
+        for name in ("size_mib", "chunk_sizes", "read_sizes", "depths", "ops", "seconds", "loader_sizes", "loader_mib")
         if getattr(args, name) is not None
     }
     config = replace(
         base, **given, nodes=args.nodes, replicas=args.replicas, seed=args.seed, workloads=args.workloads,
-        random_apis=args.random_apis,
+        random_apis=args.random_apis, loader_workers=args.loader_workers, loader_batch=args.loader_batch,
         json_path=args.json_path, plot_path=args.plot_path, keep_dir=args.keep_dir, quick=args.quick,
         no_install=args.no_install,
     )
     if config.size_mib < 1:
         raise SystemExit("emberfs bench: --size-mib must be at least 1")
+    if config.loader_mib < 1 or config.loader_workers < 0 or config.loader_batch < 1:
+        raise SystemExit("emberfs bench: --loader-mib and --loader-batch must be positive, --loader-workers >= 0")
     if max(config.read_sizes) > config.size_mib * MIB:
         raise SystemExit("emberfs bench: a read size is larger than the file")
     return config

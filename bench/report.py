@@ -4,6 +4,9 @@ Ratios: each EmberFS figure divided by the baseline of each role measured in the
 run for the same workload and depth ("vs local": page cache, local disk or LMDB; "vs
 wire": raw socket or gRPC health; "vs nginx": nginx + aiohttp). Above 1.00x EmberFS
 was faster. A baseline that could not run shows why instead of a figure.
+
+The data-loader rows also get a table of their own, in samples/s beside MiB/s
+(`loader_summary`, the same records in the JSON's "loader").
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from typing import Any
 
 from .measure import EMBERFS, LOCAL, MIBS, PEER, WIRE, Row
 
-__all__ = ["RATIO_ROLES", "ratios", "render_table", "write_json", "write_plot"]
+__all__ = ["RATIO_ROLES", "loader_summary", "ratios", "render_loader_table", "render_table", "write_json",
+           "write_plot"]
+
+_LOADER = "loader "  # the data-loader workloads' prefix (bench/dataloader.py)
 
 RATIO_ROLES = ((LOCAL, "vs local"), (WIRE, "vs wire"), (PEER, "vs nginx"))
 
@@ -73,6 +79,45 @@ def render_table(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
     lines.append("vs local: page cache / local disk / in-process LMDB; vs wire: raw asyncio socket / "
                  "gRPC health call; vs nginx: nginx + aiohttp Range GETs. >1.00x: EmberFS faster.")
     lines += list(notes)
+    loader = render_loader_table(rows)
+    if loader:
+        lines += ["", loader]
+    return "\n".join(lines)
+
+
+def loader_summary(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """One record per data-loader row: samples/s and MiB/s, and EmberFS's ratio to local files."""
+    out = []
+    for row in rows:
+        if not row.workload.startswith(_LOADER):
+            continue
+        base = _baseline(rows, row, LOCAL) if row.role == EMBERFS else None
+        out.append({
+            "sample_size": row.workload[len(_LOADER):], "system": row.system, "workers": row.in_flight,
+            "samples": row.ops, "samples_per_s": row.ops / row.seconds if row.value is not None else None,
+            "mib_per_s": row.value, "vs_local": row.value / base.value if base and base.value and row.value else None,
+            "unavailable": row.unavailable,
+        })
+    return out
+
+
+def render_loader_table(rows: Sequence[Row]) -> str:
+    records = loader_summary(rows)
+    if not records:
+        return ""
+    detail = next((r.detail.rsplit(",", 1)[0] for r in rows if r.workload.startswith(_LOADER) and r.detail), "")
+    header = f"{'sample size':<13}{'system':<30}{'samples/s':>11}{'MiB/s':>9}{'vs local':>10}"
+    lines = [f"data loader: shuffled epochs per sample size ({detail}), after a warm-up", header,
+             "-" * len(header)]
+    last = None
+    for r in records:
+        size = r["sample_size"] if r["sample_size"] != last else ""
+        last = r["sample_size"]
+        if r["mib_per_s"] is None:
+            lines.append(f"{size:<13}{r['system']:<30}unavailable: {r['unavailable'] or 'no figure'}")
+            continue
+        ratio = _fmt_ratio(r["vs_local"]) if r["vs_local"] is not None else ""
+        lines.append(f"{size:<13}{r['system']:<30}{r['samples_per_s']:>11.0f}{r['mib_per_s']:>9.1f}{ratio:>10}")
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ batched loops in this process, and the demo says so.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import random
 import shutil
@@ -111,12 +112,10 @@ def write_shards(fs: SyncClient, local_dir: Path, samples: list[bytes], shards: 
 
 def read_epoch(ds: RecordDataset, args: argparse.Namespace, sizes: dict[int, int]) -> tuple[int, int, float]:
     """One shuffled epoch; returns (samples, bytes, seconds), checking every sample's size."""
-    try:
-        from torch.utils.data import DataLoader
-    except ImportError:
-        DataLoader = None  # noqa: N806
     start = time.perf_counter()
-    if DataLoader is not None:
+    if importlib.util.find_spec("torch") is not None:
+        from torch.utils.data import DataLoader
+
         loader: Any = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                                  timeout=120 if args.workers else 0)
     else:
@@ -153,11 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_s = time.perf_counter() - t0
         sizes = dict(enumerate(map(len, samples)))
         del samples
-        try:
-            import torch  # noqa: F401
-
+        if importlib.util.find_spec("torch") is not None:
             how = f"DataLoader(batch_size={args.batch_size}, shuffle=True, num_workers={args.workers})"
-        except ImportError:
+        else:
             how = f"a plain loop of {args.batch_size}-sample batches (torch not installed: pip install 'emberfs[torch]')"
         say(f"reading one epoch through {how}")
         rows = []
