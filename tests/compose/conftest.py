@@ -103,10 +103,11 @@ class ComposeCluster:
     # -- containers ------------------------------------------------------------------
 
     def container(self, service: str) -> str:
-        cid = self.compose("ps", "-q", service, timeout=60).stdout.strip()
-        if not cid:
+        # -a: `docker compose` v2 lists only running containers without it (init exits).
+        ids = self.compose("ps", "-a", "-q", service, timeout=60).stdout.split()
+        if not ids:
             raise StepFailed(f"no container for service {service}")
-        return cid
+        return ids[0]
 
     def network(self) -> str:
         inspect = self.run(["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}",
