@@ -6,20 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 
 from emberfs.common.chainstate import PublicState
 
-# Intermittent (about 1 run in 3-5) against c8f0286..b7dc3dc: a target made SERVING by a
-# resync that ran under live writes can lack a chunk written as the resync began (seen as a
-# lost acknowledged write and as "missed updates and needs a resync"); see the faults
-# helper's report. Not strict: the scenario passes most runs; drop the mark once fixed.
-RESYNC_RACE = pytest.mark.xfail(
-    strict=False, reason="intermittent: resync can miss a chunk written as it starts (storage race)"
-)
 
-
-@RESYNC_RACE
 def test_kill_9_two_of_three_then_restart_both(fault_cluster: Any, workload: Any, timeline: Any) -> None:
     load = workload()
     load.wait_acks(20)

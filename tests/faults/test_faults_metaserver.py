@@ -6,13 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
 
-
-# Intermittent (about 1 run in 3): the restarted manager's grace is one heartbeat timeout
-# (1.0 s), but a storage node's channel may still be in reconnect backoff (up to 1 s), so
-# live nodes are declared dead and their targets resync. Not strict; drop once fixed.
-@pytest.mark.xfail(strict=False, reason="intermittent: restart grace shorter than the nodes' reconnect backoff")
 def test_kill_9_metaserver_mid_write_then_restart(fault_cluster: Any, workload: Any, timeline: Any) -> None:
     load = workload()
     load.wait_acks(30)
