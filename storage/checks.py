@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Hashable
 
 import crc32c
@@ -30,6 +30,7 @@ from .records import ChunkId, UpdateKind
 
 __all__ = [
     "ChunkLocks",
+    "InflightUpdates",
     "MAX_CHUNK_SIZE",
     "MIN_CHUNK_SIZE",
     "RecentReplies",
@@ -197,3 +198,33 @@ class ChunkLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+class InflightUpdates:
+    """How many updates (client writes at the head, forwards at a replica) are in
+    progress under each (chain, chain version) they were admitted with.
+
+    An update admitted under an older chain forwards along that chain, so it never
+    reaches a successor the new chain added as SYNCING. A resync therefore waits
+    until no update older than its chain version remains on the sender before it
+    lists the sender's chunks: after that, every committed chunk is either in the
+    listing or reaches the syncing target as a live forward."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[int, int], int] = {}
+
+    @contextmanager
+    def track(self, chain_id: int, chain_version: int) -> Iterator[None]:
+        key = (chain_id, chain_version)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._counts[key] - 1
+            if left:
+                self._counts[key] = left
+            else:
+                del self._counts[key]
+
+    def older_than(self, chain_id: int, chain_version: int) -> int:
+        return sum(n for (c, v), n in self._counts.items() if c == chain_id and v < chain_version)

@@ -56,6 +56,7 @@ from emberfs.proto import common_pb2, storage_pb2
 from .checks import (
     MAX_CHUNK_SIZE,
     ChunkLocks,
+    InflightUpdates,
     RecentReplies,
     VersionCheck,
     check_chain_version,
@@ -120,6 +121,7 @@ class Operator:
         self.executor = executor
         self.recent = RecentReplies(recent_capacity)
         self.locks = ChunkLocks()
+        self.inflight = InflightUpdates()
         self._local = frozenset(stores)
         self.health = health or NodeHealth()
         self.forwarder = Forwarder(routing, peers)
@@ -207,6 +209,11 @@ class Operator:
                           kind: UpdateKind) -> storage_pb2.WriteResponse:
         self.health.lease.check()
         chain = await self.chain(req.chain_id, req.chain_version)
+        with self.inflight.track(chain.chain_id, chain.chain_version):  # resync.py waits on these
+            return await self._head_update(req, chunk, kind, chain)
+
+    async def _head_update(self, req: storage_pb2.WriteRequest, chunk: ChunkId, kind: UpdateKind,
+                           chain: Chain) -> storage_pb2.WriteResponse:
         target = local_target(chain, self._local, self.node_id)
         require_head(chain, target)
         store = self.store_of(target)
@@ -269,6 +276,11 @@ class Operator:
             raise InvalidArgument(f"update versions start at 1, not {req.update_version}")
         self.health.lease.check()
         chain = await self.chain(update.chain_id, update.chain_version)
+        with self.inflight.track(chain.chain_id, chain.chain_version):  # resync.py waits on these
+            return await self._apply_forward(req, update, chunk, kind, chain)
+
+    async def _apply_forward(self, req: storage_pb2.ForwardRequest, update: storage_pb2.WriteRequest,
+                             chunk: ChunkId, kind: UpdateKind, chain: Chain) -> storage_pb2.WriteResponse:
         target = req.to_target
         if target not in self._local:
             raise NotFound(f"to_target {target} is not on node {self.node_id}")

@@ -6,6 +6,9 @@ owes: one per (chain, syncing target), run by the local target right before it o
 the write path, and restarted whenever the chain version moves (the successor
 refuses requests naming an older version anyway). One job:
 
+    drain                    wait until no update admitted under an older chain
+                             version is in progress here (those forward along the
+                             old chain, which lacks the successor: checks.py)
     SyncDump(successor)      its committed chunk metas
     sync_diff(mine, theirs)  chunks to SEND, chunks to REMOVE
     for each (bounded concurrency), under MY chunk lock:
@@ -30,12 +33,12 @@ import time
 from dataclasses import dataclass
 
 from emberfs.common.chainstate import Chain
-from emberfs.common.errors import ChecksumMismatch, EmberError
+from emberfs.common.errors import ChecksumMismatch, EmberError, Unavailable
 from emberfs.proto import common_pb2, storage_pb2
 
 from .checks import MIN_CHUNK_SIZE
 from .chunkstore import ChunkStore
-from .craq import Operator
+from .craq import FORWARD_TIMEOUT_S, Operator
 from .records import ChunkId, UpdateKind
 from .syncdiff import SyncMeta, sync_diff, sync_jobs
 
@@ -46,6 +49,8 @@ log = logging.getLogger("emberfs.storage.resync")
 SEND_CONCURRENCY = 8   # chunks in flight per job: keeps the link busy, bounds memory
 DUMP_TIMEOUT_S = 60.0
 RETRY_DELAY_S = 0.5
+DRAIN_TIMEOUT_S = FORWARD_TIMEOUT_S + 5.0  # an old update ends by then: its forward times out
+DRAIN_POLL_S = 0.01
 POLL_S = 1.0           # re-check jobs this often even without a routing change
 
 JobKey = tuple[int, int]  # (chain_id, syncing target)
@@ -126,6 +131,11 @@ class ResyncWorker:
         started = time.monotonic()
         log.info("resync chain %d v%d: target %d -> target %d starting", chain.chain_id, chain.chain_version,
                  source, dest)
+        while op.inflight.older_than(chain.chain_id, chain.chain_version):
+            if time.monotonic() - started > DRAIN_TIMEOUT_S:
+                raise Unavailable(f"updates admitted before chain {chain.chain_id} v{chain.chain_version} still "
+                                  f"in progress after {DRAIN_TIMEOUT_S:g} s")
+            await asyncio.sleep(DRAIN_POLL_S)
         dump = await stub.SyncDump(storage_pb2.SyncDumpRequest(
             header=common_pb2.RequestHeader(), chain_id=chain.chain_id, chain_version=chain.chain_version,
             target_id=dest), timeout=DUMP_TIMEOUT_S, wait_for_ready=True)  # it may have just restarted

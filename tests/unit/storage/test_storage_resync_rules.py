@@ -125,3 +125,13 @@ def test_local_state_rule(target: int, synced: dict, failed: tuple, closing: boo
 ])
 def test_disk_error_kind(number: int | None, kind: DiskErrorKind) -> None:
     assert disk_error_kind(number) is kind
+
+
+def test_inflight_updates_count_what_a_resync_must_wait_for() -> None:
+    from emberfs.storage.checks import InflightUpdates
+
+    inflight = InflightUpdates()
+    with inflight.track(1, 4), inflight.track(1, 4), inflight.track(1, 5), inflight.track(2, 1):
+        assert [inflight.older_than(1, v) for v in (4, 5, 6)] == [0, 2, 3]
+        assert inflight.older_than(2, 2) == 1 and inflight.older_than(3, 9) == 0
+    assert inflight.older_than(1, 99) == 0 and inflight._counts == {}

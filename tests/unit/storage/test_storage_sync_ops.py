@@ -213,3 +213,27 @@ def test_a_disk_error_fails_the_target_and_commits_nothing(tmp_path: Path) -> No
             assert nodes[1].store.read(chunk, 0, 99)[0] == b"kept" and nodes[1].store.verify(chunk)
 
     asyncio.run(body())
+
+
+def test_a_resync_waits_for_updates_admitted_under_the_older_chain(tmp_path: Path) -> None:
+    """An update admitted under the chain without the syncing target forwards along
+    that chain; the resync must list the sender's chunks only after it ended, or a
+    chunk it commits would reach neither the listing nor the syncing target."""
+    chunk = ChunkId(3, 0)
+
+    async def body() -> None:
+        async with cluster(tmp_path) as (nodes, routing):
+            routing.view = view(addresses(nodes), 1, {101: S, 201: S, 301: O})
+            sender = nodes[1].op
+            old_update = sender.inflight.track(1, 1)
+            old_update.__enter__()
+            routing.view = view(addresses(nodes), 2, {101: S, 201: S, 301: Y})
+            job = asyncio.ensure_future(ResyncWorker(sender).sync_once(routing.view.chains[1], 201, 301))
+            await asyncio.sleep(0.3)
+            assert not job.done()
+            put(nodes[1].store, chunk, b"committed by the old update", 1)  # what that update did
+            old_update.__exit__(None, None, None)
+            tally = await asyncio.wait_for(job, 10)
+            assert tally.sent == 1 and contents(nodes[2].store) == {chunk: (1, b"committed by the old update")}
+
+    asyncio.run(body())
