@@ -54,6 +54,7 @@ class ServerProcess:
         self.env = env
         self.address: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._terminated: subprocess.Popen[bytes] | None = None  # the process SIGTERM went to
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -106,7 +107,7 @@ class ServerProcess:
         if proc is None:
             return None
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 proc.wait(grace)
             except subprocess.TimeoutExpired:
@@ -114,6 +115,15 @@ class ServerProcess:
                 proc.wait()
         self._close_pipe()
         return proc.returncode
+
+    def terminate(self) -> None:
+        """SIGTERM once: a second one during shutdown, after the server has put back
+        the default handler, would kill it mid-cleanup (exit -15 instead of 0)."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None or self._terminated is proc:
+            return
+        proc.send_signal(signal.SIGTERM)
+        self._terminated = proc
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no shutdown code runs in the server."""
@@ -331,8 +341,7 @@ class LocalCluster:
         self.meta.stop(grace=grace)
         procs = [p for p in self.storage if p.running]
         for proc in procs:
-            if proc.pid is not None:
-                os.kill(proc.pid, signal.SIGTERM)
+            proc.terminate()
         end = time.monotonic() + grace
         for proc in procs:
             proc.stop(grace=max(end - time.monotonic(), 0.1))
