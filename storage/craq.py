@@ -292,7 +292,12 @@ class Operator:
                                      f"in chain {chain.chain_id} (version {chain.chain_version})")
         # Everything a SYNCING target receives is a whole chunk (or a REMOVE) that
         # overrides whatever stale version it holds (decide_update's sync row).
-        sync = kind in (UpdateKind.REPLACE, UpdateKind.REMOVE) and chain.state_of(target) == PublicState.SYNCING
+        syncing = chain.state_of(target) == PublicState.SYNCING
+        if syncing and kind not in (UpdateKind.REPLACE, UpdateKind.REMOVE):
+            # Its bytes may be stale: a partial update must never land on them.
+            raise FailedPrecondition(f"target {target} is SYNCING in chain {chain.chain_id} (version "
+                                     f"{chain.chain_version}): it takes whole-chunk updates only, not {kind.name}")
+        sync = syncing
         store = self.store_of(target)
         u = req.update_version
         async with self.locks.hold((target, chunk)):

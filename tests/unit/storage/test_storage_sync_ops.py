@@ -237,3 +237,17 @@ def test_a_resync_waits_for_updates_admitted_under_the_older_chain(tmp_path: Pat
             assert tally.sent == 1 and contents(nodes[2].store) == {chunk: (1, b"committed by the old update")}
 
     asyncio.run(body())
+
+
+def test_a_syncing_target_refuses_partial_updates(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with cluster(tmp_path) as (nodes, routing):
+            routing.view = view(addresses(nodes), 2, {101: S, 201: S, 301: Y})
+            put(nodes[2].store, ChunkId(4, 0), b"stale bytes", 1)
+            partial = storage_pb2.ForwardRequest(update=write(ChunkId(4, 0), b"XX", version=2, offset=2),
+                                                 update_version=2, from_target=201, to_target=301)
+            with pytest.raises(e.FailedPrecondition, match="whole-chunk updates only, not WRITE"):
+                await nodes[2].op.forward(partial)
+            assert contents(nodes[2].store) == {ChunkId(4, 0): (1, b"stale bytes")}
+
+    asyncio.run(body())
