@@ -7,9 +7,13 @@ writes each resulting difference to the `mgmt` database through the store's writ
 (one durable transaction per decision, table.py) and only then publishes the new
 state, so a reader never sees routing that a crash could take back.
 
-On start every known node gets a fresh grace period (its last heartbeat = now): a
-metaserver restart declares nobody dead, and the chains are judged by the local
-states the targets reported before the restart until new heartbeats arrive.
+On start every known node gets a fresh grace period (the heartbeat timeout, counted
+from RESTART_GRACE_S after the start): a metaserver restart
+declares nobody dead, and the chains are judged by the local states the targets
+reported before the restart until new heartbeats arrive. The extra grace covers a
+storage node's gRPC reconnect backoff (up to 1 s, common/rpc.py) plus a heartbeat:
+with a sub-second timeout, live nodes would otherwise be declared dead (and their
+targets sent through a resync) merely for reconnecting.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from .allocator import TableChains
 from .state import ClusterState, Registration, Report
 from .wire import routing_info
 
-__all__ = ["MAX_TICK_S", "MIN_TICK_S", "ClusterManager"]
+__all__ = ["MAX_TICK_S", "MIN_TICK_S", "RESTART_GRACE_S", "ClusterManager"]
 
 log = logging.getLogger("emberfs.metaserver.mgmt")
 
 MIN_TICK_S = 0.01  # the tick runs every heartbeat_interval/2, within these bounds
 MAX_TICK_S = 1.0
+RESTART_GRACE_S = 2.0  # after start, on top of the heartbeat timeout (module docstring)
 
 
 class ClusterManager:
@@ -57,6 +62,8 @@ class ClusterManager:
         self._state: ClusterState = store.read(table.load)
         started = monotonic()
         self._beats: dict[int, float] = {node_id: started for node_id in self._state.nodes}
+        self._grace_until = started + RESTART_GRACE_S
+        self._known_at_start = frozenset(self._state.nodes)
         self.allocator = TableChains(self._state.chains)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -143,7 +150,14 @@ class ClusterManager:
 
     # -- helpers -------------------------------------------------------------------
     def _ticked(self, current: ClusterState) -> ClusterState:
-        return rules.tick(current, self._beats, self._monotonic(), self.heartbeat_timeout_s)
+        now = self._monotonic()
+        beats = self._beats
+        if now < self._grace_until + self.heartbeat_timeout_s:
+            # Just started: count every node as heard from at the end of the restart
+            # grace, so the timeout runs from there (nodes may still be reconnecting).
+            beats = {node_id: max(beat, self._grace_until) if node_id in self._known_at_start else beat
+                     for node_id, beat in beats.items()}
+        return rules.tick(current, beats, now, self.heartbeat_timeout_s)
 
     def _heartbeat_ms(self) -> dict[int, int]:
         """Last heartbeat of each node on the wall clock (ms since the epoch)."""

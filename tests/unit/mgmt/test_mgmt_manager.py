@@ -84,6 +84,34 @@ def test_state_survives_a_reopen_and_nobody_is_dead_after_it(config: MetaConfig)
     asyncio.run(second())
 
 
+def test_a_restarted_manager_waits_out_reconnecting_nodes(config: MetaConfig) -> None:
+    """After a restart, nodes get the heartbeat timeout plus RESTART_GRACE_S to beat
+    again (their gRPC reconnect backoff), then the usual timeout applies."""
+    from emberfs.metaserver.mgmt.manager import RESTART_GRACE_S
+
+    clock = Clock()
+
+    async def first() -> None:
+        with MetaStore(config) as store:
+            manager = ClusterManager(store, config, monotonic=clock)
+            await _three_nodes(manager)
+            await manager.init_chains(3)
+
+    async def second() -> None:
+        with MetaStore(config) as store:
+            manager = ClusterManager(store, config, monotonic=clock)
+            clock.now += config.heartbeat_timeout_s + RESTART_GRACE_S - 0.1
+            await manager.tick()
+            assert manager.state.alive == {1, 2, 3}
+            await manager.heartbeat(1, [Report(101, UP)])
+            clock.now += 0.2 + config.heartbeat_timeout_s / 2
+            await manager.tick()
+            assert manager.state.alive == {1}
+
+    asyncio.run(first())
+    asyncio.run(second())
+
+
 def test_heartbeat_rules_and_routing_versions(config: MetaConfig) -> None:
     clock = Clock()
 
