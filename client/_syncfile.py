@@ -7,6 +7,7 @@ refuses calls with ValueError instead of touching a dead loop.
 
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -23,11 +24,11 @@ __all__ = ["Closing", "SyncFile"]
 T = TypeVar("T")
 
 
-class Closing:
+class Closing(abc.ABC):
     """`with obj:` calls `obj.close()` at the end (SyncClient, SyncFile)."""
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
     def __enter__(self) -> Self:
         return self
