@@ -30,15 +30,18 @@ __all__ = ["ChunkRetry", "RetryPolicy", "chunk_retry", "retry_delay"]
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    max_attempts: int = 6  # including the first (metaserver calls; chunk requests go on to the deadline)
+    # Metaserver calls, the first included; None: retry until the call's deadline, so a
+    # metaserver restart (a few seconds) stalls calls instead of failing them. Chunk
+    # requests always go on to the deadline.
+    max_attempts: int | None = None
     base_delay: float = 0.05  # seconds before the first retry (before jitter)
-    max_delay: float = 2.0
+    max_delay: float = 1.0
     multiplier: float = 2.0
     jitter: float = 0.5  # 0: fixed delays; 1: anywhere in (0, delay]
     attempt_timeout: float = 10.0  # one attempt's deadline, within the call's overall timeout
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
+        if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if not 0 <= self.base_delay <= self.max_delay:
             raise ValueError("need 0 <= base_delay <= max_delay")
@@ -59,7 +62,9 @@ def retry_delay(
     remaining: seconds left of the call's overall timeout.
     rand: a uniform sample from [0, 1), supplied by the caller so this stays pure.
     """
-    if not error.retryable or attempt >= policy.max_attempts:
+    if not error.retryable:
+        return None
+    if policy.max_attempts is not None and attempt >= policy.max_attempts:
         return None
     return _backoff(policy, attempt, remaining, rand)
 

@@ -30,6 +30,10 @@ CASES = [
     (P, 2, e.Unavailable(), 0.25, 0.0, 0.2),
     (P, 1, e.Unavailable(), 0.0, 0.0, None),
     (RetryPolicy(max_attempts=1), 1, e.Unavailable(), 10.0, 0.0, None),  # no retries at all
+    # The default: no attempt cap, only the deadline (a metaserver restart outlasts 6 tries).
+    (RetryPolicy(jitter=0.0), 40, e.Unavailable(), 10.0, 0.0, 1.0),
+    (RetryPolicy(jitter=0.0), 40, e.Unavailable(), 0.9, 0.0, None),
+    (RetryPolicy(jitter=0.0), 40, e.NotFound(), 10.0, 0.0, None),
 ]
 
 
