@@ -70,6 +70,8 @@ class Client:
     Data path: `verify_crc` checks every chunk read against its CRC32C; at most
     `max_inflight` chunk requests are in flight (`per_server_inflight` to one storage
     server); a sequential reader of `open()` prefetches `readahead` bytes ahead.
+    `transport`: "bulk" (default) moves chunk data on the storage servers' bulk
+    channel where they offer one, gRPC otherwise; "grpc" keeps it all on gRPC.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class Client:
         max_inflight: int = 64,
         per_server_inflight: int = 16,
         readahead: int = 8 * 2**20,
+        transport: str = "bulk",
     ) -> None:
         if not 0 <= umask <= 0o777:
             raise ValueError(f"umask {umask:#o} is outside 0..0o777")
@@ -93,6 +96,8 @@ class Client:
             raise ValueError("timeout must be positive")
         if readahead < 0:
             raise ValueError("readahead must not be negative")
+        if transport not in ("bulk", "grpc"):
+            raise ValueError(f"transport must be 'bulk' or 'grpc', not {transport!r}")
         self.address = address
         self.umask = umask
         self.identity = Identity(
@@ -104,7 +109,7 @@ class Client:
         retry = retry or RetryPolicy()
         self._meta = MetaTransport(address, self.identity, timeout=timeout, retry=retry)
         self._routing = RoutingCache(self._fetch_routing)
-        self._storage = StoragePool()
+        self._storage = StoragePool(bulk=transport == "bulk")
         self.readahead = readahead
         self._data = DataPath(
             self._routing,
@@ -203,6 +208,20 @@ class Client:
         inode, file = await self._file(path)
         spans = chunk_span(0, inode.length, file.chunk_size, inode.length)
         return b"".join(await self._data_call(path, self._data.read_spans(file, spans)))
+
+    async def read_into(self, path: str, buffer: Any, offset: int = 0) -> int:
+        """Fill `buffer` (any writable buffer) with the file's bytes from `offset`; return
+        how many (short at EOF, like os.preadv). Chunk payloads land in the buffer
+        itself: the way to read large data without a copy or a join."""
+        view = memoryview(buffer).cast("B")
+        if view.readonly:
+            raise TypeError("read_into needs a writable buffer")
+        _check_range(path, offset, len(view))
+        inode, file = await self._file(path)
+        spans = chunk_span(offset, len(view), file.chunk_size, inode.length)
+        n = sum(span.length for span in spans)
+        await self._data_call(path, self._data.read_spans_into(file, spans, view[:n]))
+        return n
 
     async def read_range(self, path: str, offset: int, length: int) -> bytes:
         """`length` bytes of the file from `offset`: short at EOF, empty past it (os.pread)."""

@@ -124,14 +124,17 @@ class DataPath:
 
     # -- one request ------------------------------------------------------------------
 
-    async def _send(self, address: str, method: str, request: Any) -> Any:
-        """One RPC under the client-wide and per-server bounds."""
+    async def _send(self, view: RoutingView, target: int, method: str, request: Any,
+                    into: memoryview | None = None) -> Any:
+        """One request to `target`'s server under the client-wide and per-server bounds."""
+        address = view.address_of(target)
         gate = self._server_gates.get(address)
         if gate is None:
             gate = self._server_gates[address] = asyncio.Semaphore(self.per_server)
         async with self._gate, gate:
             timeout = min(self.retry.attempt_timeout, self.timeout)
-            return await self.pool.call(address, method, request, timeout=timeout)
+            return await self.pool.call(address, method, request, timeout=timeout,
+                                        bulk_address=view.bulk_address_of(target), into=into)
 
     async def _with_retry(
         self,
@@ -212,16 +215,21 @@ class DataPath:
                 raise TargetNotServing(f"chain {chain_id} has no serving target")
             used.append(head)
             request.chain_version = chain.chain_version
-            return await self._send(view.address_of(head), "Write", request)
+            return await self._send(view, head, "Write", request)
 
         return await self._with_retry(chain_id, attempt, any_replica=False)
 
-    async def read_chunk(self, file: FileLayout, span: ChunkSpan) -> bytes:
-        """span's bytes of one chunk from a SERVING replica, CRC-checked, holes as zeros."""
+    async def read_chunk(self, file: FileLayout, span: ChunkSpan, into: memoryview | None = None) -> Any:
+        """span's bytes of one chunk from a SERVING replica, CRC-checked, holes as zeros.
+
+        into: a buffer of exactly span.length bytes to fill (the bulk channel receives
+        straight into it); the result is then `into` itself."""
         chain_id = file.chain_of(span.chunk_index)
         header = self._new_header()
+        if into is not None and len(into) != span.length:
+            raise ValueError(f"the buffer holds {len(into)} bytes, the span {span.length}")
 
-        async def attempt(view: RoutingView, avoid: set[int], used: list[int]) -> bytes:
+        async def attempt(view: RoutingView, avoid: set[int], used: list[int]) -> Any:
             chain = view.chain(chain_id)
             suspects = live_suspects(self._suspects, self._clock())
             target = pick_replica(chain.serving, self._outstanding, avoid, next(self._turns), suspects)
@@ -239,15 +247,24 @@ class DataPath:
             )
             self._outstanding[target] += 1
             try:
-                reply = await self._send(view.address_of(target), "Read", request)
+                reply = await self._send(view, target, "Read", request, into)
             finally:
                 self._outstanding[target] -= 1
-            if self.verify_crc and reply.exists and crc32c.crc32c(reply.data) != reply.crc32c:
+            data = reply.data
+            if len(data) > span.length:
+                raise ChecksumMismatch(f"target {target} sent {len(data)} bytes for a read of {span.length}")
+            if self.verify_crc and reply.exists and crc32c.crc32c(data) != reply.crc32c:
                 raise ChecksumMismatch(
                     f"chunk {span.chunk_index} of inode {file.inode_id} from target {target}: CRC32C mismatch"
                 )
             self._suspects.pop(target, None)
-            return fill_chunk(reply.data, reply.exists, span.length)
+            if into is None:
+                return fill_chunk(data, reply.exists, span.length)
+            n = len(data) if reply.exists else 0
+            if n and not (isinstance(data, memoryview) and data.obj is into.obj):
+                into[:n] = data  # it came by gRPC, or did not fit: one copy
+            into[n:] = bytes(span.length - n)  # a hole or the short end of a chunk reads as zeros
+            return into
 
         return await self._with_retry(chain_id, attempt, any_replica=True)
 
@@ -259,6 +276,20 @@ class DataPath:
             return [await self.read_chunk(file, spans[0])]
         jobs = [lambda s=span: self.read_chunk(file, s) for span in spans]
         return await bounded_all(jobs, self.max_inflight)
+
+    async def read_spans_into(self, file: FileLayout, spans: Sequence[ChunkSpan], into: memoryview) -> None:
+        """The spans' bytes, back to back, into `into` (exactly their total length)."""
+        views, at = [], 0
+        for span in spans:
+            views.append(into[at:at + span.length])
+            at += span.length
+        if at != len(into):
+            raise ValueError(f"the buffer holds {len(into)} bytes, the spans {at}")
+        if len(spans) == 1:
+            await self.read_chunk(file, spans[0], views[0])
+            return
+        await bounded_all([lambda s=span, v=view: self.read_chunk(file, s, v) for span, view in zip(spans, views)],
+                          self.max_inflight)
 
     async def remove_chunks(self, file: FileLayout, indexes: Iterable[int]) -> None:
         jobs = [lambda i=index: self.update_chunk(file, i, storage_pb2.REMOVE) for index in indexes]

@@ -61,7 +61,9 @@ def fill_chunk(data: bytes, exists: bool, expected: int) -> bytes:
     to `expected` (the part of the chunk inside the file); extra bytes are clipped."""
     if not exists:
         return bytes(expected)
-    if len(data) >= expected:
+    if len(data) == expected:
+        return data  # no copy: the common case
+    if len(data) > expected:
         return data[:expected]
     return data + bytes(expected - len(data))
 

@@ -74,6 +74,7 @@ class ClientOptions(TypedDict, total=False):
     max_inflight: int
     per_server_inflight: int
     readahead: int
+    transport: str
 
 
 @dataclass(eq=False)
@@ -277,6 +278,10 @@ class SyncClient(Closing):
     @_mirrors(Client.read_range)
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         return self._submit(lambda fs: fs.read_range(path, offset, length))
+
+    @_mirrors(Client.read_into)
+    def read_into(self, path: str, buffer: Any, offset: int = 0) -> int:
+        return self._submit(lambda fs: fs.read_into(path, buffer, offset))
 
     @_mirrors(Client.read_ranges)
     def read_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> list[bytes]:

@@ -42,5 +42,9 @@ class RoutingView:
     def address_of(self, target_id: int) -> str:
         return self.nodes[self.node_of(target_id)].address
 
+    def bulk_address_of(self, target_id: int) -> str:
+        """The target's server's bulk channel, or "" when it has none."""
+        return self.nodes[self.node_of(target_id)].bulk_address
+
     def chain_ids(self) -> list[int]:
         return sorted(self.chains)

@@ -88,9 +88,11 @@ class RoutingHolder:
 
 class Agent:
     def __init__(self, *, node_id: int, address: str, meta: str, stores: dict[int, ChunkStore],
-                 executor: ThreadPoolExecutor, interval_s: float, health: NodeHealth | None = None) -> None:
+                 executor: ThreadPoolExecutor, interval_s: float, health: NodeHealth | None = None,
+                 bulk_address: str = "") -> None:
         self.node_id = node_id
         self.address = address
+        self.bulk_address = bulk_address
         self.stores = stores
         self.executor = executor
         self.interval_s = interval_s
@@ -121,7 +123,7 @@ class Agent:
             try:
                 request = mgmt_pb2.RegisterNodeRequest(
                     header=common_pb2.RequestHeader(), node_id=self.node_id, address=self.address,
-                    targets=await self.reports(),
+                    targets=await self.reports(), bulk_address=self.bulk_address,
                 )
                 sent_at = self.health.lease.clock()
                 reply = await self.stub.RegisterNode(request, timeout=MGMT_TIMEOUT_S)

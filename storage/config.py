@@ -40,6 +40,7 @@ class StorageConfig:
     advertise: str | None = None  # None: the bound listen address
     heartbeat_interval_s: float = 1.0
     log_level: str = "INFO"
+    bulk_port: int | None = 0  # the bulk data channel, on the listen host; 0 picks one, None: off
 
     def __post_init__(self) -> None:
         parse_hostport(self.listen, what="--listen")
@@ -54,6 +55,8 @@ class StorageConfig:
             raise InvalidArgument(f"--targets {self.targets!r} must be in 1..{MAX_TARGETS}")
         if not self.heartbeat_interval_s > 0 or self.heartbeat_interval_s > 3600:
             raise InvalidArgument(f"--heartbeat-interval {self.heartbeat_interval_s} must be in (0, 3600] s")
+        if self.bulk_port is not None and not (isinstance(self.bulk_port, int) and 0 <= self.bulk_port <= 65535):
+            raise InvalidArgument(f"--bulk-port {self.bulk_port!r} must be in 0..65535 (or 'off')")
         if not isinstance(logging.getLevelName(self.log_level.upper()), int):
             raise InvalidArgument(f"--log-level {self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
 
@@ -80,12 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", type=int, default=1, help="targets (chunk stores) on this node, 1..99")
     p.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds between heartbeats")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument("--bulk-port", type=_bulk_port, default=0,
+                   help="port of the bulk data channel on the listen host (0 picks one; 'off': chunk data "
+                        "on gRPC only)")
     return p
+
+
+def _bulk_port(value: str) -> int | None:
+    if value == "off":
+        return None
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number or 'off'")
+    return int(value)
 
 
 def config_from_args(args: argparse.Namespace) -> StorageConfig:
     return StorageConfig(
         listen=args.listen, meta=args.meta, data_dir=args.data_dir, node_id=args.node_id,
         targets=args.targets, advertise=args.advertise,
-        heartbeat_interval_s=args.heartbeat_interval, log_level=args.log_level,
+        heartbeat_interval_s=args.heartbeat_interval, log_level=args.log_level, bulk_port=args.bulk_port,
     )

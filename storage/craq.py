@@ -320,6 +320,12 @@ class Operator:
     # -- reads ---------------------------------------------------------------
 
     async def read(self, req: storage_pb2.ReadRequest) -> storage_pb2.ReadResponse:
+        data, crc, meta = await self.read_data(req)
+        return storage_pb2.ReadResponse(data=data, crc32c=crc, commit_version=meta.commit_version,
+                                        chunk_length=meta.length, exists=meta.exists)
+
+    async def read_data(self, req: storage_pb2.ReadRequest) -> tuple[bytes, int, ChunkMeta]:
+        """The bytes a read asks for, their CRC32C and the chunk's metadata (both transports)."""
         chunk = check_read(req)
         self.health.lease.check()
         chain = await self.chain(req.chain_id, req.chain_version)
@@ -343,9 +349,9 @@ class Operator:
                     except ChunkNotCommitted:
                         continue  # committed or replaced meanwhile: read again
             self.health.lease.check()  # frozen mid-read: these bytes may be stale now
-            return storage_pb2.ReadResponse(data=data, crc32c=crc32c.crc32c(data),
-                                            commit_version=meta.commit_version,
-                                            chunk_length=meta.length, exists=meta.exists)
+            # A whole chunk was just checked against its stored CRC: no need to compute it again.
+            crc = meta.crc32c if data and len(data) == meta.length else crc32c.crc32c(data)
+            return data, crc, meta
         raise Unavailable(f"chunk {tuple(chunk)} kept changing during {READ_ATTEMPTS} read attempts; retry")
 
     async def _tail_commit_version(self, chain: Chain, chunk: ChunkId) -> int:

@@ -18,10 +18,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-import grpc
-
 from emberfs.common.chainstate import Chain
-from emberfs.common.errors import NotFound, StaleChainVersion, Unavailable, from_rpc_error
+from emberfs.common.errors import EmberError, NotFound, StaleChainVersion, Unavailable
 from emberfs.common.routing import RoutingView
 from emberfs.proto import storage_pb2
 
@@ -51,10 +49,12 @@ class Forwarder:
         says how it fails)."""
         successor = request.to_target
         try:
-            address = self.routing.view.address_of(successor)
+            view = self.routing.view
+            address, bulk = view.address_of(successor), view.bulk_address_of(successor)
         except (NotFound, KeyError):
             raise Unavailable(f"successor target {successor} of chain {chain.chain_id} has no known address") from None
-        call = asyncio.ensure_future(self.peers.stub(address).Forward(request, timeout=FORWARD_TIMEOUT_S))
+        call = asyncio.ensure_future(
+            self.peers.call(address, "Forward", request, timeout=FORWARD_TIMEOUT_S, bulk_address=bulk))
         watch = asyncio.ensure_future(self._successor_left(chain, request.from_target, successor))
         try:
             await asyncio.wait((call, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -73,8 +73,7 @@ class Forwarder:
                 "on retry: refresh routing and retry")
         try:
             return call.result()
-        except grpc.aio.AioRpcError as exc:
-            error = from_rpc_error(exc)
+        except EmberError as error:
             if isinstance(error, Unavailable):
                 self.refresh_soon()
                 raise Unavailable(

@@ -28,9 +28,11 @@ import lmdb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from emberfs.common.errors import EmberError
+from emberfs.common.malloc import tune_malloc
 from emberfs.common.rpc import server_options
 
 from .agent import Agent
+from .bulkserver import BulkServer
 from .config import StorageConfig, parse_hostport
 from .craq import Operator
 from .lease import Lease
@@ -59,6 +61,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
     executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="emberfs-io")
     peers = PeerPool()
     agent: Agent | None = None
+    bulk: BulkServer | None = None
     agent_task: asyncio.Task[None] | None = None
     resync_task: asyncio.Task[None] | None = None
     node_health = NodeHealth(Lease())
@@ -77,14 +80,19 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
                       executor=executor, interval_s=config.heartbeat_interval_s, health=node_health)
         operator = Operator(config.node_id, stores, agent.routing, peers, executor, health=node_health)
         add_storage_servicer(StorageServicer(operator), server)
+        if config.bulk_port is not None:
+            bulk = BulkServer(operator)
+            bulk_port = await bulk.start(host.strip("[]"), config.bulk_port)
+            # Peers dial the advertised host (a container's service name) at the bound port.
+            agent.bulk_address = f"{advertise.rpartition(':')[0]}:{bulk_port}"
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         await server.start()
         for name in ("", STORAGE_SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         print(f"{READY_PREFIX}{address}", flush=True)
-        log.info("node %d serving %s (advertised %s), targets %s, metaserver %s", config.node_id, address,
-                 advertise, sorted(stores), config.meta)
+        log.info("node %d serving %s (advertised %s, bulk channel %s), targets %s, metaserver %s", config.node_id,
+                 address, advertise, agent.bulk_address or "off", sorted(stores), config.meta)
         agent_task = loop.create_task(agent.run())
         resync_task = loop.create_task(ResyncWorker(operator).run())
         await stop.wait()
@@ -100,6 +108,8 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await server.stop(0)
+        if bulk is not None:
+            await bulk.close()
         if agent is not None:
             await agent.close()
         await peers.close()
@@ -114,6 +124,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
 def run(config: StorageConfig) -> int:
     logging.basicConfig(level=config.log_level_number, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tune_malloc()
     try:
         asyncio.run(serve(config))
     except (OSError, lmdb.Error, EmberError) as exc:  # cannot bind, data dir refused

@@ -45,7 +45,7 @@ class ScriptedPool:
         self.served: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
 
-    async def call(self, address: str, method: str, request: Any, *, timeout: float) -> Any:
+    async def call(self, address: str, method: str, request: Any, *, timeout: float, **_: Any) -> Any:
         self.calls[address] += 1
         if address in self.dead:
             raise Unavailable(f"{address} refused the connection")

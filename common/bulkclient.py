@@ -1,0 +1,326 @@
+"""The client end of the bulk data channel (bulkwire.py): pipelined chunk requests on
+pooled asyncio TCP connections, responses read straight into their own buffers.
+
+Used by the client's data path (reads and writes) and by storage servers forwarding
+to their successors. `BulkPool.call(address, method, request, timeout=)` has the
+shape of `StoragePool.call` and returns the same reply types (a read's reply is a
+`BulkReadReply` whose `data` is a bytearray filled in place by the socket), so the
+callers pick a transport and nothing else changes.
+
+Receiving: frames land in a staging buffer; a payload that has not fully arrived
+gets its own bytearray and the socket fills the rest of it directly (`BufferedProtocol`),
+so a 4 MiB chunk is copied from the kernel once and never joined.
+Failures: a refused or dropped connection fails every request on it as Unavailable
+(the data path's retry rules then apply); an error frame becomes the EmberError the
+server raised; a request past its timeout fails as Unavailable and its late reply is
+dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from emberfs.common import bulkwire as w
+from emberfs.common.errors import EmberError, Unavailable, error_for_code
+from emberfs.proto import common_pb2, storage_pb2
+
+__all__ = ["BULK_METHODS", "BulkPool", "BulkReadReply", "CONNECT_TIMEOUT_S"]
+
+BULK_METHODS = frozenset({"Read", "Write", "Forward"})
+CONNECT_TIMEOUT_S = 5.0
+STAGE_BYTES = 256 * 1024
+
+
+class BulkReadReply:
+    """A Read's reply as the data path uses it (the fields of storage_pb2.ReadResponse)."""
+
+    __slots__ = ("data", "crc32c", "commit_version", "chunk_length", "exists")
+
+    def __init__(self, data: bytes | bytearray | memoryview, head: w.Response) -> None:
+        self.data = data
+        self.crc32c = head.crc32c
+        self.commit_version = head.commit_version
+        self.chunk_length = head.chunk_length
+        self.exists = bool(head.flags & w.FLAG_EXISTS)
+
+
+class _Connection(asyncio.BufferedProtocol):
+    """One TCP connection: a hello, then pipelined requests matched by id."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[tuple[w.Response, bytes, bytes | bytearray]]] = {}
+        self._stage = bytearray(STAGE_BYTES)
+        self._start = self._end = 0
+        self._hello: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._greeted = False
+        self._head: w.Response | None = None  # a frame whose payload is still arriving
+        self._ext = b""
+        self._payload: bytearray | memoryview | None = None
+        self._got = 0
+        self._into: dict[int, memoryview] = {}  # request id -> the caller's buffer for its payload
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+
+    # -- asyncio callbacks --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        why = f"bulk channel to {self.address} closed" + (f": {exc}" if exc else "")
+        self._fail(Unavailable(why))
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._payload is not None:
+            return memoryview(self._payload)[self._got:]  # type: ignore[arg-type]
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif len(self._stage) - self._end < 4096:
+            kept = self._end - self._start
+            self._stage[:kept] = self._stage[self._start:self._end]
+            self._start, self._end = 0, kept
+        return memoryview(self._stage)[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._payload is not None:
+            self._got += nbytes
+            if self._got == len(self._payload):
+                head, ext, payload = self._head, self._ext, self._payload
+                self._head, self._payload = None, None
+                assert head is not None
+                self._deliver(head, ext, payload)
+            return
+        self._end += nbytes
+        try:
+            self._parse()
+        except w.FrameError as exc:
+            self._fail(Unavailable(f"bulk channel to {self.address}: {exc}"))
+
+    def eof_received(self) -> bool:
+        return False  # close
+
+    # -- parsing ------------------------------------------------------------------------
+
+    def _parse(self) -> None:
+        stage = self._stage
+        while True:
+            have = self._end - self._start
+            if not self._greeted:
+                if have < w.HELLO.size:
+                    return
+                hello = w.unpack_hello(stage[self._start:self._start + w.HELLO.size], max_body=w.MAX_EXT)
+                if have < w.HELLO.size + hello.body_length:
+                    return
+                body_at = self._start + w.HELLO.size
+                message = bytes(stage[body_at:body_at + hello.body_length]).decode("utf-8", "replace")
+                self._start = body_at + hello.body_length
+                self._greeted = True
+                if hello.field != w.STATUS_OK or hello.version != w.VERSION:
+                    raise w.FrameError(f"server refused the handshake: {message or 'version ' + str(hello.version)}")
+                if not self._hello.done():
+                    self._hello.set_result(None)
+                continue
+            if have < w.RESPONSE.size:
+                return
+            head = w.unpack_response(stage[self._start:self._start + w.RESPONSE.size])
+            ext_at = self._start + w.RESPONSE.size
+            payload_at = ext_at + head.ext_length
+            if self._end < payload_at:
+                if payload_at - self._start > len(stage):
+                    raise w.FrameError("frame header and ext larger than the staging buffer")
+                return
+            ext = bytes(stage[ext_at:payload_at])
+            end = payload_at + head.payload_length
+            into = self._into.get(head.request_id)
+            if into is not None and len(into) < head.payload_length:
+                into = None  # more than was asked for: the caller sees the length and refuses it
+            if self._end >= end:
+                payload: bytes | memoryview = b""
+                if head.payload_length and into is not None:
+                    payload = into[:head.payload_length]
+                    payload[:] = memoryview(stage)[payload_at:end]
+                elif head.payload_length:
+                    payload = bytes(stage[payload_at:end])
+                self._start = end
+                self._deliver(head, ext, payload)
+                continue
+            # The payload is still arriving: let the socket fill the caller's buffer (or one
+            # of its own) directly.
+            buffer = into[:head.payload_length] if into is not None else bytearray(head.payload_length)
+            got = self._end - payload_at
+            buffer[:got] = memoryview(stage)[payload_at:self._end]
+            self._start = self._end = 0
+            self._head, self._ext, self._payload, self._got = head, ext, buffer, got
+            return
+
+    def _deliver(self, head: w.Response, ext: bytes, payload: bytes | bytearray | memoryview) -> None:
+        self._into.pop(head.request_id, None)
+        future = self._pending.pop(head.request_id, None)
+        if future is not None and not future.done():
+            future.set_result((head, ext, payload))
+
+    def _fail(self, error: EmberError) -> None:
+        self.closed = True
+        if not self._hello.done():
+            self._hello.set_exception(error)
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- requests -----------------------------------------------------------------------
+
+    async def greet(self, token: bytes, timeout: float) -> None:
+        assert self.transport is not None
+        self.transport.write(w.pack_hello(w.VERSION, 0, token))
+        await asyncio.wait_for(asyncio.shield(self._hello), timeout)
+
+    def _abandon(self, request_id: int) -> None:
+        """Forget a request; a late payload must not land in its caller's buffer."""
+        self._pending.pop(request_id, None)
+        into = self._into.pop(request_id, None)
+        if into is not None and self._head is not None and self._head.request_id == request_id:
+            self._payload = bytearray(len(self._payload or b""))  # the rest goes to scratch
+
+    async def request(self, head: w.Request, ext: bytes, payload: Any, timeout: float,
+                      into: memoryview | None = None) -> tuple[w.Response, bytes, Any]:
+        if self.closed or self.transport is None or self.transport.is_closing():
+            raise Unavailable(f"bulk channel to {self.address} is closed")
+        head.request_id = next(self._ids)
+        head.ext_length, head.payload_length = len(ext), len(payload)
+        future: asyncio.Future[tuple[w.Response, bytes, bytes | bytearray]] = (
+            asyncio.get_running_loop().create_future())
+        self._pending[head.request_id] = future
+        if into is not None:
+            self._into[head.request_id] = into
+        try:
+            if not self._can_write.is_set():
+                await asyncio.wait_for(self._can_write.wait(), timeout)
+            self.transport.write(w.pack_request(head) + ext)
+            if len(payload):
+                self.transport.write(payload)
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise Unavailable(f"bulk request to {self.address} timed out after {timeout:g} s") from None
+        finally:
+            self._abandon(head.request_id)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class BulkPool:
+    """Bulk connections by address (`connections` per address, used round-robin)."""
+
+    def __init__(self, *, token: bytes = b"", connections: int = 1) -> None:
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
+        self._token = token
+        self._per_address = connections
+        self._connections: dict[str, list[_Connection | None]] = {}
+        self._connecting: dict[tuple[str, int], asyncio.Task[_Connection]] = {}
+        self._turn = itertools.count()
+
+    async def _connection(self, address: str, timeout: float) -> _Connection:
+        slots = self._connections.setdefault(address, [None] * self._per_address)
+        slot = next(self._turn) % self._per_address
+        conn = slots[slot]
+        if conn is not None and not conn.closed:
+            return conn
+        key = (address, slot)
+        task = self._connecting.get(key)
+        if task is None:
+            task = self._connecting[key] = asyncio.ensure_future(self._open(address))
+            task.add_done_callback(lambda _t, k=key: self._connecting.pop(k, None))
+        conn = await asyncio.wait_for(asyncio.shield(task), min(timeout, CONNECT_TIMEOUT_S))
+        slots[slot] = conn
+        return conn
+
+    async def _open(self, address: str) -> _Connection:
+        host, _, port = address.rpartition(":")
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: _Connection(address), host.strip("[]"), int(port)),
+                CONNECT_TIMEOUT_S)
+            await conn.greet(self._token, CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise Unavailable(f"cannot open the bulk channel to {address}: {exc or 'timed out'}") from None
+        return conn
+
+    async def call(self, address: str, method: str, request: Any, *, timeout: float,
+                   into: memoryview | None = None) -> Any:
+        """Run Read / Write / Forward over the bulk channel; the reply as gRPC would give it.
+
+        into: a Read's bytes go straight into this buffer (the reply's `data` is a view
+        of it) when they fit; otherwise `data` is a buffer of its own."""
+        try:
+            conn = await self._connection(address, timeout)
+        except TimeoutError:
+            raise Unavailable(f"cannot open the bulk channel to {address}: timed out") from None
+        head, ext, payload = _encode(method, request)
+        reply, rext, rpayload = await conn.request(head, ext, payload, timeout, into if method == "Read" else None)
+        if reply.status != w.STATUS_OK:
+            code, message = w.decode_error(rext)
+            raise error_for_code(code)(message)
+        if method == "Read":
+            return BulkReadReply(rpayload, reply)
+        return storage_pb2.WriteResponse(commit_version=reply.commit_version, chunk_length=reply.chunk_length,
+                                         chunk_crc32c=reply.crc32c)
+
+    async def close(self) -> None:
+        for task in list(self._connecting.values()):
+            task.cancel()
+        connections, self._connections = self._connections, {}
+        for slots in connections.values():
+            for conn in slots:
+                if conn is not None:
+                    conn.close()
+
+
+def _encode(method: str, request: Any) -> tuple[w.Request, bytes, Any]:
+    if method == "Read":
+        r = request
+        head = w.Request(w.OP_READ, 0, chain_id=r.chain_id, chunk_index=r.chunk.chunk_index,
+                         chain_version=r.chain_version, inode_id=r.chunk.inode_id, offset=r.offset,
+                         length=r.length, target_id=r.target_id)
+        return head, b"", b""
+    if method == "Write":
+        return _update_head(w.OP_WRITE, request), request.header.SerializeToString(), request.data
+    if method == "Forward":
+        u = request.update
+        head = _update_head(w.OP_FORWARD, u)
+        head.target_id, head.update_version, head.from_target = (
+            request.to_target, request.update_version, request.from_target)
+        return head, u.header.SerializeToString(), u.data
+    raise ValueError(f"{method} does not travel on the bulk channel")
+
+
+def _update_head(op: int, u: storage_pb2.WriteRequest) -> w.Request:
+    return w.Request(op, 0, kind=u.kind, chain_id=u.chain_id, chunk_index=u.chunk.chunk_index,
+                     chain_version=u.chain_version, inode_id=u.chunk.inode_id, offset=u.offset, length=u.length,
+                     crc32c=u.crc32c, chunk_size=u.chunk_size)
+
+
+def decode_update(head: w.Request, ext: bytes, payload: bytes) -> storage_pb2.WriteRequest:
+    """The WriteRequest a WRITE or FORWARD frame carries (the server's side of _encode)."""
+    return storage_pb2.WriteRequest(
+        header=common_pb2.RequestHeader.FromString(ext), chain_id=head.chain_id, chain_version=head.chain_version,
+        chunk=storage_pb2.ChunkId(inode_id=head.inode_id, chunk_index=head.chunk_index), kind=head.kind,
+        offset=head.offset, data=payload, crc32c=head.crc32c, length=head.length, chunk_size=head.chunk_size)
