@@ -127,12 +127,22 @@ class Client:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def connect(self) -> None:
-        """Open the client (what `async with` does); `aclose()` ends it."""
+    async def connect(self, *, wait: float | None = None) -> None:
+        """Open the client (what `async with` does); `aclose()` ends it.
+
+        wait: also wait up to this many seconds for the metaserver to answer, and raise
+        ConnectionError if it does not (an interactive tool's fast failure; calls
+        themselves wait for an unreachable metaserver up to their timeout)."""
         if self.state is not ClientState.UNOPENED:
             raise RuntimeError(f"cannot open a client that is {self.state.value}")
         await self._meta.open()
         self.state = ClientState.OPENED
+        if wait is not None:
+            try:
+                await self._meta.wait_ready(wait)
+            except TimeoutError:
+                await self.aclose()
+                raise ConnectionError(f"cannot reach the metaserver at {self.address} within {wait:g} s") from None
 
     async def aclose(self) -> None:
         if self.state is ClientState.OPENED:

@@ -73,6 +73,12 @@ class MetaTransport:
         self._stub = meta_pb2_grpc.MetaStub(self._channel)
         self._mgmt = mgmt_pb2_grpc.MgmtStub(self._channel)
 
+    async def wait_ready(self, timeout: float) -> None:
+        """Until the channel to the metaserver is connected; TimeoutError after `timeout`."""
+        if self._channel is None:
+            raise RuntimeError("the transport is not open")
+        await asyncio.wait_for(self._channel.channel_ready(), timeout)
+
     async def close(self) -> None:
         if self._channel is not None:
             await self._channel.close()

@@ -17,6 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from emberfs.common import eventloop
+
 from .commands import COMMANDS, CliContext, Command, error_line
 
 __all__ = ["build_parser", "main"]
@@ -57,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.run_command
     ctx = CliContext(meta=args.meta, timeout=args.timeout)
     try:
-        return asyncio.run(_run(command, ctx, args))
+        return eventloop.run(_run(command, ctx, args))
     except BrokenPipeError:  # a ConnectionError, so before that clause
         # `emberfs ls | head`: the reader left; say nothing more on a dead pipe.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -29,6 +29,7 @@ import grpc
 import lmdb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from emberfs.common import eventloop
 from emberfs.common.rpc import server_options
 
 from .config import MetaConfig, parse_listen
@@ -150,7 +151,7 @@ def run(config: MetaConfig) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(serve(config))
+        eventloop.run(serve(config))
     except (OSError, lmdb.Error) as exc:  # cannot bind, or cannot open the data dir
         log.error("%s", exc)
         return 1

@@ -11,7 +11,8 @@ CRAQ operator, so both transports share every rule. Per connection:
 - a header that breaks the protocol (bad magic, lengths past the caps) gets an error
   frame and the connection closes; an unknown op or a refused request gets its error
   frame and the connection goes on; nothing of a refused request is written;
-- a peer that stops in the middle of a frame for STALL_S is disconnected.
+- a peer that stops in the middle of a frame (or before its hello) for the stall
+  timeout (--bulk-stall-timeout, STALL_S by default) is disconnected.
 
 Reads are served from a pooled buffer filled with `preadv` in the I/O pool (the
 operator's `read_into`) and handed to the transport, never blocking the event loop.
@@ -43,8 +44,9 @@ STAGE_BYTES = 256 * 1024
 class BulkServer:
     """Listens for bulk connections and serves them with one operator."""
 
-    def __init__(self, operator: Operator) -> None:
+    def __init__(self, operator: Operator, *, stall_s: float = STALL_S) -> None:
         self.op = operator
+        self.stall_s = stall_s
         self._server: asyncio.Server | None = None
         self._connections: set[_ServerConnection] = set()
 
@@ -82,8 +84,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
     # -- asyncio callbacks --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
         self.server._connections.add(self)
         self._arm_stall()
 
@@ -261,12 +262,12 @@ class _ServerConnection(asyncio.BufferedProtocol):
     def _arm_stall(self) -> None:
         if self._stall is not None:
             self._stall.cancel()
-        self._stall = asyncio.get_running_loop().call_later(STALL_S, self._check_stall)
+        self._stall = asyncio.get_running_loop().call_later(self.server.stall_s, self._check_stall)
 
     def _check_stall(self) -> None:
         mid_frame = self._payload is not None or self._end > self._start
         if mid_frame:
-            self._refuse_stream(f"peer sent part of a frame and nothing for {STALL_S:g} s")
+            self._refuse_stream(f"peer sent part of a frame and nothing for {self.server.stall_s:g} s")
         elif not self._greeted and self.transport is not None:
-            log.warning("bulk connection from %s closed: no hello in %g s", self._peer(), STALL_S)
+            log.warning("bulk connection from %s closed: no hello in %g s", self._peer(), self.server.stall_s)
             self.transport.close()

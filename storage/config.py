@@ -41,6 +41,7 @@ class StorageConfig:
     heartbeat_interval_s: float = 1.0
     log_level: str = "INFO"
     bulk_port: int | None = 0  # the bulk data channel, on the listen host; 0 picks one, None: off
+    bulk_stall_s: float = 30.0  # a bulk peer silent this long in the middle of a frame is cut off
 
     def __post_init__(self) -> None:
         parse_hostport(self.listen, what="--listen")
@@ -57,6 +58,8 @@ class StorageConfig:
             raise InvalidArgument(f"--heartbeat-interval {self.heartbeat_interval_s} must be in (0, 3600] s")
         if self.bulk_port is not None and not (isinstance(self.bulk_port, int) and 0 <= self.bulk_port <= 65535):
             raise InvalidArgument(f"--bulk-port {self.bulk_port!r} must be in 0..65535 (or 'off')")
+        if not 0 < self.bulk_stall_s <= 3600:
+            raise InvalidArgument(f"--bulk-stall-timeout {self.bulk_stall_s} must be in (0, 3600] s")
         if not isinstance(logging.getLevelName(self.log_level.upper()), int):
             raise InvalidArgument(f"--log-level {self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
 
@@ -86,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bulk-port", type=_bulk_port, default=0,
                    help="port of the bulk data channel on the listen host (0 picks one; 'off': chunk data "
                         "on gRPC only)")
+    p.add_argument("--bulk-stall-timeout", type=float, default=30.0,
+                   help="seconds a bulk peer may stop in the middle of a frame (or before its hello) before "
+                        "it is disconnected")
     return p
 
 
@@ -102,4 +108,5 @@ def config_from_args(args: argparse.Namespace) -> StorageConfig:
         listen=args.listen, meta=args.meta, data_dir=args.data_dir, node_id=args.node_id,
         targets=args.targets, advertise=args.advertise,
         heartbeat_interval_s=args.heartbeat_interval, log_level=args.log_level, bulk_port=args.bulk_port,
+        bulk_stall_s=args.bulk_stall_timeout,
     )

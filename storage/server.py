@@ -27,6 +27,7 @@ import grpc
 import lmdb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from emberfs.common import eventloop
 from emberfs.common.errors import EmberError
 from emberfs.common.malloc import tune_malloc
 from emberfs.common.rpc import server_options
@@ -81,7 +82,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         operator = Operator(config.node_id, stores, agent.routing, peers, executor, health=node_health)
         add_storage_servicer(StorageServicer(operator), server)
         if config.bulk_port is not None:
-            bulk = BulkServer(operator)
+            bulk = BulkServer(operator, stall_s=config.bulk_stall_s)
             bulk_port = await bulk.start(host.strip("[]"), config.bulk_port)
             # Peers dial the advertised host (a container's service name) at the bound port.
             agent.bulk_address = f"{advertise.rpartition(':')[0]}:{bulk_port}"
@@ -126,7 +127,7 @@ def run(config: StorageConfig) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tune_malloc()
     try:
-        asyncio.run(serve(config))
+        eventloop.run(serve(config))
     except (OSError, lmdb.Error, EmberError) as exc:  # cannot bind, data dir refused
         log.error("%s", getattr(exc, "message", None) or exc)
         print(f"emberfs-storage: error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)

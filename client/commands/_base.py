@@ -23,7 +23,9 @@ from typing import TextIO
 
 from .._client import Client
 
-__all__ = ["CliContext", "Command", "basename", "error_line", "for_each_path", "octal_mode"]
+CONNECT_WAIT_S = 3.0
+
+__all__ = ["CONNECT_WAIT_S", "CliContext", "Command", "basename", "error_line", "for_each_path", "octal_mode"]
 
 
 @dataclass
@@ -37,7 +39,9 @@ class CliContext:
     async def client(self) -> Client:
         if self._client is None:
             client = Client(self.meta, timeout=self.timeout)
-            await client.connect()
+            # Fail fast when nothing answers at all; once connected, calls ride out a
+            # metaserver restart up to --timeout.
+            await client.connect(wait=min(self.timeout, CONNECT_WAIT_S))
             self._client = client
         return self._client
 
