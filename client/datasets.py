@@ -25,6 +25,12 @@ workers alike. Shard indexes are read once, on first use, in two batched calls.
 
 Samples are `bytes` (DataLoader's default collate keeps a batch of bytes as a list)
 or whatever `transform(sample)` returns.
+
+Record datasets whose shards hold at most `cache_bytes` (default CACHE_BYTES, 256 MiB,
+per process) read whole 1 MiB blocks and keep them (`_blockcache.py`), so later epochs
+are served from memory like local files from the page cache; a larger dataset reads
+each sample directly. `cache_bytes=0` turns the cache off. Shards must not change
+while a dataset is in use.
 """
 
 from __future__ import annotations
@@ -37,13 +43,15 @@ from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
+from ._blockcache import BlockCache
 from ._sync import SyncClient
 from .data import LocalFiles, RangeReader, ShardIndex, check_sample, load_indexes
 
-__all__ = ["FileDataset", "IterableRecordDataset", "LocalFiles", "RecordDataset"]
+__all__ = ["CACHE_BYTES", "FileDataset", "IterableRecordDataset", "LocalFiles", "RecordDataset"]
 
 Transform = Callable[[bytes], Any]
 _READ_BATCH = 64  # samples per read_ranges call of the iterable dataset
+CACHE_BYTES = 256 << 20  # per process (each DataLoader worker): datasets up to this size are cached
 
 
 def _file_system(source: str | RangeReader, client_options: dict[str, Any] | None) -> RangeReader:
@@ -57,10 +65,13 @@ def _file_system(source: str | RangeReader, client_options: dict[str, Any] | Non
 class _Shards:
     """The record shards behind a dataset: paths, the file system, the cached indexes."""
 
-    def __init__(self, fs: RangeReader, paths: Sequence[str]) -> None:
+    def __init__(self, fs: RangeReader, paths: Sequence[str], cache_bytes: int = CACHE_BYTES) -> None:
         if isinstance(paths, str):
             raise TypeError("paths must be a sequence of shard paths, not one string")
+        if cache_bytes < 0:
+            raise ValueError("cache_bytes must not be negative")
         self.fs, self.paths = fs, list(paths)
+        self.cache = BlockCache(cache_bytes)
         self._indexes: list[ShardIndex] | None = None
         self._ends: list[int] = []  # cumulative sample counts: shard k holds [ends[k-1], ends[k])
 
@@ -76,6 +87,12 @@ class _Shards:
         self.indexes
         return self._ends[-1] if self._ends else 0
 
+    def _fits_cache(self) -> bool:
+        """Cache only a dataset that fits whole: a larger one, shuffled, would make every
+        sample fetch a block for nothing (an epoch touches each sample once)."""
+        data_bytes = sum(ix.offsets[-1] for ix in self.indexes if len(ix.offsets))
+        return 0 < data_bytes <= self.cache.capacity
+
     def locate(self, i: int) -> tuple[int, int]:
         """(shard number, sample in that shard) of global sample i."""
         n = len(self)
@@ -90,7 +107,12 @@ class _Shards:
         where = [self.locate(int(i)) for i in indices]
         indexes = self.indexes
         ranges = [(self.paths[k], *indexes[k].span(j)) for k, j in where]
-        data = self.fs.read_ranges(ranges) if ranges else []
+        if not ranges:
+            data = []
+        elif self._fits_cache():
+            data = self.cache.read_ranges(self.fs, ranges)
+        else:
+            data = self.fs.read_ranges(ranges)
         return [check_sample(self.paths[k], indexes[k], j, d) for (k, j), d in zip(where, data)]
 
 
@@ -104,8 +126,9 @@ class RecordDataset:
         transform: Transform | None = None,
         *,
         client_options: dict[str, Any] | None = None,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
-        self._shards = _Shards(_file_system(meta_address, client_options), paths)
+        self._shards = _Shards(_file_system(meta_address, client_options), paths, cache_bytes)
         self.transform = transform
 
     def __repr__(self) -> str:
@@ -179,13 +202,14 @@ class IterableRecordDataset:
         transform: Transform | None = None,
         read_batch: int = _READ_BATCH,
         client_options: dict[str, Any] | None = None,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} of world_size {world_size}: need 0 <= rank < world_size")
         if read_batch < 1:
             raise ValueError("read_batch must be at least 1")
         _register_iterable(type(self))
-        self._shards = _Shards(_file_system(meta_address, client_options), paths)
+        self._shards = _Shards(_file_system(meta_address, client_options), paths, cache_bytes)
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
         self.transform, self.read_batch = transform, read_batch
         self.epoch = 0

@@ -48,18 +48,13 @@ __all__ = ["CHUNK", "ROLES", "Workload", "WorkloadReport"]
 
 SCENARIO_TIMEOUT_S = 240  # pytest-timeout bound for each scenario
 
-# Scenarios seen failing intermittently (about one run in three, c8f0286..5501d42) for a
-# reason in the cluster, not in the test: marked xfail(strict=False) so the suite stays
-# green while it is open, and still run (an XPASS shows in -ra; --runxfail shows the
-# failure). Drop an entry once its cause is fixed. (The resync race that kill -9,
-# SIGSTOP and admin offline/online caught, a returning target lacking a chunk written
-# as its resync began, was fixed in 5501d42: 7 runs of those scenarios pass since.)
-KNOWN_INTERMITTENT = {
-    "test_kill_9_metaserver_mid_write_then_restart": (
-        "intermittent: the restarted manager's grace (one heartbeat timeout, 1.0 s) is shorter than a "
-        "storage node's reconnect backoff (up to 1 s), so live nodes are declared dead"
-    ),
-}
+# Scenarios seen failing intermittently for a reason in the cluster, not in the test:
+# marked xfail(strict=False) so the suite stays green while the cause is open, and
+# still run (an XPASS shows in -ra; --runxfail shows the failure). Drop an entry once
+# its cause is fixed. Empty now: the resync race (5501d42) and the restarted manager
+# declaring live nodes dead (9052222) are fixed, and metadata calls wait out a
+# metaserver restart (de5832f).
+KNOWN_INTERMITTENT: dict[str, str] = {}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

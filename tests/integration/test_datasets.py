@@ -76,10 +76,35 @@ def test_a_batch_is_one_read_ranges_call(fs: SyncClient, shards: tuple[list[str]
             calls.append(len(ranges))
             return fs.read_ranges(ranges)
 
-    ds = RecordDataset(Counting(), paths)  # type: ignore[arg-type]
+    ds = RecordDataset(Counting(), paths, cache_bytes=0)  # type: ignore[arg-type]
     assert len(ds) == len(samples) and calls == [3, 3]  # every header, then every index
     assert ds.__getitems__(list(range(0, 200, 3))) == samples[0:200:3]
     assert calls[2:] == [67]
+
+
+def test_a_dataset_that_fits_is_read_in_blocks_once(fs: SyncClient, shards: tuple[list[str], list[bytes]]) -> None:
+    paths, samples = shards
+    calls: list[list[tuple[str, int, int]]] = []
+
+    class Counting:
+        def read_ranges(self, ranges: Any) -> list[bytes]:
+            calls.append(list(ranges))
+            return fs.read_ranges(ranges)
+
+    ds = RecordDataset(Counting(), paths, cache_bytes=64 << 20)  # type: ignore[arg-type]
+    assert len(ds) == len(samples)
+    del calls[:]
+    batch = list(range(0, 200, 3))
+    assert ds.__getitems__(batch) == samples[0:200:3]
+    # One call for the whole blocks the batch touched: 1 MiB aligned pieces, not samples.
+    assert len(calls) == 1 and all(off % (1 << 20) == 0 and n == 1 << 20 for _, off, n in calls[0])
+    assert ds.__getitems__(batch[::-1]) == samples[0:200:3][::-1] and len(calls) == 1  # from memory
+    assert ds.__getitems__(list(range(200))) == samples  # every sample, still exact
+    small = RecordDataset(Counting(), paths, cache_bytes=1024)  # type: ignore[arg-type]
+    assert len(small) == len(samples)  # the indexes load first
+    del calls[:]
+    assert small.__getitems__([5, 6]) == samples[5:7]
+    assert [n for _, _, n in calls[0]] == [len(samples[5]), len(samples[6])]  # too big to cache: direct
 
 
 def test_datasets_pickle_with_their_indexes(cluster3: Any, shards: tuple[list[str], list[bytes]]) -> None:
