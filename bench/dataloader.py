@@ -18,6 +18,11 @@ by the dataset and its size compared. A row's figure is MiB/s; its `ops` are sam
 (samples/s in the loader table), `in_flight` the workers, the latencies batch waits.
 Client CPU is the loader process and its workers; server CPU the cluster's processes.
 
+Each cluster is read through the run's first transport (`Client(transport=...)` via the
+dataset's client_options), with the clients' event loop the cluster's servers run (the
+loader process sets that loop's policy before it builds the run's DataLoader, so the
+dataset's SyncClients in the forked workers make loops of that kind).
+
 Without torch the rows say how to install it.
 """
 
@@ -65,11 +70,13 @@ def _shards(samples: list[bytes], shards: int) -> list[bytes]:
 async def loader_rows(clusters: Sequence[Any], root: Path, config: Any) -> list[Row]:
     """The loader workload for every cluster and local files (the harness side)."""
     detail = f"DataLoader batch {config.loader_batch}, {config.loader_workers} workers, shuffled"
+    transport = config.transports[0]
+    missing: list[Row] = []
     if importlib.util.find_spec("torch") is None:
         why = "torch not installed (pip install 'emberfs[torch]')"
         return [Row.missing(loader_name(s), config.loader_workers, system, role, MIBS, why)
                 for s in config.loader_sizes
-                for system, role in [*((c.system, EMBERFS) for c in clusters), (LOCAL_FILES, LOCAL)]]
+                for system, role in [*((c.system_for(transport), EMBERFS) for c in clusters), (LOCAL_FILES, LOCAL)]]
     runs: list[dict[str, Any]] = []
     for size in config.loader_sizes:
         progress(f"{loader_name(size)}: writing {config.loader_mib} MiB of samples as record shards")
@@ -80,21 +87,32 @@ async def loader_rows(clusters: Sequence[Any], root: Path, config: Any) -> list[
         for name, data in zip(names, shards):
             (local_dir / name).write_bytes(data)
         for cluster in clusters:
-            fs = cluster.client
+            system = cluster.system_for(transport)
+            if cluster.unavailable:
+                missing.append(Row.missing(loader_name(size), config.loader_workers, system, EMBERFS, MIBS,
+                                           cluster.unavailable, transport=transport, event_loop=cluster.event_loop))
+                continue
             directory = f"/loader/{size}"
-            await fs.makedirs(directory, exist_ok=True)
-            for name, data in zip(names, shards):
-                await fs.write_file(f"{directory}/{name}", data)
-            runs.append({"workload": loader_name(size), "system": cluster.system, "role": EMBERFS,
+            await cluster.run(_store(cluster.client(transport), directory, names, shards))
+            runs.append({"workload": loader_name(size), "system": system, "role": EMBERFS,
                          "source": cluster.cluster.meta_address, "paths": [f"{directory}/{n}" for n in names],
-                         "server_pids": cluster.server_pids(), "sample_size": size})
+                         "server_pids": cluster.server_pids(), "sample_size": size, "transport": transport,
+                         "event_loop": cluster.event_loop})
         runs.append({"workload": loader_name(size), "system": LOCAL_FILES, "role": LOCAL, "source": None,
-                     "paths": [str(local_dir / n) for n in names], "server_pids": None, "sample_size": size})
+                     "paths": [str(local_dir / n) for n in names], "server_pids": None, "sample_size": size,
+                     "transport": "", "event_loop": ""})
     spec = {"runs": runs, "batch": config.loader_batch, "workers": config.loader_workers,
             "seconds": config.seconds, "seed": config.seed, "detail": detail}
     spec_path = root / "loader" / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    return await _run_loader_process(spec_path, runs, config.loader_workers)
+    return missing + await _run_loader_process(spec_path, runs, config.loader_workers)
+
+
+async def _store(fs: Any, directory: str, names: Sequence[str], shards: Sequence[bytes]) -> None:
+    """Write the shards through one cluster's client (run on that client's loop)."""
+    await fs.makedirs(directory, exist_ok=True)
+    for name, data in zip(names, shards):
+        await fs.write_file(f"{directory}/{name}", data)
 
 
 async def _run_loader_process(spec_path: Path, runs: list[dict[str, Any]], workers: int) -> list[Row]:
@@ -109,7 +127,8 @@ async def _run_loader_process(spec_path: Path, runs: list[dict[str, Any]], worke
         raise
     if proc.returncode != 0:
         why = f"the loader process exited with {proc.returncode} (its stderr is above)"
-        return [Row.missing(r["workload"], workers, r["system"], r["role"], MIBS, why) for r in runs]
+        return [Row.missing(r["workload"], workers, r["system"], r["role"], MIBS, why, transport=r["transport"],
+                            event_loop=r["event_loop"]) for r in runs]
     return [Row(**fields) for fields in json.loads(out)]
 
 
@@ -129,7 +148,11 @@ def _measure(run: dict[str, Any], spec: dict[str, Any]) -> Row:
     from emberfs.client.datasets import RecordDataset
 
     size, workers = run["sample_size"], spec["workers"]
-    ds = RecordDataset(run["source"] if run["source"] else LocalFiles(), run["paths"])
+    _use_event_loop(run["event_loop"])
+    if run["source"]:
+        ds = RecordDataset(run["source"], run["paths"], client_options={"transport": run["transport"]})
+    else:
+        ds = RecordDataset(LocalFiles(), run["paths"])
     n = len(ds)
     loader = DataLoader(ds, batch_size=spec["batch"], shuffle=True, num_workers=workers,
                         multiprocessing_context="fork" if workers else None, persistent_workers=workers > 0,
@@ -171,9 +194,21 @@ def _measure(run: dict[str, Any], spec: dict[str, Any]) -> Row:
     del iterator, loader
     sample = Sample(samples, samples * size, seconds, cpu, servers, latencies)
     row = Row.of(run["workload"], workers, run["system"], run["role"], MIBS, sample,
-                 detail=f"{spec['detail']}, {samples} samples of a {n}-sample dataset")
+                 detail=f"{spec['detail']}, {samples} samples of a {n}-sample dataset",
+                 transport=run["transport"], event_loop=run["event_loop"])
     progress(f"{row.describe()}  {samples / seconds:.0f} samples/s")
     return row
+
+
+def _use_event_loop(name: str) -> None:
+    """New loops of this process (and of workers forked from it) are of this kind: the
+    dataset's SyncClient makes its loop with asyncio.new_event_loop()."""
+    if name == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    else:
+        asyncio.set_event_loop_policy(None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # one failing system is reported, the others still run
             progress(f"{run['system']} failed in {run['workload']}: {exc!r}")
             rows.append(Row.missing(run["workload"], spec["workers"], run["system"], run["role"], MIBS,
-                                    f"failed: {exc!r}"))
+                                    f"failed: {exc!r}", transport=run["transport"], event_loop=run["event_loop"]))
     json.dump([{k: v for k, v in r.as_dict().items() if k in Row.__dataclass_fields__} for r in rows], sys.stdout)
     return 0
 

@@ -1,19 +1,42 @@
 """One benchmark run: EmberFS and its baselines, side by side, on the same bytes.
 
-    emberfs bench [--size-mib 256] [--chunk-size 1M,4M] [--quick] [--json F] [--plot F]
+    emberfs bench [--size-mib 256] [--chunk-size 1M,4M] [--transports bulk,grpc]
+                  [--event-loops asyncio,uvloop] [--quick] [--json F] [--plot F]
     python -m emberfs.bench ...            (the same options)
 
 In a temporary directory: one random file of `--size-mib` MiB on local disk, one
-`LocalCluster` per chunk size (N nodes, R replicas, all up at once so their phases
-interleave), a raw-socket range server and nginx on 127.0.0.1. Then, in order:
+`LocalCluster` per (chunk size, event loop) (N nodes, R replicas, all up at once so
+their phases interleave), a raw-socket range server and nginx on 127.0.0.1. Then, in
+order:
 
   seq write   write_file of the file into each cluster | local disk, one copy per replica
-  seq read    read_file from each cluster | page cache, raw socket, nginx (pieces in flight)
+  seq read    read_into one preallocated buffer (the headline), and read_file, from each
+              cluster | page cache, raw socket, nginx (pieces in flight, into one buffer)
   rand read   per read size and depth: read_range and pread on each cluster | the same
               offsets from each baseline
   meta        mkdir, create, stat on the first cluster | gRPC health, LMDB
   loader      per sample size (1, 16, 256 KiB): one shuffled DataLoader pass over record
               shards in each cluster | the same shards on local disk (dataloader.py)
+
+Transports (`--transports`, default bulk,grpc): the first one listed runs every workload
+above; each other one runs seq write, seq read through read_into and random reads
+through read_range: the rows that compare the data channels, while read_file, pread
+and the loader, which would only repeat that comparison, stay on the first, so a
+default run costs one seq write, one seq read and the random phases more, not twice
+the run. Every EmberFS row's system names its transport ("emberfs 4 MiB chunks, bulk").
+
+Event loops (`--event-loops`, default asyncio; uvloop needs `emberfs[fast]`, and
+without it its rows say so): a server's loop is fixed when its process starts, so each
+loop gets clusters of its own, started with EMBERFS_EVENT_LOOP set, and their clients
+run on a loop of the same kind on a thread of this process (cluster.py); the data
+loader's clients too (dataloader.py). The baselines' clients run on the harness's own
+loop, EMBERFS_EVENT_LOOP's (`python -m emberfs.bench` and `emberfs bench` both start it
+with `emberfs.common.eventloop.run`). Rows name the loop when it is not only asyncio.
+
+After the table, the goals of issue 8 (report.py `goals`), each with the measured
+ratio and PASS or MISS: seq read against nginx and the raw socket, 64 KiB random reads
+with 32 in flight against nginx, the data loader against local files, and the seq
+write beside the seq read, CPU per GiB repeated for the seq read.
 
 Phases are bounded by `--ops` and `--seconds`. Progress goes to stderr, the table to
 stdout; `--json` keeps everything, `--plot` draws it. Every process started here is
@@ -42,7 +65,7 @@ from .dataloader import loader_rows
 from .measure import EMBERFS, MIB, MIBS, Row, progress
 from .meta import emberfs_meta, health_meta, lmdb_meta
 from .options import BenchConfig
-from .report import loader_summary, ratios, render_table, write_json, write_plot
+from .report import goals, loader_summary, ratios, render_goals, render_table, write_json, write_plot
 from .workloads import (
     SEQ_READ, SEQ_WRITE, RangeSource, rand_name, random_offsets, size_label, source_random_read, source_seq_read,
 )
@@ -73,8 +96,10 @@ async def run(config: BenchConfig, out: TextIO = sys.stdout) -> int:
         file.write_bytes(data)
         machine = _machine(root)
         rows = await _measure(config, root, data, file)
-    notes = _notes(rows, config)
+    notes = _notes(rows, config, machine["harness_loop"])
+    targets = goals(rows, nodes=config.nodes, replicas=config.replicas)
     print(render_table(rows, notes), file=out, flush=True)
+    print("\n" + render_goals(targets), file=out, flush=True)
     document = {
         "machine": machine,
         "parameters": config.as_dict(),
@@ -83,6 +108,7 @@ async def run(config: BenchConfig, out: TextIO = sys.stdout) -> int:
         "rows": [r.as_dict() for r in rows],
         "ratios": ratios(rows),
         "loader": loader_summary(rows),
+        "goals": targets,
         "notes": notes,
     }
     if config.json_path is not None:
@@ -97,10 +123,15 @@ async def run(config: BenchConfig, out: TextIO = sys.stdout) -> int:
 
 async def _measure(config: BenchConfig, root: Path, data: bytes, file: Path) -> list[Row]:
     data_work = "seq" in config.workloads or "rand" in config.workloads
-    # Metadata alone does not depend on the chunk size: one cluster is enough.
-    chunk_sizes = config.chunk_sizes if data_work or "loader" in config.workloads else config.chunk_sizes[:1]
-    clusters = [EmberCluster(root / f"cluster-{size_label(c).replace(' ', '')}", c,
-                             nodes=config.nodes, replicas=config.replicas) for c in chunk_sizes]
+    label_loop = config.event_loops != ("asyncio",)
+    clusters = [
+        EmberCluster(root / f"cluster-{size_label(c).replace(' ', '')}-{loop}", c, nodes=config.nodes,
+                     replicas=config.replicas, event_loop=loop, transports=config.transports, label_loop=label_loop)
+        for c in config.chunk_sizes for loop in config.event_loops
+    ]
+    if not data_work and "loader" not in config.workloads:
+        clusters = clusters[:1]  # metadata alone depends on neither chunk size nor loop: one is enough
+    main_transport = config.transports[0]
     connections = max(max(config.depths), config.seq_inflight)
     max_read = max(max(config.read_sizes), config.seq_piece)
     page: PageCacheSource | None = None
@@ -122,11 +153,15 @@ async def _measure(config: BenchConfig, root: Path, data: bytes, file: Path) -> 
             sources: list[RangeSource] = [page, sock, nginx]
 
             progress("sequential write")
-            rows += [await c.seq_write(data) for c in clusters]
+            # Without "seq" only the file the reads need is written (and its row dropped).
+            write_transports = config.transports if "seq" in config.workloads else config.transports[:1]
+            rows += [await c.seq_write(data, t) for c in clusters for t in write_transports]
             rows.append(local_write(root, data, config.replicas, config.chunk_sizes[0]))
             if "seq" in config.workloads:
                 progress("sequential read")
-                rows += [await c.seq_read(data) for c in clusters]
+                for c in clusters:
+                    rows += [await c.seq_read(data, t, "read_into") for t in config.transports]
+                    rows.append(await c.seq_read(data, main_transport, "read_file"))
                 for src in sources:
                     rows.append(await _guarded(src, SEQ_READ, 0, source_seq_read(
                         src, data, config.seq_piece, config.seq_inflight, keep=src is not nginx)))
@@ -138,16 +173,21 @@ async def _measure(config: BenchConfig, root: Path, data: bytes, file: Path) -> 
                     for depth in config.depths:
                         progress(f"{rand_name(read_size)}, {depth} in flight")
                         for c in clusters:
-                            for api in config.random_apis:
-                                rows.append(await c.random_read(data, read_size, depth, offsets, config.seconds, api))
+                            for t in config.transports:
+                                apis = config.random_apis if t == main_transport else config.random_apis[:1]
+                                rows += [await c.random_read(data, read_size, depth, offsets, config.seconds, t, api)
+                                         for api in apis]
                         for src in sources:
                             rows.append(await _guarded(src, rand_name(read_size), depth, source_random_read(
                                 src, data, read_size, depth, offsets, config.seconds)))
-        if "meta" in config.workloads:
-            first = clusters[0]
-            progress(f"metadata ops on {first.system}'s metaserver")
-            rows += await emberfs_meta(first.client, "emberfs", config.depths, config.ops, config.seconds,
-                                       first.server_pids)
+        first = next((c for c in clusters if not c.unavailable), None)
+        if "meta" in config.workloads and first is None:
+            progress(f"metadata ops skipped: {clusters[0].unavailable}")
+        if "meta" in config.workloads and first is not None:
+            progress(f"metadata ops on {first.system_for(main_transport)}'s metaserver")
+            system = f"emberfs, {first.event_loop}" if label_loop else "emberfs"
+            rows += await first.run(emberfs_meta(first.client(), system, config.depths, config.ops, config.seconds,
+                                                 first.server_pids))
             rows += await health_meta(first.cluster.meta_address, config.depths, config.ops, config.seconds,
                                       first.server_pids)
             rows += lmdb_meta(root / "lmdb", config.depths, config.ops, config.seconds)
@@ -161,7 +201,10 @@ async def _measure(config: BenchConfig, root: Path, data: bytes, file: Path) -> 
         if page is not None:
             page.close()
         for cluster in clusters:
-            await cluster.aclose()
+            try:
+                await cluster.aclose()  # its processes are stopped even when closing a client fails
+            except Exception as exc:
+                progress(f"{cluster.system} ({cluster.event_loop}): closing its clients failed: {exc!r}")
         progress("every process started for the run is stopped")
     return _ordered(rows)
 
@@ -191,12 +234,15 @@ def _ordered(rows: list[Row]) -> list[Row]:
     return sorted(rows, key=lambda r: (groups.index((r.workload, r.in_flight)), r.role != EMBERFS))
 
 
-def _notes(rows: Sequence[Row], config: BenchConfig) -> list[str]:
+def _notes(rows: Sequence[Row], config: BenchConfig, harness_loop: str) -> list[str]:
     notes = []
     for write in (r for r in rows if r.role == EMBERFS and r.workload == SEQ_WRITE):
         read = next((r for r in rows if r.system == write.system and r.workload == SEQ_READ), None)
         if write.value and read is not None and read.value:
             notes.append(f"{write.system}: seq write is {write.value / read.value:.2f}x its seq read")
+    if config.event_loops != ("asyncio",):
+        notes.append(f"EmberFS clients ran on their cluster's event loop; the baselines' clients on the "
+                     f"harness's ({harness_loop})")
     if len(config.chunk_sizes) > 1:
         best = []
         for workload, depth in dict.fromkeys((r.workload, r.in_flight) for r in rows if r.unit == MIBS):
@@ -219,8 +265,10 @@ def _machine(root: Path) -> dict[str, Any]:
         "run_dir_fs": _filesystem(root),
         "nginx": nginx_version(),
         "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,  # other work on the machine
+        # The baselines' clients run on it; EmberFS clients on their cluster's (cluster.py).
+        "harness_loop": "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio",
     }
-    for module in ("grpc", "aiohttp", "lmdb"):
+    for module in ("grpc", "aiohttp", "lmdb", "uvloop"):
         try:
             info[module] = __import__(module).__version__
         except (ImportError, AttributeError):

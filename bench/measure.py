@@ -95,22 +95,28 @@ class Row:
     p99_ms: float | None = None
     detail: str = ""  # how it was measured ("4 MiB x8", "inline", "shared with mkdir")
     unavailable: str = ""  # why it was not measured; empty when it was
+    # EmberFS rows only (empty otherwise); the system label says the same for people.
+    transport: str = ""  # "bulk" or "grpc" (Client(transport=...))
+    event_loop: str = ""  # "asyncio" or "uvloop": the servers' and the client's loop
+    api: str = ""  # the client call: "read_into", "read_file", "read_range", "pread", "write_file"
 
     @classmethod
     def of(cls, workload: str, in_flight: int, system: str, role: str, unit: str, sample: Sample,
-           detail: str = "") -> Row:
+           detail: str = "", *, transport: str = "", event_loop: str = "", api: str = "") -> Row:
         lat = sorted(sample.latencies)
         return cls(
             workload, in_flight, system, role, unit, sample.ops, sample.nbytes, sample.seconds,
             sample.cpu_client_s, sample.cpu_server_s,
             p50_ms=1000 * statistics.median(lat) if lat else None,
             p99_ms=1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
-            detail=detail,
+            detail=detail, transport=transport, event_loop=event_loop, api=api,
         )
 
     @classmethod
-    def missing(cls, workload: str, in_flight: int, system: str, role: str, unit: str, why: str) -> Row:
-        return cls(workload, in_flight, system, role, unit, unavailable=why)
+    def missing(cls, workload: str, in_flight: int, system: str, role: str, unit: str, why: str, *,
+                transport: str = "", event_loop: str = "", api: str = "") -> Row:
+        return cls(workload, in_flight, system, role, unit, unavailable=why, transport=transport,
+                   event_loop=event_loop, api=api)
 
     @property
     def value(self) -> float | None:
@@ -138,8 +144,8 @@ class Row:
     def describe(self) -> str:
         where = f"{self.workload} x{self.in_flight}" if self.in_flight else self.workload
         if self.unavailable:
-            return f"{where:<22} {self.system:<24} unavailable: {self.unavailable}"
-        return f"{where:<22} {self.system:<24} {self.value:>10.1f} {self.unit} ({self.ops} ops, {self.seconds:.2f} s)"
+            return f"{where:<22} {self.system:<40} unavailable: {self.unavailable}"
+        return f"{where:<22} {self.system:<40} {self.value:>10.1f} {self.unit} ({self.ops} ops, {self.seconds:.2f} s)"
 
 
 class _Cpu:

@@ -7,14 +7,20 @@ This module imports nothing heavy: the CLI builds its parser from it on every st
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-__all__ = ["BenchConfig", "RANDOM_APIS", "WORKLOADS", "QUICK", "add_arguments", "config_from_args", "parse_size"]
+__all__ = [
+    "BenchConfig", "EVENT_LOOPS", "RANDOM_APIS", "TRANSPORTS", "WORKLOADS", "QUICK", "add_arguments",
+    "config_from_args", "parse_size",
+]
 
 KIB, MIB = 1 << 10, 1 << 20
 WORKLOADS = ("seq", "rand", "meta", "loader")
 RANDOM_APIS = ("read_range", "pread")  # Client.read_range per read; EmberFile.pread on an open handle
+TRANSPORTS = ("bulk", "grpc")  # Client(transport=...): chunk data on the bulk channel, or all on gRPC
+EVENT_LOOPS = ("asyncio", "uvloop")  # EMBERFS_EVENT_LOOP of a cluster's servers, and its client's loop
 _SUFFIXES = {"": 1, "B": 1, "K": KIB, "KIB": KIB, "M": MIB, "MIB": MIB, "G": 1 << 30, "GIB": 1 << 30}
 
 
@@ -33,6 +39,10 @@ class BenchConfig:
     seed: int = 1234  # the random offsets: one list, the same for every system
     workloads: tuple[str, ...] = WORKLOADS
     random_apis: tuple[str, ...] = RANDOM_APIS  # how EmberFS's random reads are issued
+    # The first transport runs every workload; the others seq write, seq read (read_into)
+    # and random reads through read_range (harness.py says why).
+    transports: tuple[str, ...] = TRANSPORTS
+    event_loops: tuple[str, ...] = ("asyncio",)  # one cluster per (chunk size, event loop)
     json_path: Path | None = None
     plot_path: Path | None = None
     keep_dir: Path | None = None  # run in this directory and keep it (logs), instead of a temp dir
@@ -50,7 +60,8 @@ class BenchConfig:
             "replicas": self.replicas, "read_sizes": list(self.read_sizes), "depths": list(self.depths),
             "ops": self.ops, "seconds": self.seconds, "seq_piece": self.seq_piece,
             "seq_inflight": self.seq_inflight, "seed": self.seed, "workloads": list(self.workloads),
-            "random_apis": list(self.random_apis), "loader_sizes": list(self.loader_sizes),
+            "random_apis": list(self.random_apis), "transports": list(self.transports),
+            "event_loops": list(self.event_loops), "loader_sizes": list(self.loader_sizes),
             "loader_mib": self.loader_mib, "loader_shards": self.loader_shards,
             "loader_workers": self.loader_workers, "loader_batch": self.loader_batch,
             "quick": self.quick,
@@ -96,11 +107,15 @@ def _workloads(text: str) -> tuple[str, ...]:
     return names
 
 
-def _apis(text: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not names or any(n not in RANDOM_APIS for n in names):
-        raise argparse.ArgumentTypeError(f"choose from {','.join(RANDOM_APIS)}, not {text!r}")
-    return names
+def _choices(allowed: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """A parser of a comma list of names from `allowed`, in the order given, no repeats."""
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+        if not names or any(n not in allowed for n in names):
+            raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)}, not {text!r}")
+        return names
+
+    return parse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -121,9 +136,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the random offsets")
     p.add_argument("--workloads", type=_workloads, default=d.workloads, metavar="W[,W...]",
                    help=f"which workloads (default {','.join(WORKLOADS)})")
-    p.add_argument("--random-api", dest="random_apis", type=_apis, default=d.random_apis, metavar="API[,API...]",
+    p.add_argument("--random-api", dest="random_apis", type=_choices(RANDOM_APIS), default=d.random_apis, metavar="API[,API...]",
                    help="EmberFS random reads through read_range (path per call), pread (one open handle), "
                         "or both (default)")
+    p.add_argument("--transports", type=_choices(TRANSPORTS), default=d.transports, metavar="T[,T...]",
+                   help="EmberFS client transports; the first runs every workload, the others seq write, "
+                        "seq read (read_into) and random reads (read_range) (default bulk,grpc)")
+    p.add_argument("--event-loops", type=_choices(EVENT_LOOPS), default=d.event_loops, metavar="L[,L...]",
+                   help="event loops of the servers (EMBERFS_EVENT_LOOP) and of their client: one cluster "
+                        "per chunk size and loop (default asyncio; uvloop needs 'emberfs[fast]')")
     p.add_argument("--loader-sizes", type=_size_list, default=None, metavar="SIZE[,SIZE...]",
                    help="sample sizes of the data-loader workload (default 1K,16K,256K)")
     p.add_argument("--loader-mib", type=int, default=None,
@@ -153,7 +174,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     }
     config = replace(
         base, **given, nodes=args.nodes, replicas=args.replicas, seed=args.seed, workloads=args.workloads,
-        random_apis=args.random_apis, loader_workers=args.loader_workers, loader_batch=args.loader_batch,
+        random_apis=args.random_apis, transports=args.transports, event_loops=args.event_loops,
+        loader_workers=args.loader_workers, loader_batch=args.loader_batch,
         json_path=args.json_path, plot_path=args.plot_path, keep_dir=args.keep_dir, quick=args.quick,
         no_install=args.no_install,
     )

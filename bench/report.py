@@ -7,6 +7,18 @@ was faster. A baseline that could not run shows why instead of a figure.
 
 The data-loader rows also get a table of their own, in samples/s beside MiB/s
 (`loader_summary`, the same records in the JSON's "loader").
+
+Then the goals of issue 8 (`goals`, the JSON's "goals"), each taken by the best EmberFS
+row of its workload (any chunk size, transport, event loop and client call; the line
+names it) against one baseline of the same run:
+
+    seq read          >= 1.0x nginx + aiohttp, and >= 0.5x the raw socket
+    rand read 64 KiB  with 32 in flight, >= 1.0x nginx + aiohttp
+    loader            samples/s >= 0.8x the same loader over local files, per sample size
+    seq write         MiB/s and its ratio to the same system's seq read (no target: "info")
+
+Every line repeats the CPU seconds per GiB (client + servers) of both sides. PASS or
+MISS is the ratio against the target; "n/a" says which side was not measured.
 """
 
 from __future__ import annotations
@@ -18,10 +30,12 @@ from typing import Any
 
 from .measure import EMBERFS, LOCAL, MIBS, PEER, WIRE, Row
 
-__all__ = ["RATIO_ROLES", "loader_summary", "ratios", "render_loader_table", "render_table", "write_json",
-           "write_plot"]
+__all__ = ["RATIO_ROLES", "goals", "loader_summary", "ratios", "render_goals", "render_loader_table",
+           "render_table", "write_json", "write_plot"]
 
 _LOADER = "loader "  # the data-loader workloads' prefix (bench/dataloader.py)
+_SEQ_READ, _SEQ_WRITE = "seq read", "seq write"  # bench/workloads.py's names
+_GOAL_RANDOM = ("rand read 64 KiB", 32)  # (workload, in flight) of the random-read goal
 
 RATIO_ROLES = ((LOCAL, "vs local"), (WIRE, "vs wire"), (PEER, "vs nginx"))
 
@@ -52,9 +66,18 @@ def _fmt_ratio(value: float | None) -> str:
     return f"{value:.2f}x" if value >= 0.1 else f"{value:.3f}x" if value >= 0.001 else f"{value:.1e}x"
 
 
+def _system_width(rows: Sequence[Row]) -> int:
+    return max([30, *(len(r.system) + 2 for r in rows)])
+
+
+def _fmt_cpu(cpu: tuple[float, float | None] | None) -> str:
+    return "-" if cpu is None else f"{cpu[0]:.2f}+{'-' if cpu[1] is None else f'{cpu[1]:.2f}'}"
+
+
 def render_table(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
     by_row = {(r["workload"], r["in_flight"], r["system"]): r for r in ratios(rows)}
-    header = (f"{'workload':<20}{'in flight':>9}  {'system':<30}{'figure':>10} {'unit':<6}{'p50 ms':>8}"
+    width = _system_width(rows)
+    header = (f"{'workload':<20}{'in flight':>9}  {'system':<{width}}{'figure':>10} {'unit':<6}{'p50 ms':>8}"
               f"{'CPU s/GiB cli+srv':>19}" + "".join(f"{label:>10}" for _, label in RATIO_ROLES))
     lines = [header, "-" * len(header)]
     last_group = None
@@ -62,12 +85,11 @@ def render_table(rows: Sequence[Row], notes: Sequence[str] = ()) -> str:
         group = (row.workload, row.in_flight)
         label = (row.workload, str(row.in_flight) if row.in_flight else "-") if group != last_group else ("", "")
         last_group = group
-        start = f"{label[0]:<20}{label[1]:>9}  {row.system:<30}"
+        start = f"{label[0]:<20}{label[1]:>9}  {row.system:<{width}}"
         if row.value is None:
             lines.append(f"{start}{'unavailable: ' + (row.unavailable or 'no figure')}")
             continue
-        cpu = row.cpu_s_per_gib
-        cpu_text = "-" if cpu is None else f"{cpu[0]:.2f}+{'-' if cpu[1] is None else f'{cpu[1]:.2f}'}"
+        cpu_text = _fmt_cpu(row.cpu_s_per_gib)
         p50 = "-" if row.p50_ms is None or row.in_flight == 0 else f"{row.p50_ms:.2f}"
         figure = f"{row.value:>10.1f}" if row.unit == MIBS else f"{row.value:>10.0f}"
         ratio_text = "".join(
@@ -106,7 +128,8 @@ def render_loader_table(rows: Sequence[Row]) -> str:
     if not records:
         return ""
     detail = next((r.detail.rsplit(",", 1)[0] for r in rows if r.workload.startswith(_LOADER) and r.detail), "")
-    header = f"{'sample size':<13}{'system':<30}{'samples/s':>11}{'MiB/s':>9}{'vs local':>10}"
+    width = _system_width([r for r in rows if r.workload.startswith(_LOADER)])
+    header = f"{'sample size':<13}{'system':<{width}}{'samples/s':>11}{'MiB/s':>9}{'vs local':>10}"
     lines = [f"data loader: shuffled epochs per sample size ({detail}), after a warm-up", header,
              "-" * len(header)]
     last = None
@@ -114,10 +137,89 @@ def render_loader_table(rows: Sequence[Row]) -> str:
         size = r["sample_size"] if r["sample_size"] != last else ""
         last = r["sample_size"]
         if r["mib_per_s"] is None:
-            lines.append(f"{size:<13}{r['system']:<30}unavailable: {r['unavailable'] or 'no figure'}")
+            lines.append(f"{size:<13}{r['system']:<{width}}unavailable: {r['unavailable'] or 'no figure'}")
             continue
         ratio = _fmt_ratio(r["vs_local"]) if r["vs_local"] is not None else ""
-        lines.append(f"{size:<13}{r['system']:<30}{r['samples_per_s']:>11.0f}{r['mib_per_s']:>9.1f}{ratio:>10}")
+        lines.append(f"{size:<13}{r['system']:<{width}}{r['samples_per_s']:>11.0f}{r['mib_per_s']:>9.1f}{ratio:>10}")
+    return "\n".join(lines)
+
+
+def _best(rows: Sequence[Row], workload: str, in_flight: int | None = None) -> Row | None:
+    """The fastest measured EmberFS row of a workload (at a depth, unless None)."""
+    mine = [r for r in rows if r.role == EMBERFS and r.workload == workload and r.value
+            and (in_flight is None or r.in_flight == in_flight)]
+    return max(mine, key=lambda r: r.value or 0.0, default=None)
+
+
+def _figure(row: Row) -> tuple[float, str]:
+    """A goal's figure: samples/s for the loader, the row's own otherwise."""
+    if row.workload.startswith(_LOADER):
+        return row.ops / row.seconds, "samples/s"
+    return row.value or 0.0, row.unit
+
+
+def _goal(name: str, workload: str, mine: Row | None, base: Row | None, target: float | None,
+          base_name: str) -> dict[str, Any]:
+    """One goal record: mine / base against target (None: report the ratio, no verdict)."""
+    record: dict[str, Any] = {
+        "goal": name, "workload": workload, "target": target, "ratio": None, "verdict": "n/a",
+        "system": None, "value": None, "unit": None, "cpu_s_per_gib": None,
+        "baseline": base_name, "baseline_value": None, "baseline_cpu_s_per_gib": None, "why": "",
+    }
+    if mine is not None:
+        value, unit = _figure(mine)
+        record |= {"system": mine.system, "value": value, "unit": unit, "cpu_s_per_gib": mine.cpu_s_per_gib}
+    if base is not None:
+        base_value, _ = _figure(base)
+        record |= {"baseline": base.system, "baseline_value": base_value,
+                   "baseline_cpu_s_per_gib": base.cpu_s_per_gib}
+    if mine is None or base is None:
+        record["why"] = f"no {'EmberFS' if mine is None else base_name} figure for {workload}"
+        return record
+    record["ratio"] = record["value"] / record["baseline_value"]
+    record["verdict"] = "info" if target is None else "PASS" if record["ratio"] >= target else "MISS"
+    return record
+
+
+def goals(rows: Sequence[Row], *, nodes: int, replicas: int) -> list[dict[str, Any]]:
+    """The issue-8 goals, measured: see the module docstring."""
+    setup = f"{nodes} nodes, {replicas} replicas"
+    seq = _best(rows, _SEQ_READ, 0)
+    out = []
+    for role, target in ((PEER, 1.0), (WIRE, 0.5)):
+        base = _baseline(rows, seq, role) if seq is not None else None
+        name = "nginx + aiohttp" if role == PEER else "raw socket"
+        out.append(_goal(f"seq read ({setup}) >= {target:.1f}x {name}", _SEQ_READ, seq, base, target, name))
+    workload, depth = _GOAL_RANDOM
+    rand = _best(rows, workload, depth)
+    out.append(_goal(f"{workload} x{depth} >= 1.0x nginx + aiohttp", f"{workload} x{depth}", rand,
+                     _baseline(rows, rand, PEER) if rand is not None else None, 1.0, "nginx + aiohttp"))
+    for loader in dict.fromkeys(r.workload for r in rows if r.workload.startswith(_LOADER)):
+        mine = _best(rows, loader)
+        out.append(_goal(f"{loader} samples/s >= 0.8x local files", loader, mine,
+                         _baseline(rows, mine, LOCAL) if mine is not None else None, 0.8, "local files"))
+    write = _best(rows, _SEQ_WRITE, 0)
+    read = next((r for r in rows if write is not None and r.workload == _SEQ_READ and r.system == write.system
+                 and r.value), None)
+    out.append(_goal(f"seq write ({replicas} replicas) / its seq read", _SEQ_WRITE, write, read, None,
+                     "its seq read"))
+    out[-1]["baseline"] = "its seq read"  # the same system: its name would only repeat
+    return out
+
+
+def render_goals(records: Sequence[dict[str, Any]]) -> str:
+    """The goals block: verdict, goal, ratio, then both figures with CPU s/GiB (client+servers)."""
+    lines = ["goals of issue 8 (best EmberFS row per goal; CPU s/GiB client+servers in brackets)"]
+    width = max(len(r["goal"]) for r in records) + 2 if records else 0
+    for r in records:
+        start = f"  {r['verdict']:<5} {r['goal']:<{width}}"
+        if r["ratio"] is None:
+            lines.append(f"{start}{'-':>7}  {r['why']}")
+            continue
+        lines.append(
+            f"{start}{_fmt_ratio(r['ratio']):>7}  {r['system']} {r['value']:.1f} {r['unit']} "
+            f"[{_fmt_cpu(r['cpu_s_per_gib'])}] vs {r['baseline']} {r['baseline_value']:.1f} {r['unit']} "
+            f"[{_fmt_cpu(r['baseline_cpu_s_per_gib'])}]")
     return "\n".join(lines)
 
 

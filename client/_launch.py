@@ -181,15 +181,22 @@ class ServerProcess:
 
 
 def metaserver_process(
-    data_dir: Path, *, log_path: Path | None = None, listen: str = "127.0.0.1:0", extra_args: Sequence[str] = ()
+    data_dir: Path,
+    *,
+    log_path: Path | None = None,
+    listen: str = "127.0.0.1:0",
+    extra_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> ServerProcess:
-    """A metaserver on data_dir (not yet started); logs go to data_dir/../meta.log by default."""
+    """A metaserver on data_dir (not yet started); logs go to data_dir/../meta.log by default.
+    env: its whole environment (None: this process's)."""
     data_dir = Path(data_dir)
     return ServerProcess(
         [sys.executable, "-m", "emberfs.metaserver", "--data-dir", str(data_dir), *extra_args],
         ready_prefix="emberfs-meta listening on ",
         log_path=log_path or data_dir.parent / f"{data_dir.name}.meta.log",
         listen=listen,
+        env=env,
     )
 
 
@@ -203,8 +210,10 @@ def storage_process(
     heartbeat_interval: float | None = None,
     log_path: Path | None = None,
     extra_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> ServerProcess:
-    """A storage server on data_dir (not yet started); logs go to data_dir/../<name>.storage.log."""
+    """A storage server on data_dir (not yet started); logs go to data_dir/../<name>.storage.log.
+    env: its whole environment (None: this process's)."""
     data_dir = Path(data_dir)
     argv = [
         sys.executable, "-m", "emberfs.storage",
@@ -217,6 +226,7 @@ def storage_process(
         ready_prefix="emberfs-storage listening on ",
         log_path=log_path or data_dir.parent / f"{data_dir.name}.storage.log",
         listen=listen,
+        env=env,
     )
 
 
@@ -233,6 +243,10 @@ class LocalCluster:
     i), `*.log`, and `cluster.json`, which records the ports chosen at the first start
     so a cluster started again on the same data dir comes back on the same addresses:
     the metaserver's chain table names nodes by the address they registered with.
+
+    `env`: variables set for every server process of the cluster, over this process's
+    environment as it is when the cluster is made (e.g. {"EMBERFS_EVENT_LOOP": "uvloop"});
+    None: they inherit this process's environment.
     """
 
     def __init__(
@@ -246,6 +260,7 @@ class LocalCluster:
         chunk_size: int | None = None,
         heartbeat_interval: float | None = None,
         heartbeat_timeout: float | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         if nodes < 1 or replicas < 1 or targets_per_node < 1:
             raise ValueError("nodes, replicas and targets_per_node must be at least 1")
@@ -254,6 +269,7 @@ class LocalCluster:
         self.data_dir = Path(data_dir)
         self.nodes, self.replicas, self.targets_per_node = nodes, replicas, targets_per_node
         self.heartbeat_interval = heartbeat_interval
+        self.env = None if env is None else {**os.environ, **env}
         self.data_dir.mkdir(parents=True, exist_ok=True)
         saved = self._load_saved()
         meta_args: list[str] = []
@@ -266,7 +282,8 @@ class LocalCluster:
         if meta_listen.endswith(":0") and saved.get("meta"):
             meta_listen = saved["meta"]
         self.meta = metaserver_process(
-            self.data_dir / "meta", log_path=self.data_dir / "meta.log", listen=meta_listen, extra_args=meta_args
+            self.data_dir / "meta", log_path=self.data_dir / "meta.log", listen=meta_listen, extra_args=meta_args,
+            env=self.env,
         )
         self.storage: list[ServerProcess] = []
         self._saved_storage: dict[str, str] = saved.get("storage", {})
@@ -309,6 +326,7 @@ class LocalCluster:
                     listen=listen,
                     heartbeat_interval=self.heartbeat_interval,
                     log_path=self.data_dir / f"node-{node_id}.log",
+                    env=self.env,
                 )
                 self.storage.append(proc)
                 proc.start(timeout=max(deadline - time.monotonic(), 1.0))

@@ -1,13 +1,17 @@
 """`emberfs bench --quick` end to end: a real 3-node cluster and every baseline (the
 harness installs Debian's nginx when it is missing and it may; aiohttp comes with the
 bench extra the test environment installs), checking that the JSON holds every row
-with sane, positive figures, and a PNG plot. The data-loader workload runs torch's
-DataLoader (the torch extra); without torch its rows must say how to install it."""
+with sane, positive figures (both transports, read_into beside read_file), the goals
+block, and a PNG plot. The data-loader workload runs torch's DataLoader (the torch
+extra); without torch its rows must say how to install it. A second, shorter run
+measures the seq phases on an asyncio and a uvloop cluster, the harness itself on
+uvloop; without uvloop installed its rows must say how to install it."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +23,22 @@ from emberfs.bench.meta import META_WORKLOADS
 
 SCRIPT = Path(sys.executable).parent / "emberfs"
 SYSTEMS = {"seq write": {"local disk"}, "seq read": {"page cache", "raw socket", "nginx + aiohttp"}}
+CHUNKS = ("emberfs 1 MiB chunks", "emberfs 4 MiB chunks")
 LOADER_SIZES = ("1 KiB", "16 KiB", "256 KiB")
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+
+def emberfs_systems(workload: str) -> set[str]:
+    """The EmberFS rows of a data workload in a default-transport run (bulk first, then grpc)."""
+    if workload.startswith("loader"):
+        return {f"{c}, bulk" for c in CHUNKS}  # the first transport only
+    systems = {f"{c}, {t}" for c in CHUNKS for t in ("bulk", "grpc")}  # read_into / read_range / write_file
+    if workload == "seq read":
+        systems |= {f"{c}, bulk, read_file" for c in CHUNKS}
+    elif workload.startswith("rand read"):
+        systems |= {f"{c}, bulk, pread" for c in CHUNKS}
+    return systems
 
 
 @pytest.mark.bench
@@ -33,10 +51,12 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[bench] sequential read" in proc.stderr  # progress on stderr, the table on stdout
-    assert "vs nginx" in proc.stdout and "emberfs 1 MiB chunks" in proc.stdout
+    assert "vs nginx" in proc.stdout and "emberfs 1 MiB chunks, bulk" in proc.stdout
+    assert "emberfs 4 MiB chunks, grpc" in proc.stdout and "goals of issue 8" in proc.stdout
 
     doc = json.loads(out_json.read_text())
     assert doc["parameters"]["quick"] is True and doc["parameters"]["chunk_sizes"] == [1 << 20, 4 << 20]
+    assert doc["parameters"]["transports"] == ["bulk", "grpc"] and doc["parameters"]["event_loops"] == ["asyncio"]
     assert doc["machine"]["cpus"] >= 1
     rows = doc["rows"]
     index = {(r["workload"], r["in_flight"], r["system"]): r for r in rows}
@@ -49,7 +69,7 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
 
     for workload, depth in expected:
         if workload.startswith("loader"):
-            systems = {"emberfs 1 MiB chunks", "emberfs 4 MiB chunks", "local files"}
+            systems = emberfs_systems(workload) | {"local files"}
             if not HAVE_TORCH:
                 for system in systems:
                     assert "pip install 'emberfs[torch]'" in index[(workload, depth, system)]["unavailable"]
@@ -57,10 +77,10 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
         elif workload in META_WORKLOADS:
             systems = {"emberfs", "grpc health", "lmdb"}
         else:
-            systems = {"emberfs 1 MiB chunks", "emberfs 4 MiB chunks"}
-            if workload.startswith("rand read"):  # read_range, and pread on an open handle
-                systems |= {"emberfs 1 MiB chunks, pread", "emberfs 4 MiB chunks, pread"}
-            systems |= SYSTEMS.get(workload, {"page cache", "raw socket", "nginx + aiohttp"})
+            systems = emberfs_systems(workload) | SYSTEMS.get(workload, {"page cache", "raw socket", "nginx + aiohttp"})
+        mine = {r["system"] for r in rows if (r["workload"], r["in_flight"]) == (workload, depth)
+                and r["role"] == EMBERFS}
+        assert mine <= systems, f"unexpected EmberFS rows in {workload} x{depth}: {mine - systems}"
         for system in systems:
             row = index.get((workload, depth, system))
             assert row is not None, f"no row for {system} in {workload} x{depth}"
@@ -71,6 +91,14 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
                 assert row["nbytes"] > 0, row
             if row["role"] == EMBERFS:
                 assert row["cpu_server_s"] is not None and row["cpu_server_s"] >= 0
+                if workload not in META_WORKLOADS:  # the labels say what the fields say
+                    assert system.split(", ")[1] == row["transport"] and row["event_loop"] == "asyncio", row
+
+    # The headline seq read fills one buffer with read_into, on either transport; read_file beside it.
+    for chunks in CHUNKS:
+        for transport in ("bulk", "grpc"):
+            assert index[("seq read", 0, f"{chunks}, {transport}")]["api"] == "read_into"
+        assert index[("seq read", 0, f"{chunks}, bulk, read_file")]["api"] == "read_file"
 
     # Every EmberFS figure has its ratio to the local and wire baselines of the same run.
     ratio_rows = doc["ratios"]
@@ -84,9 +112,55 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
     assert "samples/s" in proc.stdout and "data loader:" in proc.stdout
     loader = doc["loader"]
     assert {(r["sample_size"], r["system"]) for r in loader} == {
-        (s, system) for s in LOADER_SIZES for system in ("emberfs 1 MiB chunks", "emberfs 4 MiB chunks", "local files")}
+        (s, system) for s in LOADER_SIZES for system in (*emberfs_systems("loader"), "local files")}
     if HAVE_TORCH:
         for record in loader:
             assert record["samples_per_s"] > 0 and record["mib_per_s"] > 0, record
             assert (record["vs_local"] is not None) == record["system"].startswith("emberfs"), record
     assert out_png.read_bytes().startswith(b"\x89PNG")
+
+    # The goals of issue 8, each measured, with its ratio and verdict, in the JSON and after the table.
+    goals = {g["workload"]: g for g in doc["goals"]}
+    expected_goals = {"seq read", "rand read 64 KiB x32", "seq write"}
+    expected_goals |= {f"loader {s}" for s in LOADER_SIZES} if HAVE_TORCH else set()
+    assert expected_goals <= set(goals), doc["goals"]
+    for goal in doc["goals"]:
+        if goal["workload"].startswith("loader") and not HAVE_TORCH:
+            assert goal["verdict"] == "n/a", goal
+            continue
+        assert goal["ratio"] > 0 and goal["system"].startswith("emberfs"), goal
+        assert goal["verdict"] == ("info" if goal["workload"] == "seq write" else
+                                   "PASS" if goal["ratio"] >= goal["target"] else "MISS"), goal
+        assert goal["cpu_s_per_gib"][0] >= 0, goal
+        assert f"{goal['verdict']:<5} {goal['goal']}" in proc.stdout
+    seq_goals = [g for g in doc["goals"] if g["workload"] == "seq read"]
+    assert {g["baseline"] for g in seq_goals} == {"nginx + aiohttp", "raw socket"}
+    assert proc.stdout.index("goals of issue 8") > proc.stdout.index("vs nginx")
+
+
+@pytest.mark.bench
+def test_quick_run_with_two_event_loops(tmp_path: Path) -> None:
+    """One cluster per event loop, rows labelled with it; the harness's own loop is
+    EMBERFS_EVENT_LOOP's. Without uvloop, the uvloop rows say how to install it."""
+    out_json = tmp_path / "bench.json"
+    env = {**os.environ, "EMBERFS_EVENT_LOOP": "uvloop" if HAVE_UVLOOP else "asyncio"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "emberfs.bench", "--quick", "--seconds", "0.1", "--workloads", "seq",
+         "--transports", "bulk", "--event-loops", "asyncio,uvloop", "--json", str(out_json)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out_json.read_text())
+    assert doc["machine"]["harness_loop"] == ("uvloop" if HAVE_UVLOOP else "asyncio")
+    index = {(r["workload"], r["system"]): r for r in doc["rows"]}
+    for loop in ("asyncio", "uvloop"):
+        for workload, system in (("seq write", f"emberfs 4 MiB chunks, bulk, {loop}"),
+                                 ("seq read", f"emberfs 4 MiB chunks, bulk, {loop}"),
+                                 ("seq read", f"emberfs 4 MiB chunks, bulk, {loop}, read_file")):
+            row = index[(workload, system)]
+            assert row["event_loop"] == loop, row
+            if loop == "uvloop" and not HAVE_UVLOOP:
+                assert "pip install 'emberfs[fast]'" in row["unavailable"], row
+            else:
+                assert not row["unavailable"] and row["value"] > 0, row
+    assert not any(r["transport"] == "grpc" for r in doc["rows"])
