@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from .._client import Client
+from .._retry import RetryPolicy
 
 CONNECT_WAIT_S = 3.0
+POLL_ATTEMPTS = 4  # about 0.3 s of retries per poll
 
 __all__ = ["CONNECT_WAIT_S", "CliContext", "Command", "basename", "error_line", "for_each_path", "octal_mode"]
 
@@ -36,12 +38,17 @@ class CliContext:
     err: TextIO = field(default_factory=lambda: sys.stderr)
     _client: Client | None = None
 
-    async def client(self) -> Client:
+    async def client(self, *, polling: bool = False) -> Client:
+        """The command's client. polling: for a loop that polls (wait, --watch): each
+        call gives up after a few quick attempts, so the loop can say the metaserver
+        is unreachable and poll again, instead of one call waiting out --timeout."""
         if self._client is None:
-            client = Client(self.meta, timeout=self.timeout)
+            retry = RetryPolicy(max_attempts=POLL_ATTEMPTS) if polling else None
+            client = Client(self.meta, timeout=self.timeout, retry=retry)
             # Fail fast when nothing answers at all; once connected, calls ride out a
             # metaserver restart up to --timeout.
-            await client.connect(wait=min(self.timeout, CONNECT_WAIT_S))
+            # (A polling loop reports an unreachable metaserver itself.)
+            await client.connect(wait=None if polling else min(self.timeout, CONNECT_WAIT_S))
             self._client = client
         return self._client
 

@@ -150,7 +150,7 @@ async def _cluster(ctx: CliContext, args: argparse.Namespace) -> int:
 
 
 async def _wait(ctx: CliContext, timeout: float) -> int:
-    client = await ctx.client()
+    client = await ctx.client(polling=True)
     deadline = time.monotonic() + timeout
     problems = ["no answer from the cluster manager"]
     while True:
@@ -172,7 +172,7 @@ async def _wait(ctx: CliContext, timeout: float) -> int:
 
 async def _watch(ctx: CliContext, *, interval: float, count: int, timeout: float | None) -> int:
     """Poll the routing; print the starting chains, then each change as it appears."""
-    client = await ctx.client()
+    client = await ctx.client(polling=True)
     deadline = None if timeout is None else time.monotonic() + timeout
     last: mgmt_pb2.RoutingInfo | None = None
     unreachable = False
