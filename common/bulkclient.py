@@ -26,11 +26,46 @@ from emberfs.common import bulkwire as w
 from emberfs.common.errors import EmberError, Unavailable, error_for_code
 from emberfs.proto import common_pb2, storage_pb2
 
-__all__ = ["BULK_METHODS", "BulkPool", "BulkReadReply", "CONNECT_TIMEOUT_S"]
+__all__ = ["BULK_METHODS", "BulkPool", "BulkReadReply", "CONNECT_TIMEOUT_S", "Cork"]
 
 BULK_METHODS = frozenset({"Read", "Write", "Forward"})
 CONNECT_TIMEOUT_S = 5.0
 STAGE_BYTES = 256 * 1024
+
+
+class Cork:
+    """Frames written in one event-loop turn leave in one send: with many requests in
+    flight, a syscall per small frame was the largest cost on both ends. Payloads
+    above SMALL_PAYLOAD go out on their own (after what is queued, keeping order)
+    instead of being copied into the batch."""
+
+    SMALL_PAYLOAD = 256 * 1024
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self._queued: list[Any] = []
+        self._scheduled = False
+
+    def write(self, head: bytes, payload: Any = b"") -> None:
+        if len(payload) > self.SMALL_PAYLOAD:
+            self.flush()
+            self.transport.write(head)
+            self.transport.write(payload)
+            return
+        self._queued.append(head)
+        if len(payload):
+            self._queued.append(payload)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._queued:
+            return
+        queued, self._queued = self._queued, []
+        if not self.transport.is_closing():
+            self.transport.write(queued[0] if len(queued) == 1 else b"".join(queued))
 
 
 class BulkReadReply:
@@ -71,6 +106,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+        self.cork = Cork(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         why = f"bulk channel to {self.address} closed" + (f": {exc}" if exc else "")
@@ -152,7 +188,7 @@ class _Connection(asyncio.BufferedProtocol):
                     payload = into[:head.payload_length]
                     payload[:] = memoryview(stage)[payload_at:end]
                 elif head.payload_length:
-                    payload = bytes(stage[payload_at:end])
+                    payload = bytes(memoryview(stage)[payload_at:end])
                 self._start = end
                 self._deliver(head, ext, payload)
                 continue
@@ -210,9 +246,7 @@ class _Connection(asyncio.BufferedProtocol):
         try:
             if not self._can_write.is_set():
                 await asyncio.wait_for(self._can_write.wait(), timeout)
-            self.transport.write(w.pack_request(head) + ext)
-            if len(payload):
-                self.transport.write(payload)
+            self.cork.write(w.pack_request(head) + ext, payload)
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise Unavailable(f"bulk request to {self.address} timed out after {timeout:g} s") from None

@@ -183,7 +183,10 @@ def _check_lengths(ext_length: int, payload_length: int) -> None:
 def encode_error(code: str, message: str) -> bytes:
     """An error frame's ext: the EmberError code and its message (cut to fit)."""
     body = f"{code}\n{message}".encode("utf-8", "replace")
-    return body[:MAX_EXT]
+    if len(body) <= MAX_EXT:
+        return body
+    # Cut on a character boundary: a split one would decode as garbage.
+    return body[:MAX_EXT].decode("utf-8", "ignore").encode("utf-8")
 
 
 def decode_error(ext: bytes | memoryview) -> tuple[str, str]:

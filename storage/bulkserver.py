@@ -25,7 +25,7 @@ import logging
 from typing import Any
 
 from emberfs.common import bulkwire as w
-from emberfs.common.bulkclient import decode_update
+from emberfs.common.bulkclient import Cork, decode_update
 from emberfs.common.errors import EmberError, InvalidArgument
 from emberfs.proto import storage_pb2
 
@@ -85,6 +85,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+        self.cork = Cork(transport)
         self.server._connections.add(self)
         self._arm_stall()
 
@@ -175,6 +176,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
         """The stream cannot be trusted past this point: say why, then close."""
         log.warning("bulk connection from %s closed: %s", self._peer(), why)
         if self.transport is not None and not self.transport.is_closing():
+            self.cork.flush()  # answers already queued go first
             ext = w.encode_error(InvalidArgument.code, f"bulk frame refused: {why}")
             self.transport.write(w.pack_response(w.Response(0, w.STATUS_ERROR, ext_length=len(ext))) + ext)
             self.transport.close()
@@ -221,15 +223,13 @@ class _ServerConnection(asyncio.BufferedProtocol):
         if self.transport is None or self.transport.is_closing():
             return
         reply.payload_length = len(data)
-        self.transport.write(w.pack_response(reply))
-        if data:
-            self.transport.write(data)
+        self.cork.write(w.pack_response(reply), data)
 
     def _answer_error(self, request_id: int, code: str, message: str) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         ext = w.encode_error(code, message)
-        self.transport.write(w.pack_response(w.Response(request_id, w.STATUS_ERROR, ext_length=len(ext))) + ext)
+        self.cork.write(w.pack_response(w.Response(request_id, w.STATUS_ERROR, ext_length=len(ext))) + ext)
 
     async def _dispatch(self, head: w.Request, ext: bytes, payload: bytearray) -> tuple[w.Response, Any]:
         op = self.op

@@ -109,6 +109,38 @@ def unlink_quiet(*paths: str) -> None:
             pass
 
 
+class WouldBlock(Exception):
+    """A no-wait read found bytes that are not in the page cache: read in the I/O pool."""
+
+
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+
+
+def pread_cached(fd: int, length: int, offset: int) -> bytes:
+    """Exactly `length` bytes if the page cache holds them all, else WouldBlock.
+
+    preadv2(RWF_NOWAIT) returns EAGAIN (or a short count) instead of waiting for
+    the disk, so the caller can serve cached bytes on its event loop and send the
+    rest to threads. Kernels or file systems without it (EOPNOTSUPP) count as misses.
+    """
+    global _NOWAIT
+    if _NOWAIT is None:
+        raise WouldBlock()
+    buffer = bytearray(length)
+    try:
+        got = os.preadv(fd, [buffer], offset, _NOWAIT)
+    except BlockingIOError:
+        raise WouldBlock() from None
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            _NOWAIT = None  # never supported here: stop trying
+            raise WouldBlock() from None
+        raise
+    if got != length:
+        raise WouldBlock()
+    return bytes(buffer)
+
+
 def pread_exact(fd: int, length: int, offset: int) -> bytes:
     """Read exactly `length` bytes (pread may return fewer for huge reads)."""
     data = os.pread(fd, length, offset)

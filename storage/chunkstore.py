@@ -284,11 +284,12 @@ class ChunkStore:
         raise ChunkNotCommitted(f"chunk {chunk_id} kept changing during the read")
 
     def read(self, chunk_id: ChunkId, offset: int, length: int, *,
-             version: int | None = None) -> tuple[bytes, ChunkMeta]:
+             version: int | None = None, cached_only: bool = False) -> tuple[bytes, ChunkMeta]:
         """Bytes [offset, offset+length) of the committed version (or of `version`,
         committed or pending), short at the chunk's end. A missing chunk gives
         (b"", meta with exists False). A whole-chunk read is checked against the
-        stored CRC32C (ChecksumMismatch: the chunk file is corrupt)."""
+        stored CRC32C (ChecksumMismatch: the chunk file is corrupt).
+        cached_only: raise files.WouldBlock rather than wait for the disk."""
         chunk_id = _check_chunk_id(chunk_id)
         if offset < 0 or length < 0:
             raise InvalidArgument(f"bad read range: offset {offset}, length {length}")
@@ -298,7 +299,12 @@ class ChunkStore:
                 return b"", meta
             try:
                 n = max(0, min(length, meta.length - offset))
-                data = files.pread_exact(fd, n, offset) if n else b""
+                if not n:
+                    data = b""
+                elif cached_only:
+                    data = files.pread_cached(fd, n, offset)
+                else:
+                    data = files.pread_exact(fd, n, offset)
             finally:
                 os.close(fd)
         if n and n == meta.length and crc32c.crc32c(data) != meta.crc32c:

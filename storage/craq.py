@@ -30,9 +30,10 @@ Failure rules (issue 5):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
@@ -65,6 +66,7 @@ from .checks import (
     local_target,
     require_head,
 )
+from .chunkfiles import WouldBlock
 from .chunkstore import ChunkStore
 from .forwarding import FORWARD_TIMEOUT_S, Forwarder
 from .housekeeping import Housekeeping
@@ -82,6 +84,7 @@ log = logging.getLogger("emberfs.storage.craq")
 T = TypeVar("T")
 PEER_TIMEOUT_S = 5.0
 READ_ATTEMPTS = 8
+INLINE_READ_MAX = 256 * 1024  # reads up to this size try the page cache on the event loop first
 
 
 class RoutingSource(Protocol):
@@ -142,8 +145,14 @@ class Operator:
     async def tio(self, target: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call of `target` in the I/O pool; a disk error fails the target."""
         self.store_of(target)
-        try:
+        with self.failing_target(target):
             return await self._io(fn, *args, **kwargs)
+
+    @contextlib.contextmanager
+    def failing_target(self, target: int) -> Iterator[None]:
+        """A disk error inside fails `target` (it reports LOCAL_OFFLINE from now on)."""
+        try:
+            yield
         except DiskFailure as exc:
             if self.health.fail(target, exc.message):
                 log.error("target %d failed: %s; reporting it offline", target, exc.message)
@@ -324,6 +333,19 @@ class Operator:
         return storage_pb2.ReadResponse(data=data, crc32c=crc, commit_version=meta.commit_version,
                                         chunk_length=meta.length, exists=meta.exists)
 
+    async def _read_store(self, target: int, store: ChunkStore, chunk: ChunkId, offset: int,
+                          length: int) -> tuple[bytes, ChunkMeta]:
+        """A small read whose bytes are all in the page cache runs right here: a hop to
+        the I/O threads costs more than the read (and queues behind the GIL). Anything
+        else, or a miss, goes to the I/O pool."""
+        if length <= INLINE_READ_MAX:
+            try:
+                with self.failing_target(target):
+                    return store.read(chunk, offset, length, cached_only=True)
+            except WouldBlock:
+                pass
+        return await self.tio(target, store.read, chunk, offset, length)
+
     async def read_data(self, req: storage_pb2.ReadRequest) -> tuple[bytes, int, ChunkMeta]:
         """The bytes a read asks for, their CRC32C and the chunk's metadata (both transports)."""
         chunk = check_read(req)
@@ -336,7 +358,7 @@ class Operator:
         store = self.store_of(target)
         is_tail = chain.tail == target
         for _ in range(READ_ATTEMPTS):
-            data, meta = await self.tio(target, store.read, chunk, req.offset, req.length)
+            data, meta = await self._read_store(target, store, chunk, req.offset, req.length)
             if meta.pending_version is not None and not is_tail:
                 tail_version = await self._tail_commit_version(chain, chunk)
                 how = resolve_dirty_read(meta.commit_version, meta.pending_version, tail_version)
