@@ -297,6 +297,25 @@ class EmberFile:
         spans = chunk_span(offset, length, file.chunk_size, self._length)
         return b"".join(await self._data(self._client._data.read_spans(file, spans)))
 
+    async def pread_into(self, buffer: Any, offset: int) -> int:
+        """Fill `buffer` with the bytes at `offset` (short at EOF); return how many. Like
+        `pread`, but chunk payloads land in the buffer itself: no copy, no join."""
+        self._check_open()
+        if not self._mode.readable:
+            raise io.UnsupportedOperation("read")
+        view = memoryview(buffer).cast("B")
+        if view.readonly:
+            raise TypeError("pread_into needs a writable buffer")
+        if offset < 0:
+            raise OSError(_errno.EINVAL, f"negative offset {offset}", self.name)
+        if self._dirty or self._sending:
+            await self._send_all()
+        file = self._layout()
+        spans = chunk_span(offset, len(view), file.chunk_size, self._length)
+        n = sum(span.length for span in spans)
+        await self._data(self._client._data.read_spans_into(file, spans, view[:n]))
+        return n
+
     async def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
         data = await self.read(len(view))

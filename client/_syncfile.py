@@ -88,6 +88,10 @@ class SyncFile(Closing):
         """Up to `length` bytes at `offset`; the position is untouched. Safe from many threads."""
         return self._run(lambda: self._file.pread(offset, length))
 
+    def pread_into(self, buffer: Any, offset: int) -> int:
+        """Fill `buffer` from `offset` (short at EOF), without a copy; return the count."""
+        return self._run(lambda: self._file.pread_into(buffer, offset))
+
     def readall(self) -> bytes:
         return self._run(self._file.readall)
 
