@@ -6,16 +6,24 @@ CRAQ operator, so both transports share every rule. Per connection:
 - a hello first: a wrong magic or protocol version gets a refusal and the connection
   closes; nothing else is read before it;
 - requests are pipelined: each runs as its own task and answers with its request id;
-  at most MAX_INFLIGHT requests (and MAX_INFLIGHT_BYTES of their payloads) are
-  admitted before the server stops reading from the socket, so memory stays bounded;
 - a header that breaks the protocol (bad magic, lengths past the caps) gets an error
   frame and the connection closes; an unknown op or a refused request gets its error
   frame and the connection goes on; nothing of a refused request is written;
-- a peer that stops in the middle of a frame (or before its hello) for the stall
-  timeout (--bulk-stall-timeout, STALL_S by default) is disconnected.
+- a peer that half-closes still gets the answers to what it sent.
 
-Reads are served from a pooled buffer filled with `preadv` in the I/O pool (the
-operator's `read_into`) and handed to the transport, never blocking the event loop.
+Memory stays bounded by what really arrived, not by what a header announces:
+- a payload is received in SEGMENT-sized pieces as its bytes come in;
+- the connection stops reading (and parsing what it has staged) while it holds
+  MAX_INFLIGHT requests or MAX_INFLIGHT_BYTES of their payloads, while its peer is
+  not reading the answers (the transport's write buffer is full), or while the whole
+  server holds SERVER_BUDGET bytes of payloads; it resumes at half of each.
+
+Slow peers: one that stops in the middle of a frame (or before its hello) for the
+stall timeout (--bulk-stall-timeout, STALL_S by default), or trickles a payload slower
+than MIN_RATE, is disconnected; time the server itself spends paused is not counted.
+
+Small reads of cached bytes run on the event loop, the rest in the I/O pool
+(Operator.read_data); answers leave through a Cork (one send per loop turn).
 """
 
 from __future__ import annotations
@@ -31,24 +39,32 @@ from emberfs.proto import storage_pb2
 
 from .craq import Operator
 
-__all__ = ["MAX_INFLIGHT", "MAX_INFLIGHT_BYTES", "STALL_S", "BulkServer"]
+__all__ = ["MAX_INFLIGHT", "MAX_INFLIGHT_BYTES", "MIN_RATE", "SERVER_BUDGET", "STALL_S", "BulkServer"]
 
 log = logging.getLogger("emberfs.storage.bulk")
 
-MAX_INFLIGHT = 64
-MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
+MAX_INFLIGHT = 64  # requests admitted per connection
+MAX_INFLIGHT_BYTES = 256 * 1024 * 1024  # their payloads, per connection
+SERVER_BUDGET = 512 * 1024 * 1024  # payload bytes held by the whole server
+SEGMENT = 1024 * 1024  # a payload is received in pieces of this size
 STALL_S = 30.0
+MIN_RATE = 1024 * 1024  # bytes/s a peer must keep up while sending a payload
 STAGE_BYTES = 256 * 1024
+
+_INFLIGHT, _WRITES, _BUDGET = "in-flight requests", "answers not read", "server payload budget"
 
 
 class BulkServer:
     """Listens for bulk connections and serves them with one operator."""
 
-    def __init__(self, operator: Operator, *, stall_s: float = STALL_S) -> None:
+    def __init__(self, operator: Operator, *, stall_s: float = STALL_S, budget: int = SERVER_BUDGET) -> None:
         self.op = operator
         self.stall_s = stall_s
+        self.budget = budget
+        self.held = 0  # payload bytes received or being served, all connections
         self._server: asyncio.Server | None = None
         self._connections: set[_ServerConnection] = set()
+        self._starved: set[_ServerConnection] = set()  # paused for the budget
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
@@ -63,23 +79,47 @@ class BulkServer:
         if self._server is not None:
             await self._server.wait_closed()
 
+    def take(self, conn: _ServerConnection, nbytes: int) -> None:
+        self.held += nbytes
+        if self.held > self.budget and conn not in self._starved:
+            self._starved.add(conn)
+            conn.hold(_BUDGET)
+
+    def give_back(self, nbytes: int) -> None:
+        self.held -= nbytes
+        if self._starved and self.held <= self.budget // 2:
+            starved, self._starved = self._starved, set()
+            for conn in starved:
+                conn.release(_BUDGET)
+
+    def forget(self, conn: _ServerConnection) -> None:
+        self._connections.discard(conn)
+        self._starved.discard(conn)
+
 
 class _ServerConnection(asyncio.BufferedProtocol):
     def __init__(self, server: BulkServer) -> None:
         self.server = server
         self.op = server.op
         self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
         self._stage = bytearray(STAGE_BYTES)
         self._start = self._end = 0
         self._greeted = False
+        # A payload still arriving: its frame, the pieces so far, the one being filled.
         self._head: w.Request | None = None
         self._ext = b""
-        self._payload: bytearray | None = None
-        self._got = 0
+        self._pieces: list[bytearray] = []
+        self._piece: bytearray | None = None
+        self._piece_got = 0
+        self._remaining = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._inflight_bytes = 0
-        self._paused = False
-        self._stall: asyncio.TimerHandle | None = None
+        self._held = 0  # payload bytes of this connection: received, or admitted and not yet served
+        self._reasons: set[str] = set()  # why reading is paused
+        self._eof = False
+        self._since: float | None = None  # when the frame in progress (or the wait for hello) began
+        self._last_rx = self._loop.time()
+        self._tick: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -87,18 +127,30 @@ class _ServerConnection(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
         self.cork = Cork(transport)
         self.server._connections.add(self)
-        self._arm_stall()
+        self._since = self._loop.time()
+        self._schedule_tick()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server._connections.discard(self)
-        if self._stall is not None:
-            self._stall.cancel()
+        self.server.forget(self)
+        if self._tick is not None:
+            self._tick.cancel()
+        self._drop_payload()
         for task in self._tasks:
             task.cancel()  # nobody is left to hear the answers
 
+    def pause_writing(self) -> None:
+        self.hold(_WRITES)
+
+    def resume_writing(self) -> None:
+        self.release(_WRITES)
+
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._payload is not None:
-            return memoryview(self._payload)[self._got:]
+        if self._head is not None:
+            if self._piece is None:
+                size = min(SEGMENT, self._remaining)
+                self._piece, self._piece_got = bytearray(size), 0
+                self._take(size)
+            return memoryview(self._piece)[self._piece_got:]
         if self._start == self._end:
             self._start = self._end = 0
         elif len(self._stage) - self._end < 4096:
@@ -108,33 +160,81 @@ class _ServerConnection(asyncio.BufferedProtocol):
         return memoryview(self._stage)[self._end:]
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._arm_stall()
-        if self._payload is not None:
-            self._got += nbytes
-            if self._got == len(self._payload):
-                head, ext, payload = self._head, self._ext, self._payload
-                self._head, self._payload = None, None
-                assert head is not None
-                self._admit(head, ext, payload)
+        self._last_rx = self._loop.time()
+        if self._head is not None:
+            assert self._piece is not None
+            self._piece_got += nbytes
+            self._remaining -= nbytes
+            if self._piece_got == len(self._piece):
+                self._pieces.append(self._piece)
+                self._piece = None
+            if self._remaining == 0:
+                head, ext, pieces = self._head, self._ext, self._pieces
+                self._head, self._pieces = None, []
+                self._admit(head, ext, b"".join(pieces))
             return
         self._end += nbytes
-        try:
-            self._parse()
-        except w.FrameError as exc:
-            self._refuse_stream(str(exc))
+        self._parse_guarded()
 
     def eof_received(self) -> bool:
-        return False
+        # A peer may send its requests and shut its side: answer them, then close.
+        self._eof = True
+        return bool(self._tasks)
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
 
+    # -- flow control -------------------------------------------------------------------
+
+    def hold(self, reason: str) -> None:
+        """Stop reading (and parsing staged frames) until every reason is released."""
+        if not self._reasons and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._reasons.add(reason)
+
+    def release(self, reason: str) -> None:
+        if reason not in self._reasons:
+            return
+        self._reasons.discard(reason)
+        if self._reasons or self.transport is None or self.transport.is_closing():
+            return
+        if self._since is not None:
+            self._since = self._loop.time()  # the pause was ours, not the peer's
+        self.transport.resume_reading()
+        self._loop.call_soon(self._parse_guarded)  # frames staged while paused
+
+    def _take(self, nbytes: int) -> None:
+        self._held += nbytes
+        self.server.take(self, nbytes)
+
+    def _release_bytes(self, nbytes: int) -> None:
+        self._held -= nbytes
+        self.server.give_back(nbytes)
+
+    def _drop_payload(self) -> None:
+        """The connection ended mid-payload: give back what its pieces held."""
+        if self._head is not None:
+            dropped = sum(len(p) for p in self._pieces) + (len(self._piece) if self._piece is not None else 0)
+            self._head, self._pieces, self._piece = None, [], None
+            self._release_bytes(dropped)
+
     # -- parsing ------------------------------------------------------------------------
+
+    def _parse_guarded(self) -> None:
+        try:
+            self._parse()
+        except w.FrameError as exc:
+            self._refuse_stream(str(exc))
+        partial = self._head is not None or self._end > self._start or not self._greeted
+        if not partial:
+            self._since = None
+        elif self._since is None:
+            self._since = self._loop.time()
 
     def _parse(self) -> None:
         stage = self._stage
-        while self.transport is not None and not self.transport.is_closing():
+        while self.transport is not None and not self.transport.is_closing() and not self._reasons:
             have = self._end - self._start
             if not self._greeted:
                 if have < w.HELLO.size:
@@ -149,6 +249,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
                     self.transport.close()
                     return
                 self._greeted = True
+                self._since = None
                 self.transport.write(w.pack_hello(w.VERSION, w.STATUS_OK, b""))
                 continue
             if have < w.REQUEST.size:
@@ -161,15 +262,21 @@ class _ServerConnection(asyncio.BufferedProtocol):
             ext = bytes(stage[ext_at:payload_at])
             end = payload_at + head.payload_length
             if self._end >= end:
-                payload = stage[payload_at:end] if head.payload_length else bytearray()
+                payload = bytes(memoryview(stage)[payload_at:end]) if head.payload_length else b""
                 self._start = end
+                self._take(len(payload))
                 self._admit(head, ext, payload)
                 continue
-            buffer = bytearray(head.payload_length)
+            # The rest of the payload goes straight into pieces of its own.
             got = self._end - payload_at
-            buffer[:got] = memoryview(stage)[payload_at:self._end]
+            self._head, self._ext, self._remaining = head, ext, head.payload_length - got
+            self._pieces, self._piece = [], None
+            if got:
+                first = bytearray(memoryview(stage)[payload_at:self._end])
+                self._take(got)
+                self._pieces.append(first)
             self._start = self._end = 0
-            self._head, self._ext, self._payload, self._got = head, ext, buffer, got
+            self._since = self._loop.time()
             return
 
     def _refuse_stream(self, why: str) -> None:
@@ -186,27 +293,24 @@ class _ServerConnection(asyncio.BufferedProtocol):
 
     # -- requests -----------------------------------------------------------------------
 
-    def _admit(self, head: w.Request, ext: bytes, payload: bytearray) -> None:
-        self._inflight_bytes += len(payload)
-        task = asyncio.get_running_loop().create_task(self._serve(head, ext, payload))
+    def _admit(self, head: w.Request, ext: bytes, payload: bytes) -> None:
+        """Serve one whole frame (its payload bytes already counted as held)."""
+        self._since = None
+        task = self._loop.create_task(self._serve(head, ext, payload))
         self._tasks.add(task)
         task.add_done_callback(self._done)
-        if len(self._tasks) >= MAX_INFLIGHT or self._inflight_bytes >= MAX_INFLIGHT_BYTES:
-            self._pause()
+        if len(self._tasks) >= MAX_INFLIGHT or self._held >= MAX_INFLIGHT_BYTES:
+            self.hold(_INFLIGHT)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if self._paused and len(self._tasks) < MAX_INFLIGHT // 2 and self._inflight_bytes < MAX_INFLIGHT_BYTES // 2:
-            self._paused = False
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.resume_reading()
+        if len(self._tasks) < MAX_INFLIGHT // 2 and self._held < MAX_INFLIGHT_BYTES // 2:
+            self.release(_INFLIGHT)
+        if self._eof and not self._tasks and self.transport is not None:
+            self.cork.flush()
+            self.transport.close()
 
-    def _pause(self) -> None:
-        if not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
-
-    async def _serve(self, head: w.Request, ext: bytes, payload: bytearray) -> None:
+    async def _serve(self, head: w.Request, ext: bytes, payload: bytes) -> None:
         try:
             reply, data = await self._dispatch(head, ext, payload)
         except EmberError as exc:
@@ -219,7 +323,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
             self._answer_error(head.request_id, "Internal", "internal error (see the storage server log)")
             return
         finally:
-            self._inflight_bytes -= len(payload)
+            self._release_bytes(len(payload))
         if self.transport is None or self.transport.is_closing():
             return
         reply.payload_length = len(data)
@@ -231,7 +335,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
         ext = w.encode_error(code, message)
         self.cork.write(w.pack_response(w.Response(request_id, w.STATUS_ERROR, ext_length=len(ext))) + ext)
 
-    async def _dispatch(self, head: w.Request, ext: bytes, payload: bytearray) -> tuple[w.Response, Any]:
+    async def _dispatch(self, head: w.Request, ext: bytes, payload: bytes) -> tuple[w.Response, Any]:
         op = self.op
         if head.op == w.OP_READ:
             if ext or payload:
@@ -246,7 +350,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
                               chunk_length=meta.length, crc32c=crc), data
         if head.op in (w.OP_WRITE, w.OP_FORWARD):
             try:
-                update = decode_update(head, ext, bytes(payload))
+                update = decode_update(head, ext, payload)
             except Exception as exc:  # protobuf's DecodeError and friends
                 raise InvalidArgument(f"the frame's request header does not parse: {exc}") from None
             if head.op == w.OP_WRITE:
@@ -259,15 +363,28 @@ class _ServerConnection(asyncio.BufferedProtocol):
                               chunk_length=reply.chunk_length, crc32c=reply.chunk_crc32c), b""
         raise InvalidArgument(f"unknown bulk op {head.op}")
 
-    def _arm_stall(self) -> None:
-        if self._stall is not None:
-            self._stall.cancel()
-        self._stall = asyncio.get_running_loop().call_later(self.server.stall_s, self._check_stall)
 
-    def _check_stall(self) -> None:
-        mid_frame = self._payload is not None or self._end > self._start
-        if mid_frame:
-            self._refuse_stream(f"peer sent part of a frame and nothing for {self.server.stall_s:g} s")
-        elif not self._greeted and self.transport is not None:
-            log.warning("bulk connection from %s closed: no hello in %g s", self._peer(), self.server.stall_s)
-            self.transport.close()
+    # -- slow peers ---------------------------------------------------------------------
+
+    def _schedule_tick(self) -> None:
+        self._tick = self._loop.call_later(max(self.server.stall_s / 4, 0.05), self._on_tick)
+
+    def _on_tick(self) -> None:
+        """Cut off a peer that stalls mid-frame, or trickles a payload below MIN_RATE."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._schedule_tick()
+        if self._since is None:
+            return
+        if self._reasons:
+            self._since = self._loop.time()  # paused by us: the peer is not to blame
+            return
+        now, stall = self._loop.time(), self.server.stall_s
+        if not self._greeted:
+            if now - self._since > stall:
+                log.warning("bulk connection from %s closed: no hello in %g s", self._peer(), stall)
+                self.transport.close()
+        elif now - max(self._last_rx, self._since) > stall:
+            self._refuse_stream(f"peer sent part of a frame and nothing for {stall:g} s")
+        elif self._head is not None and now - self._since > stall + self._head.payload_length / MIN_RATE:
+            self._refuse_stream(f"peer sends its payload slower than {MIN_RATE // 1024} KiB/s")

@@ -56,8 +56,11 @@ STORAGE_SERVICE_NAME = "emberfs.Storage"
 async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    # A plain handler, not loop.add_signal_handler: that one delivers the signal as a
+    # byte on the loop's self-pipe, which thousands of I/O-thread completions can fill,
+    # and then SIGTERM is lost (seen after a flood of bulk reads).
+    previous = {signum: signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+                for signum in (signal.SIGTERM, signal.SIGINT)}
     stores = open_targets(config.data_dir, config.node_id, config.targets)
     executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="emberfs-io")
     peers = PeerPool()
@@ -117,8 +120,8 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         executor.shutdown(wait=True)
         for store in stores.values():
             store.close()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     log.info("stopped")
 
 

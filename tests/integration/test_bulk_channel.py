@@ -458,6 +458,20 @@ def test_pipelined_requests_are_all_answered_by_id(bulk: BulkCluster) -> None:
     assert_serves(bulk)
 
 
+def test_a_peer_that_half_closes_still_gets_every_answer(bulk: BulkCluster) -> None:
+    """Requests, then shutdown(SHUT_WR): the server answers all of them, then closes."""
+    spot = bulk.spot
+    stream = b"".join(w.pack_request(spot.read(i, offset=i * 100, length=100)) for i in range(1, 21))
+    with greeted(spot.bulk) as peer:
+        peer.send(stream)
+        peer.sock.shutdown(socket.SHUT_WR)
+        rest, _ = peer.rest_until_closed(within=10)
+    answers = frames(rest)
+    assert sorted(a.head.request_id for a in answers) == list(range(1, 21))
+    assert all(a.payload == ORIGINAL[a.head.request_id * 100:a.head.request_id * 100 + 100] for a in answers)
+    assert_serves(bulk)
+
+
 def test_a_burst_the_server_is_slow_to_work_through_is_not_taken_for_a_stalled_peer(bulk: BulkCluster) -> None:
     """300 pipelined 1 KiB WRITEs to one chunk (330 KB), sent at once. Writes to a chunk run
     one at a time, so the server pauses reading at its in-flight cap, likely with part of
