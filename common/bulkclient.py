@@ -238,24 +238,37 @@ class _Connection(asyncio.BufferedProtocol):
             raise Unavailable(f"bulk channel to {self.address} is closed")
         head.request_id = next(self._ids)
         head.ext_length, head.payload_length = len(ext), len(payload)
-        future: asyncio.Future[tuple[w.Response, bytes, bytes | bytearray]] = (
-            asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[w.Response, bytes, bytes | bytearray]] = loop.create_future()
         self._pending[head.request_id] = future
         if into is not None:
             self._into[head.request_id] = into
+        # One timer per request (asyncio.wait_for costs a task's worth of callbacks more).
+        timer = loop.call_later(timeout, _expire, future, f"bulk request to {self.address} timed out after "
+                                f"{timeout:g} s")
         try:
-            if not self._can_write.is_set():
-                await asyncio.wait_for(self._can_write.wait(), timeout)
+            if not self._can_write.is_set():  # the server is not reading: wait, within the timeout
+                writable = asyncio.ensure_future(self._can_write.wait())
+                try:
+                    await asyncio.wait((writable, future), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    writable.cancel()
+                if future.done():  # expired (or the connection failed) first
+                    return future.result()
             self.cork.write(w.pack_request(head) + ext, payload)
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise Unavailable(f"bulk request to {self.address} timed out after {timeout:g} s") from None
+            return await future
         finally:
+            timer.cancel()
             self._abandon(head.request_id)
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def _expire(future: asyncio.Future[Any], why: str) -> None:
+    if not future.done():
+        future.set_exception(Unavailable(why))
 
 
 class BulkPool:
@@ -325,6 +338,8 @@ class BulkPool:
             for conn in slots:
                 if conn is not None:
                     conn.close()
+        if connections:
+            await asyncio.sleep(0)  # the transports close their sockets in a callback: let it run
 
 
 def _encode(method: str, request: Any) -> tuple[w.Request, bytes, Any]:
