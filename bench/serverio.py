@@ -51,9 +51,11 @@ back to back, their order rotated every round; rounds repeat until --rounds or t
 --budget. Each measurement opens a connection, runs --warmup seconds untimed, then
 --seconds timed: MiB/s (2^20 B) of whole responses, server CPU from
 /proc/<pid>/stat (utime + stime, all threads), client CPU from time.process_time;
-client and server run the same loop kind. The table gives medians over rounds, the
-spread (max - min) / median, and how many rounds each row won within its
-configuration, because this 2-core machine is shared and noisy.
+client and server run the same loop kind. Because this 2-core machine is shared and
+noisy, the table gives, besides medians over rounds and their spread (max - min) /
+median, each row's median per-round ratio to pread-bytes (measured seconds apart, so
+drift of the whole machine cancels) and how many rounds it was the fastest of its
+configuration; server CPU per GiB varies far less than MiB/s.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ T = TypeVar("T")
 STRATEGIES = ("aiofiles", "preadv-pool", "preadv-nowait", "pread-bytes", "pread-bytes-nofc", "loop.sendfile",
               "os.sendfile")
 LOOPS = ("asyncio", "uvloop")
+REFERENCE = "pread-bytes"  # every row's per-round MiB/s is also given as a ratio to this one's
 REQUEST = struct.Struct("<IIII")  # tag, chunk number, offset, length
 RESPONSE = struct.Struct("<II")  # tag, length
 READY_PREFIX = "emberfs-bench-serverio listening on "
@@ -647,6 +650,13 @@ class Result:
         values = [getattr(s, name) for s in self.samples]
         return statistics.median(values) if values else None
 
+    def paired_ratio(self, reference: Result | None) -> float | None:
+        """Median over rounds of MiB/s / the reference's MiB/s in the same round: what
+        shifts the whole machine between rounds cancels out."""
+        by_round = {s.round: s.mib_s for s in reference.samples} if reference is not None else {}
+        ratios = [s.mib_s / by_round[s.round] for s in self.samples if by_round.get(s.round)]
+        return statistics.median(ratios) if ratios else None
+
     @property
     def spread(self) -> float | None:
         """(max - min) / median of MiB/s over the rounds."""
@@ -764,17 +774,25 @@ def _count_wins(results: list[Result], round_no: int) -> None:
 # -- report ----------------------------------------------------------------------------------
 
 
+def _reference(results: list[Result], row: Result) -> Result | None:
+    return next((r for r in results if (r.loop, r.chunk_size, r.in_flight, r.strategy)
+                 == (row.loop, row.chunk_size, row.in_flight, REFERENCE)), None)
+
+
 def _summary(results: list[Result]) -> list[dict[str, Any]]:
-    """Per loop and configuration: the fastest and the lowest-server-CPU strategy."""
+    """Per loop and configuration: the fastest (by the paired ratio to the reference when
+    it ran, else by median MiB/s) and the lowest-server-CPU strategy."""
     out = []
     for loop, size, depth in dict.fromkeys((r.loop, r.chunk_size, r.in_flight) for r in results):
         ran = [r for r in results if (r.loop, r.chunk_size, r.in_flight) == (loop, size, depth) and r.samples]
         if not ran:
             continue
-        fastest = max(ran, key=lambda r: r.median("mib_s") or 0.0)
+        reference = _reference(results, ran[0])
+        fastest = max(ran, key=lambda r: (r.paired_ratio(reference) or 0.0, r.median("mib_s") or 0.0))
         cheapest = min(ran, key=lambda r: r.median("server_cpu_s_per_gib") or float("inf"))
         out.append({"loop": loop, "chunk_size": size, "in_flight": depth,
                     "fastest": fastest.strategy, "fastest_mib_s": fastest.median("mib_s"),
+                    "fastest_vs_reference": fastest.paired_ratio(reference),
                     "fastest_rounds_won": fastest.rounds_won, "rounds": len(fastest.samples),
                     "cheapest_server_cpu": cheapest.strategy,
                     "cheapest_server_cpu_s_per_gib": cheapest.median("server_cpu_s_per_gib")})
@@ -789,10 +807,10 @@ def _document(config: Config, results: list[Result], rounds: int, elapsed: float
             return None
 
     return {
-        "parameters": asdict(config) | {"rounds_done": rounds, "elapsed_s": elapsed},
+        "parameters": asdict(config) | {"rounds_done": rounds, "elapsed_s": elapsed, "reference": REFERENCE},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
                     "uvloop": version("uvloop"), "aiofiles": version("aiofiles")},
-        "rows": [r.as_dict() for r in results],
+        "rows": [r.as_dict() | {"vs_reference": r.paired_ratio(_reference(results, r))} for r in results],
         "summary": _summary(results),
     }
 
@@ -802,10 +820,11 @@ def render(doc: dict[str, Any]) -> str:
     lines = [
         f"Server read strategies over loopback: medians of {p['rounds_done']} interleaved rounds of "
         f"{p['seconds']:g} s, {p['data_mib']} MiB of chunk files per size, page cache warm.",
-        "MiB/s = 2^20 B/s; CPU = core-seconds per GiB moved; spread = (max - min) / median of MiB/s; "
-        "won = rounds fastest among its loop's rows.",
+        "MiB/s = 2^20 B/s; spread = (max - min) / median of MiB/s; vs pread = median over rounds of "
+        f"MiB/s / {p['reference']}'s in the same round;",
+        "CPU = core-seconds per GiB moved; won = rounds in which the row was the fastest of its loop's.",
         "",
-        f"{'loop':<8} {'chunk':>6} {'in-flight':>9}  {'strategy':<16} {'MiB/s':>7} {'spread':>7} "
+        f"{'loop':<8} {'chunk':>6} {'in-flight':>9}  {'strategy':<16} {'MiB/s':>7} {'spread':>7} {'vs pread':>8} "
         f"{'server CPU':>10} {'client CPU':>10} {'won':>5}",
     ]
     rows = sorted(doc["rows"], key=lambda r: (r["loop"], r["chunk_size"], r["in_flight"],
@@ -818,13 +837,17 @@ def render(doc: dict[str, Any]) -> str:
             lines.append(f"{where} FAILED: {r['errors'][-1] if r['errors'] else 'no samples'}")
         else:
             spread = f"{100 * r['spread']:.0f}%" if r["spread"] is not None else "-"
-            lines.append(f"{where} {r['median_mib_s']:>7.0f} {spread:>7} {r['median_server_cpu_s_per_gib']:>10.2f} "
+            paired = f"{r['vs_reference']:.2f}x" if r["vs_reference"] is not None else "-"
+            lines.append(f"{where} {r['median_mib_s']:>7.0f} {spread:>7} {paired:>8} "
+                         f"{r['median_server_cpu_s_per_gib']:>10.2f} "
                          f"{r['median_client_cpu_s_per_gib']:>10.2f} {r['rounds_won']:>2}/{len(r['samples'])}"
                          + (f"  ({len(r['errors'])} failed)" if r["errors"] else ""))
     lines += ["", "Fastest and cheapest (server CPU) per loop and configuration:"]
     for s in doc["summary"]:
         lines.append(f"  {s['loop']:<8} {s['chunk_size'] // MIB} MiB x{s['in_flight']:<3} fastest "
-                     f"{s['fastest']:<16} {s['fastest_mib_s']:>6.0f} MiB/s (won {s['fastest_rounds_won']}/"
+                     f"{s['fastest']:<16} {s['fastest_mib_s']:>6.0f} MiB/s"
+                     + (f" {s['fastest_vs_reference']:.2f}x pread" if s["fastest_vs_reference"] else "")
+                     + f" (won {s['fastest_rounds_won']}/"
                      f"{s['rounds']})   lowest server CPU {s['cheapest_server_cpu']:<16} "
                      f"{s['cheapest_server_cpu_s_per_gib']:.2f} s/GiB")
     return "\n".join(lines)
