@@ -4,7 +4,9 @@ It decodes frames into the same requests the gRPC servicer gets and calls the sa
 CRAQ operator, so both transports share every rule. Per connection:
 
 - a hello first: a wrong magic or protocol version gets a refusal and the connection
-  closes; nothing else is read before it;
+  closes; nothing else is read before it; with tokens (--tokens-file), so does a
+  missing or unknown token (STATUS_UNAUTHENTICATED), and FORWARD frames need a server
+  token (PermissionDenied error frame; the connection goes on);
 - requests are pipelined: each runs as its own task and answers with its request id;
 - a header that breaks the protocol (bad magic, lengths past the caps) gets an error
   frame and the connection closes; an unknown op or a refused request gets its error
@@ -23,7 +25,10 @@ stall timeout (--bulk-stall-timeout, STALL_S by default), or trickles a payload 
 than MIN_RATE, is disconnected; time the server itself spends paused is not counted.
 
 Small reads of cached bytes run on the event loop, the rest in the I/O pool
-(Operator.read_data); answers leave through a Cork (one send per loop turn).
+(Operator.read_data); a read of a whole chunk of SENDFILE_MIN or more goes out with
+sendfile(2) on the standard asyncio loop (storage/region.py; uvloop has none), the
+bytes never entering Python. Answers leave in order through a Cork (one send per
+loop turn, large payloads streamed as the socket drains).
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ import logging
 from typing import Any
 
 from emberfs.common import bulkwire as w
+from emberfs.common.auth import Principal, Role, TokenTable
 from emberfs.common.bulkclient import Cork, decode_update
-from emberfs.common.errors import EmberError, InvalidArgument
+from emberfs.common.errors import EmberError, InvalidArgument, PermissionDenied
 from emberfs.proto import storage_pb2
 
 from .craq import Operator
+from .region import native_sendfile
 
 __all__ = ["MAX_INFLIGHT", "MAX_INFLIGHT_BYTES", "MIN_RATE", "SERVER_BUDGET", "STALL_S", "BulkServer"]
 
@@ -50,6 +57,7 @@ SEGMENT = 1024 * 1024  # a payload is received in pieces of this size
 STALL_S = 30.0
 MIN_RATE = 1024 * 1024  # bytes/s a peer must keep up while sending a payload
 STAGE_BYTES = 256 * 1024
+SENDFILE_MIN = 1024 * 1024  # reads of whole chunks this large go out with sendfile(2)
 
 _INFLIGHT, _WRITES, _BUDGET = "in-flight requests", "answers not read", "server payload budget"
 
@@ -57,17 +65,21 @@ _INFLIGHT, _WRITES, _BUDGET = "in-flight requests", "answers not read", "server 
 class BulkServer:
     """Listens for bulk connections and serves them with one operator."""
 
-    def __init__(self, operator: Operator, *, stall_s: float = STALL_S, budget: int = SERVER_BUDGET) -> None:
+    def __init__(self, operator: Operator, *, stall_s: float = STALL_S, budget: int = SERVER_BUDGET,
+                 tokens: TokenTable | None = None) -> None:
         self.op = operator
+        self.tokens = tokens
         self.stall_s = stall_s
         self.budget = budget
         self.held = 0  # payload bytes received or being served, all connections
+        self.sendfile = False  # whole-chunk reads go out with sendfile(2): set at start
         self._server: asyncio.Server | None = None
         self._connections: set[_ServerConnection] = set()
         self._starved: set[_ServerConnection] = set()  # paused for the budget
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
+        self.sendfile = native_sendfile(loop)
         self._server = await loop.create_server(lambda: _ServerConnection(self), host, port, reuse_address=True)
         return int(self._server.sockets[0].getsockname()[1])
 
@@ -118,6 +130,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
         self._reasons: set[str] = set()  # why reading is paused
         self._eof = False
         self._since: float | None = None  # when the frame in progress (or the wait for hello) began
+        self.principal: Principal | None = None  # who the hello's token named (tokens on)
         self._last_rx = self._loop.time()
         self._tick: asyncio.TimerHandle | None = None
 
@@ -126,11 +139,13 @@ class _ServerConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
         self.cork = Cork(transport)
+        self.cork.after_region = self._after_region
         self.server._connections.add(self)
         self._since = self._loop.time()
         self._schedule_tick()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.cork.close()
         self.server.forget(self)
         if self._tick is not None:
             self._tick.cancel()
@@ -139,9 +154,11 @@ class _ServerConnection(asyncio.BufferedProtocol):
             task.cancel()  # nobody is left to hear the answers
 
     def pause_writing(self) -> None:
+        self.cork.writable.clear()
         self.hold(_WRITES)
 
     def resume_writing(self) -> None:
+        self.cork.writable.set()
         self.release(_WRITES)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -204,6 +221,11 @@ class _ServerConnection(asyncio.BufferedProtocol):
         self.transport.resume_reading()
         self._loop.call_soon(self._parse_guarded)  # frames staged while paused
 
+    def _after_region(self) -> None:
+        """loop.sendfile resumes reading when it ends, whatever we wanted: pause again."""
+        if self._reasons and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
     def _take(self, nbytes: int) -> None:
         self._held += nbytes
         self.server.take(self, nbytes)
@@ -242,12 +264,21 @@ class _ServerConnection(asyncio.BufferedProtocol):
                 hello = w.unpack_hello(stage[self._start:self._start + w.HELLO.size], max_body=w.MAX_TOKEN)
                 if have < w.HELLO.size + hello.body_length:
                     return
+                token = bytes(stage[self._start + w.HELLO.size:self._start + w.HELLO.size + hello.body_length])
                 self._start += w.HELLO.size + hello.body_length
                 if hello.version != w.VERSION:
                     message = f"unsupported bulk protocol version {hello.version}; this server speaks {w.VERSION}"
                     self.transport.write(w.pack_hello(w.VERSION, w.STATUS_ERROR, message.encode()))
                     self.transport.close()
                     return
+                if self.server.tokens is not None:
+                    self.principal = self.server.tokens.authenticate(token)
+                    if self.principal is None:
+                        log.warning("bulk connection from %s refused: missing or invalid token", self._peer())
+                        refusal = b"missing or invalid token (the client's token=, EMBERFS_TOKEN or --token-file)"
+                        self.transport.write(w.pack_hello(w.VERSION, w.STATUS_UNAUTHENTICATED, refusal))
+                        self.transport.close()
+                        return
                 self._greeted = True
                 self._since = None
                 self.transport.write(w.pack_hello(w.VERSION, w.STATUS_OK, b""))
@@ -344,7 +375,8 @@ class _ServerConnection(asyncio.BufferedProtocol):
                 chain_id=head.chain_id, chain_version=head.chain_version,
                 chunk=storage_pb2.ChunkId(inode_id=head.inode_id, chunk_index=head.chunk_index),
                 offset=head.offset, length=head.length, target_id=head.target_id)
-            data, crc, meta = await op.read_data(request)
+            region_ok = self.server.sendfile and head.length >= SENDFILE_MIN
+            data, crc, meta = await op.read_data(request, region_ok=region_ok)
             flags = w.FLAG_EXISTS if meta.exists else 0
             return w.Response(head.request_id, flags=flags, commit_version=meta.commit_version,
                               chunk_length=meta.length, crc32c=crc), data
@@ -356,6 +388,9 @@ class _ServerConnection(asyncio.BufferedProtocol):
             if head.op == w.OP_WRITE:
                 reply = await op.write(update)
             else:
+                peer = self.principal
+                if self.server.tokens is not None and (peer is None or peer.role is not Role.SERVER):
+                    raise PermissionDenied("FORWARD needs a server token (chain peers only)")
                 reply = await op.forward(storage_pb2.ForwardRequest(
                     update=update, update_version=head.update_version, from_target=head.from_target,
                     to_target=head.target_id))

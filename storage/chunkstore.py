@@ -283,6 +283,13 @@ class ChunkStore:
             os.close(fd)
         raise ChunkNotCommitted(f"chunk {chunk_id} kept changing during the read")
 
+    def open_committed(self, chunk_id: ChunkId) -> tuple[int | None, ChunkMeta]:
+        """An open descriptor on the committed chunk file (the caller closes it) and its
+        metadata; None when the chunk has no bytes."""
+        chunk_id = _check_chunk_id(chunk_id)
+        with translated("read"):
+            return self._open(chunk_id, None)
+
     def read(self, chunk_id: ChunkId, offset: int, length: int, *,
              version: int | None = None, cached_only: bool = False) -> tuple[bytes, ChunkMeta]:
         """Bytes [offset, offset+length) of the committed version (or of `version`,

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -75,6 +76,7 @@ from .syncrecv import SyncReceiver
 from .oserrors import DiskFailure
 from emberfs.common.storagepool import StoragePool as PeerPool
 from .records import ChunkId, ChunkMeta, UpdateKind
+from .region import ChunkRegion
 from .versions import DirtyRead, UpdateAction, decide_update, head_plan, resolve_dirty_read
 
 __all__ = ["FORWARD_TIMEOUT_S", "Operator", "RoutingSource"]
@@ -346,8 +348,12 @@ class Operator:
                 pass
         return await self.tio(target, store.read, chunk, offset, length)
 
-    async def read_data(self, req: storage_pb2.ReadRequest) -> tuple[bytes, int, ChunkMeta]:
-        """The bytes a read asks for, their CRC32C and the chunk's metadata (both transports)."""
+    async def read_data(self, req: storage_pb2.ReadRequest, *, region_ok: bool = False
+                        ) -> tuple[bytes | ChunkRegion, int, ChunkMeta]:
+        """The bytes a read asks for, their CRC32C and the chunk's metadata (both transports).
+
+        region_ok: a read of a whole committed chunk may come back as a ChunkRegion (an
+        open file for sendfile) instead of bytes; its CRC32C is the one stored at commit."""
         chunk = check_read(req)
         self.health.lease.check()
         chain = await self.chain(req.chain_id, req.chain_version)
@@ -357,6 +363,10 @@ class Operator:
                                    f"{chain.chain_id} (version {chain.chain_version}); read another replica")
         store = self.store_of(target)
         is_tail = chain.tail == target
+        if region_ok and req.offset == 0:
+            region = await self._whole_chunk_region(target, store, chunk, req.length, is_tail)
+            if region is not None:
+                return region
         for _ in range(READ_ATTEMPTS):
             data, meta = await self._read_store(target, store, chunk, req.offset, req.length)
             if meta.pending_version is not None and not is_tail:
@@ -375,6 +385,23 @@ class Operator:
             crc = meta.crc32c if data and len(data) == meta.length else crc32c.crc32c(data)
             return data, crc, meta
         raise Unavailable(f"chunk {tuple(chunk)} kept changing during {READ_ATTEMPTS} read attempts; retry")
+
+    async def _whole_chunk_region(self, target: int, store: ChunkStore, chunk: ChunkId, length: int,
+                                  is_tail: bool) -> tuple[ChunkRegion, int, ChunkMeta] | None:
+        """The committed chunk as a file region, when the read wants all of it and no
+        dirty-read question arises (no pending update, or this is the tail); else None."""
+        fd, meta = await self.tio(target, store.open_committed, chunk)
+        if fd is None:
+            return None
+        if length < meta.length or (meta.pending_version is not None and not is_tail):
+            os.close(fd)
+            return None
+        try:
+            self.health.lease.check()
+        except BaseException:
+            os.close(fd)
+            raise
+        return ChunkRegion(fd, meta.length), meta.crc32c, meta
 
     async def _tail_commit_version(self, chain: Chain, chunk: ChunkId) -> int:
         tail = chain.tail
