@@ -12,6 +12,7 @@ import uuid
 
 import grpc
 
+from emberfs.common.authgrpc import bearer_metadata
 from emberfs.common.errors import EmberError, from_rpc_error
 from emberfs.common.rpc import channel_options
 from emberfs.proto import common_pb2, mgmt_pb2, mgmt_pb2_grpc
@@ -44,14 +45,20 @@ def _header() -> common_pb2.RequestHeader:
     return common_pb2.RequestHeader(client_id=uuid.uuid4().hex, request_id=1)
 
 
-def wait_cluster_sync(meta: str, deadline: float, *, nodes: int | None = None, serving: bool = False) -> None:
+def _metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return bearer_metadata(token) if token else ()
+
+
+def wait_cluster_sync(meta: str, deadline: float, *, nodes: int | None = None, serving: bool = False,
+                      token: str | None = None) -> None:
     """Block until `cluster_problems` is empty; TimeoutError naming the problems at the deadline."""
     problems = ["the metaserver did not answer"]
     with grpc.insecure_channel(meta, options=channel_options()) as channel:
         stub = mgmt_pb2_grpc.MgmtStub(channel)
         while time.monotonic() < deadline:
             try:
-                reply = stub.GetRouting(mgmt_pb2.GetRoutingRequest(header=_header()), timeout=5)
+                reply = stub.GetRouting(mgmt_pb2.GetRoutingRequest(header=_header()), timeout=5,
+                                        metadata=_metadata(token))
                 problems = cluster_problems(reply.routing, nodes=nodes)
                 if not problems:
                     return
@@ -62,15 +69,17 @@ def wait_cluster_sync(meta: str, deadline: float, *, nodes: int | None = None, s
 
 
 def init_chains_sync(
-    meta: str, replicas: int, deadline: float, chains: int = 0
+    meta: str, replicas: int, deadline: float, chains: int = 0, *, token: str | None = None
 ) -> tuple[bool, list[mgmt_pb2.ChainInfo]]:
-    """InitChains (idempotent); returns (created, chains). Retries while unavailable."""
+    """InitChains (idempotent; with tokens, `token` must be an admin's); returns
+    (created, chains). Retries while unavailable."""
     with grpc.insecure_channel(meta, options=channel_options()) as channel:
         stub = mgmt_pb2_grpc.MgmtStub(channel)
         while True:
             try:
                 reply = stub.InitChains(
-                    mgmt_pb2.InitChainsRequest(header=_header(), replicas=replicas, chains=chains), timeout=10
+                    mgmt_pb2.InitChainsRequest(header=_header(), replicas=replicas, chains=chains), timeout=10,
+                    metadata=_metadata(token),
                 )
                 return reply.created, list(reply.chains)
             except grpc.RpcError as exc:

@@ -22,6 +22,7 @@ from typing import Any, Self, TypeVar
 
 from google.protobuf.message import Message
 
+from emberfs.common.auth import token_from_env
 from emberfs.common.errors import EmberError, Internal, InvalidArgument, IsADirectory
 from emberfs.common.paths import check_mode
 from emberfs.common.layout import ChunkRead, ChunkSpan, chunk_span
@@ -72,6 +73,10 @@ class Client:
     server); a sequential reader of `open()` prefetches `readahead` bytes ahead.
     `transport`: "bulk" (default) moves chunk data on the storage servers' bulk
     channel where they offer one, gRPC otherwise; "grpc" keeps it all on gRPC.
+
+    `token`: the secret a cluster with tokens requires (default: $EMBERFS_TOKEN; none
+    if unset). With a user token the servers use the token's uid/gid/groups, not the
+    ones given here; with an admin token they use the ones given here.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class Client:
         per_server_inflight: int = 16,
         readahead: int = 8 * 2**20,
         transport: str = "bulk",
+        token: str | None = None,
     ) -> None:
         if not 0 <= umask <= 0o777:
             raise ValueError(f"umask {umask:#o} is outside 0..0o777")
@@ -98,6 +104,8 @@ class Client:
             raise ValueError("readahead must not be negative")
         if transport not in ("bulk", "grpc"):
             raise ValueError(f"transport must be 'bulk' or 'grpc', not {transport!r}")
+        if token is not None and not (token and all("!" <= c <= "~" for c in token)):
+            raise ValueError("token must be non-empty printable ASCII without spaces")
         self.address = address
         self.umask = umask
         self.identity = Identity(
@@ -107,9 +115,10 @@ class Client:
         )
         self.state = ClientState.UNOPENED
         retry = retry or RetryPolicy()
-        self._meta = MetaTransport(address, self.identity, timeout=timeout, retry=retry)
+        token = token if token is not None else token_from_env()
+        self._meta = MetaTransport(address, self.identity, timeout=timeout, retry=retry, token=token)
         self._routing = RoutingCache(self._fetch_routing)
-        self._storage = StoragePool(bulk=transport == "bulk")
+        self._storage = StoragePool(bulk=transport == "bulk", token=token)
         self.readahead = readahead
         self._data = DataPath(
             self._routing,

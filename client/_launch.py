@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-__all__ = ["LocalCluster", "ServerProcess", "ServerStartError", "metaserver_process", "storage_process"]
+__all__ = ["ADMIN_TOKEN_FILE", "TOKENS_FILE", "USER_TOKEN_FILE", "LocalCluster", "ServerProcess", "ServerStartError", "metaserver_process", "storage_process"]
 
 _MAX_READY_LINE = 4096
 
@@ -230,6 +230,33 @@ def storage_process(
     )
 
 
+TOKENS_FILE = "tokens.json"
+ADMIN_TOKEN_FILE = "admin.token"
+USER_TOKEN_FILE = "user.token"
+
+
+def _generate_tokens(data_dir: Path) -> None:
+    """tokens.json, admin.token and user.token in data_dir, readable by their owner only."""
+    from emberfs.common.auth import generate_tokens, write_private
+
+    document = generate_tokens(uid=os.getuid(), gid=os.getgid(), groups=os.getgroups())
+    by_name = {entry["name"]: entry["token"] for entry in document["tokens"]}
+    write_private(data_dir / ADMIN_TOKEN_FILE, by_name["admin"] + "\n")
+    write_private(data_dir / USER_TOKEN_FILE, by_name["user"] + "\n")
+    write_private(data_dir / TOKENS_FILE, json.dumps(document, indent=1) + "\n")
+
+
+def _first_token(tokens_file: Path, role: str) -> str | None:
+    """The first token of `role` ("admin" or "server") in a valid tokens file."""
+    from emberfs.common.auth import load_tokens_file
+
+    load_tokens_file(tokens_file)  # TokensFileError on a bad file
+    for entry in json.loads(tokens_file.read_text())["tokens"]:
+        if entry.get(role) is True:
+            return str(entry["token"])
+    return None
+
+
 def _free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -247,6 +274,13 @@ class LocalCluster:
     `env`: variables set for every server process of the cluster, over this process's
     environment as it is when the cluster is made (e.g. {"EMBERFS_EVENT_LOOP": "uvloop"});
     None: they inherit this process's environment.
+
+    Tokens: `tokens_file` starts every server with that tokens file (common/auth.py);
+    `auth=True` without one uses `tokens.json` in data_dir, generated on the first start
+    (mode 0600) with an admin, a server and a user token, the user being this process's
+    uid/gid, and the admin and user tokens alone in `admin.token` and `user.token`
+    (0600) for `emberfs --token-file`. The launcher's own Mgmt calls use the first
+    admin token of the file.
     """
 
     def __init__(
@@ -261,6 +295,8 @@ class LocalCluster:
         heartbeat_interval: float | None = None,
         heartbeat_timeout: float | None = None,
         env: dict[str, str] | None = None,
+        auth: bool = False,
+        tokens_file: Path | None = None,
     ) -> None:
         if nodes < 1 or replicas < 1 or targets_per_node < 1:
             raise ValueError("nodes, replicas and targets_per_node must be at least 1")
@@ -272,7 +308,15 @@ class LocalCluster:
         self.env = None if env is None else {**os.environ, **env}
         self.data_dir.mkdir(parents=True, exist_ok=True)
         saved = self._load_saved()
-        meta_args: list[str] = []
+        self.tokens_file: Path | None = Path(tokens_file) if tokens_file is not None else None
+        if self.tokens_file is None and auth:
+            self.tokens_file = self.data_dir / TOKENS_FILE
+            if not self.tokens_file.exists():
+                _generate_tokens(self.data_dir)
+        self.admin_token = _first_token(self.tokens_file, "admin") if self.tokens_file is not None else None
+        auth_args = ["--tokens-file", str(self.tokens_file)] if self.tokens_file is not None else []
+        self._storage_args = auth_args
+        meta_args: list[str] = [*auth_args]
         if chunk_size is not None:
             meta_args += ["--default-chunk-size", str(chunk_size)]
         if heartbeat_interval is not None:
@@ -327,6 +371,7 @@ class LocalCluster:
                     heartbeat_interval=self.heartbeat_interval,
                     log_path=self.data_dir / f"node-{node_id}.log",
                     env=self.env,
+                    extra_args=self._storage_args,
                 )
                 self.storage.append(proc)
                 proc.start(timeout=max(deadline - time.monotonic(), 1.0))
@@ -334,10 +379,11 @@ class LocalCluster:
             self._save()
             from ._admin import init_chains_sync, wait_cluster_sync
 
-            wait_cluster_sync(self.meta_address, deadline, nodes=self.nodes)
-            created, chains = init_chains_sync(self.meta_address, self.replicas, deadline)
+            token = self.admin_token
+            wait_cluster_sync(self.meta_address, deadline, nodes=self.nodes, token=token)
+            created, chains = init_chains_sync(self.meta_address, self.replicas, deadline, token=token)
             say(f"{'created' if created else 'found'} {len(chains)} chains of {self.replicas} replicas")
-            wait_cluster_sync(self.meta_address, deadline, serving=True)
+            wait_cluster_sync(self.meta_address, deadline, serving=True, token=token)
             say("every chain is serving")
         except BaseException:
             self.stop()

@@ -10,6 +10,7 @@ any traffic), the request is built once with a fresh request id, sent with a dea
 retried on retryable failures with the SAME request id (a retried Create, Remove or
 Rename is then answered from the server's record of the first attempt instead of being
 applied twice), and any failure leaves as the built-in OSError family (`_errors.py`).
+With a token, every call carries it (`authorization: Bearer`, common/authgrpc.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from google.protobuf.message import Message
 
 from emberfs.common.errors import EmberError, from_rpc_error
 from emberfs.common.paths import split_path
-from emberfs.common.rpc import channel_options
+from emberfs.common.authgrpc import open_channel
 from emberfs.proto import common_pb2, meta_pb2_grpc, mgmt_pb2_grpc
 
 from ._errors import os_error
@@ -56,8 +57,10 @@ class MetaTransport:
         rand: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        token: str | None = None,
     ) -> None:
         self.address = address
+        self._token = token
         self.client_id = uuid.uuid4().hex
         self._identity = identity
         self._timeout = timeout
@@ -69,7 +72,7 @@ class MetaTransport:
         self._mgmt: mgmt_pb2_grpc.MgmtStub | None = None
 
     async def open(self) -> None:
-        self._channel = grpc.aio.insecure_channel(self.address, options=channel_options())
+        self._channel = open_channel(self.address, self._token)
         self._stub = meta_pb2_grpc.MetaStub(self._channel)
         self._mgmt = mgmt_pb2_grpc.MgmtStub(self._channel)
 

@@ -75,6 +75,7 @@ class ClientOptions(TypedDict, total=False):
     per_server_inflight: int
     readahead: int
     transport: str
+    token: str | None  # travels with a pickled SyncClient: a worker gets the parent's token
 
 
 @dataclass(eq=False)

@@ -6,7 +6,8 @@ it into an exit status and at most one stderr line, never a traceback:
 
     0  success
     1  a file-system error (one line per failed path: `emberfs: ls: /x: No such file ...`)
-    2  bad usage (argparse), or the metaserver could not be reached in time
+    2  bad usage (argparse), an unreadable --token-file, or the metaserver could not
+       be reached in time
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from emberfs.common import eventloop
+from emberfs.common.auth import read_token_file
 
 from .commands import COMMANDS, CliContext, Command, error_line
 
@@ -39,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="bound on each call, retries included"
     )
+    parser.add_argument(
+        "--token-file", default=None, metavar="PATH",
+        help="file holding the token of a cluster that requires one (default: $EMBERFS_TOKEN)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         sub = commands.add_parser(command.name, aliases=command.aliases, help=command.help, description=command.help)
@@ -57,7 +63,14 @@ async def _run(command: Command, ctx: CliContext, args: argparse.Namespace) -> i
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: Command = args.run_command
-    ctx = CliContext(meta=args.meta, timeout=args.timeout)
+    token = None
+    if args.token_file is not None:
+        try:
+            token = read_token_file(args.token_file)
+        except OSError as exc:
+            print(f"emberfs: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+    ctx = CliContext(meta=args.meta, timeout=args.timeout, token=token)
     try:
         return eventloop.run(_run(command, ctx, args))
     except BrokenPipeError:  # a ConnectionError, so before that clause

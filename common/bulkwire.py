@@ -9,6 +9,9 @@ A connection opens with a hello each way:
     client: magic "EMBF", u16 version, u16 flags, u32 token length, token bytes
     server: magic "EMBF", u16 version, u16 status (0 ok), u32 message length, message
 
+(a server with tokens answers a missing or unknown token with STATUS_UNAUTHENTICATED
+and closes; one without tokens ignores the token)
+
 then carries pipelined requests, answered in any order and matched by request id:
 
     request  = REQUEST header (84 bytes) + ext (a serialized RequestHeader) + payload
@@ -39,6 +42,7 @@ __all__ = [
     "RESPONSE",
     "STATUS_ERROR",
     "STATUS_OK",
+    "STATUS_UNAUTHENTICATED",
     "VERSION",
     "FLAG_EXISTS",
     "FrameError",
@@ -66,6 +70,7 @@ OP_NAMES = {OP_READ: "READ", OP_WRITE: "WRITE", OP_FORWARD: "FORWARD"}
 
 STATUS_OK = 0
 STATUS_ERROR = 1
+STATUS_UNAUTHENTICATED = 2  # server hello only: the token is missing or not valid (then it closes)
 FLAG_EXISTS = 1  # response flag: the chunk exists (a read of a hole has it clear)
 
 MAX_PAYLOAD = 64 * 1024 * 1024 + 64 * 1024  # the largest chunk plus slack, as gRPC's cap

@@ -6,7 +6,8 @@ grpc reconnects a channel by itself (short backoff, see common.rpc.channel_optio
 StaleChainVersion, NotChainHead, Unavailable, ...); retries and replica choice belong
 to the caller. Given the server's bulk address (from routing) and a pool made with
 `bulk=True`, Read/Write/Forward travel on the bulk channel instead (bulkclient.py),
-with the same replies and the same errors.
+with the same replies and the same errors. With a `token`, every call carries it
+(gRPC metadata, the bulk hello).
 """
 
 from __future__ import annotations
@@ -16,24 +17,26 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from emberfs.common.authgrpc import open_channel
 from emberfs.common.bulkclient import BULK_METHODS, BulkPool
 from emberfs.common.errors import from_rpc_error
-from emberfs.common.rpc import channel_options
 from emberfs.proto import storage_pb2_grpc
 
 __all__ = ["StoragePool"]
 
 
 class StoragePool:
-    def __init__(self, *, bulk: bool = True, bulk_connections: int = 1) -> None:
+    def __init__(self, *, bulk: bool = True, bulk_connections: int = 1, token: str | None = None) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, storage_pb2_grpc.StorageStub] = {}
-        self.bulk = BulkPool(connections=bulk_connections) if bulk else None
+        self._token = token
+        token_bytes = token.encode("utf-8") if token else b""
+        self.bulk = BulkPool(connections=bulk_connections, token=token_bytes) if bulk else None
 
     def stub(self, address: str) -> storage_pb2_grpc.StorageStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=channel_options())
+            channel = open_channel(address, self._token)
             self._channels[address] = channel
             stub = self._stubs[address] = storage_pb2_grpc.StorageStub(channel)
         return stub

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from emberfs.common.auth import TokenTable, TokensFileError, load_tokens_file
 from emberfs.common.errors import InvalidArgument
 
 from .config import MetaConfig
@@ -28,7 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gc-interval", type=float, default=1.0,
                         help="seconds between chunk GC rounds (deleted files' chunks)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument("--tokens-file", default=None, metavar="PATH",
+                        help="JSON tokens file: require a valid token on every Meta and Mgmt call (see README, "
+                             "Security); its first \"server\": true entry is the token the chunk GC sends")
     args = parser.parse_args(argv)
+    tokens: TokenTable | None = None
+    if args.tokens_file:
+        try:
+            tokens = load_tokens_file(args.tokens_file, warn=True)
+        except TokensFileError as exc:
+            print(f"emberfs-meta: error: {exc.message}", file=sys.stderr)
+            return 1
     try:
         config = MetaConfig(
             data_dir=args.data_dir,
@@ -39,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             heartbeat_timeout_s=args.heartbeat_timeout,
             gc_interval_s=args.gc_interval,
             log_level=args.log_level,
+            tokens=tokens,
         )
     except InvalidArgument as exc:
         parser.error(exc.message)

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import math
 
+from emberfs.common.auth import TokenTable
 from emberfs.common.errors import InvalidArgument
 
 __all__ = [
@@ -78,6 +79,9 @@ class MetaConfig:
     heartbeat_timeout_s: float = 5.0   # silence after which a node counts as dead
     gc_interval_s: float = 1.0         # pause between chunk GC rounds
     log_level: str = "INFO"
+    # Required tokens (--tokens-file, common/auth.py); None: every caller is trusted
+    # with the identity its request header names, as before.
+    tokens: TokenTable | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, str) or not self.data_dir:

@@ -14,6 +14,8 @@ the store, and exits 0.
 cluster manager (whose chain table becomes the store's chain allocator, so new files
 get chains) and the GC collector; `MetaServer.start`/`stop` start and stop the
 background tasks with the server. `extra_servicers` adds more services (tests).
+With `config.tokens`, every call but grpc health passes the token interceptor
+(common/authgrpc.py) and the GC calls storage servers with the server token.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import lmdb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from emberfs.common import eventloop
+from emberfs.common.authgrpc import server_interceptors
 from emberfs.common.rpc import server_options
 
 from .config import MetaConfig, parse_listen
@@ -97,10 +100,11 @@ def build_server(
     host, port = parse_listen(config.listen)
     manager = ClusterManager(store, config)
     store.allocator = manager.allocator
+    server_token = config.tokens.server_token if config.tokens is not None else None
     collector = ChunkCollector(
-        store, lambda: manager.state, remover or GrpcChunkRemover(), interval_s=config.gc_interval_s
+        store, lambda: manager.state, remover or GrpcChunkRemover(token=server_token), interval_s=config.gc_interval_s
     )
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=server_interceptors(config.tokens))
     add_meta_servicer(MetaServicer(store), server)
     add_mgmt_servicer(MgmtServicer(manager), server)
     health_servicer = health.aio.HealthServicer()
@@ -132,7 +136,9 @@ async def serve(
         meta = build_server(config, store, extra_servicers=extra_servicers)
         await meta.start()
         print(f"emberfs-meta listening on {meta.address}", flush=True)
-        log.info("serving %s (data dir %s)", meta.address, config.data_dir)
+        log.info("serving %s (data dir %s), %s", meta.address, config.data_dir,
+                 f"tokens required ({len(config.tokens)} known)" if config.tokens is not None
+                 else "no tokens (open to all)")
         await stop.wait()
         log.info("stopping: grace %.1f s for in-flight calls", GRACE_S)
         await meta.stop(GRACE_S)

@@ -2,7 +2,7 @@
 
 Nothing here decides namespace semantics; each handler checks the request's shape
 (paths through common.paths, modes, layout bounds, no unknown fields), builds the
-caller identity from the header and hands a closure to the store: writes through
+caller identity (from the token when tokens are on, else the header) and hands a closure to the store: writes through
 `store.write` (group-committed on the writer thread), reads inline through
 `store.read`. Create, Mkdir, Remove, Rename, Link and Symlink go through `idem.once`
 so a retry with the same (client_id, request_id) gets the first reply back.
@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from emberfs.common.errors import InvalidArgument
+from emberfs.common.auth import Role
+from emberfs.common.authgrpc import current_principal
+from emberfs.common.errors import InvalidArgument, PermissionDenied
 from emberfs.common.paths import check_mode, check_name, split_path
 from emberfs.common.servicing import add_servicer, reject_unknown_fields, rpc_handler
 from emberfs.proto import common_pb2, meta_pb2, meta_pb2_grpc
@@ -53,10 +55,18 @@ _rpc = rpc_handler(log)
 
 
 def _caller(header: common_pb2.RequestHeader) -> Caller:
+    """Who the permission checks see. With tokens, a user token's identity, whatever
+    the header claims; an admin token acts as the header's identity (common/auth.py).
+    Without tokens, the header's identity."""
     if len(header.client_id.encode("utf-8")) > idem.MAX_CLIENT_ID_BYTES:
         raise InvalidArgument(f"client_id is longer than {idem.MAX_CLIENT_ID_BYTES} bytes")
     if len(header.groups) > MAX_GROUPS:
         raise InvalidArgument(f"more than {MAX_GROUPS} supplementary groups")
+    principal = current_principal()
+    if principal is not None and principal.role is Role.USER:
+        return Caller(principal.uid, principal.gid, frozenset(principal.groups))
+    if principal is not None and principal.role is not Role.ADMIN:  # auth.POLICY keeps servers out already
+        raise PermissionDenied(f"a {principal.role.value} token has no namespace identity")
     return Caller(header.uid, header.gid, frozenset(header.groups))
 
 

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from emberfs.common.routing import RoutingView
-from emberfs.common.rpc import channel_options
+from emberfs.common.authgrpc import open_channel
 from emberfs.proto import common_pb2, mgmt_pb2, mgmt_pb2_grpc
 
 from .chunkstore import ChunkStore
@@ -89,14 +89,14 @@ class RoutingHolder:
 class Agent:
     def __init__(self, *, node_id: int, address: str, meta: str, stores: dict[int, ChunkStore],
                  executor: ThreadPoolExecutor, interval_s: float, health: NodeHealth | None = None,
-                 bulk_address: str = "") -> None:
+                 bulk_address: str = "", token: str | None = None) -> None:
         self.node_id = node_id
         self.address = address
         self.bulk_address = bulk_address
         self.stores = stores
         self.executor = executor
         self.interval_s = interval_s
-        self._channel = grpc.aio.insecure_channel(meta, options=channel_options())
+        self._channel = open_channel(meta, token)  # token: this server's server token
         self.stub = mgmt_pb2_grpc.MgmtStub(self._channel)
         self.routing = RoutingHolder(lambda: self.stub)
         self.registered = asyncio.Event()

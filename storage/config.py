@@ -2,6 +2,12 @@
 
 Invariants: node_id is a u32 >= 1; 1 <= targets <= 99 (target_id = node_id*100 + k);
 listen/advertise/meta are HOST:PORT; the heartbeat interval is positive.
+
+Tokens (`--tokens-file`, common/auth.py): the same file as the metaserver's (or one
+with at least the tokens that call this server). It says which tokens this server
+accepts, and its first server entry is the token this server presents to the
+metaserver and to its chain peers. Without it the server accepts every caller and
+sends no token, as before.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 import sys
 from typing import NoReturn
 
+from emberfs.common.auth import TokenTable, load_tokens_file
 from emberfs.common.errors import InvalidArgument
 
 __all__ = ["MAX_TARGETS", "StorageConfig", "build_parser", "config_from_args", "parse_hostport"]
@@ -42,6 +49,7 @@ class StorageConfig:
     log_level: str = "INFO"
     bulk_port: int | None = 0  # the bulk data channel, on the listen host; 0 picks one, None: off
     bulk_stall_s: float = 30.0  # a bulk peer silent this long in the middle of a frame is cut off
+    tokens: TokenTable | None = None  # None: no authentication (see the module docstring)
 
     def __post_init__(self) -> None:
         parse_hostport(self.listen, what="--listen")
@@ -92,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bulk-stall-timeout", type=float, default=30.0,
                    help="seconds a bulk peer may stop in the middle of a frame (or before its hello) before "
                         "it is disconnected")
+    p.add_argument("--tokens-file", default=None, metavar="PATH",
+                   help="JSON tokens file: require a valid token on every call (gRPC and bulk channel); its "
+                        "first \"server\": true entry is this server's own token")
     return p
 
 
@@ -109,4 +120,5 @@ def config_from_args(args: argparse.Namespace) -> StorageConfig:
         targets=args.targets, advertise=args.advertise,
         heartbeat_interval_s=args.heartbeat_interval, log_level=args.log_level, bulk_port=args.bulk_port,
         bulk_stall_s=args.bulk_stall_timeout,
+        tokens=load_tokens_file(args.tokens_file, warn=True) if args.tokens_file else None,
     )

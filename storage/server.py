@@ -13,6 +13,10 @@ GRACE_S for in-flight calls, close the peers, the thread pool and the stores; ex
 Disk I/O runs in a ThreadPoolExecutor of IO_THREADS (LMDB's reader slots are few).
 The operator, the agent and the resync worker share one NodeHealth: the lease, the
 targets failed by disk errors and the resync marks (localstate.py).
+
+With tokens (config.tokens), gRPC calls pass the token interceptor (common/authgrpc.py),
+the bulk channel checks its hello, and the agent and the peer pool send this server's
+own server token.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import lmdb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from emberfs.common import eventloop
+from emberfs.common.authgrpc import server_interceptors
 from emberfs.common.errors import EmberError
 from emberfs.common.malloc import tune_malloc
 from emberfs.common.rpc import server_options
@@ -63,13 +68,15 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
                 for signum in (signal.SIGTERM, signal.SIGINT)}
     stores = open_targets(config.data_dir, config.node_id, config.targets)
     executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="emberfs-io")
-    peers = PeerPool()
+    tokens = config.tokens
+    own_token = tokens.server_token if tokens is not None else None
+    peers = PeerPool(token=own_token)
     agent: Agent | None = None
     bulk: BulkServer | None = None
     agent_task: asyncio.Task[None] | None = None
     resync_task: asyncio.Task[None] | None = None
     node_health = NodeHealth(Lease())
-    server = grpc.aio.server(options=server_options())
+    server = grpc.aio.server(options=server_options(), interceptors=server_interceptors(tokens))
     try:
         host, port = parse_hostport(config.listen, what="--listen")
         try:
@@ -81,11 +88,12 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         address = f"{host}:{bound}"
         advertise = config.advertise or address
         agent = Agent(node_id=config.node_id, address=advertise, meta=config.meta, stores=stores,
-                      executor=executor, interval_s=config.heartbeat_interval_s, health=node_health)
+                      executor=executor, interval_s=config.heartbeat_interval_s, health=node_health,
+                      token=own_token)
         operator = Operator(config.node_id, stores, agent.routing, peers, executor, health=node_health)
         add_storage_servicer(StorageServicer(operator), server)
         if config.bulk_port is not None:
-            bulk = BulkServer(operator, stall_s=config.bulk_stall_s)
+            bulk = BulkServer(operator, stall_s=config.bulk_stall_s, tokens=tokens)
             bulk_port = await bulk.start(host.strip("[]"), config.bulk_port)
             # Peers dial the advertised host (a container's service name) at the bound port.
             agent.bulk_address = f"{advertise.rpartition(':')[0]}:{bulk_port}"
@@ -95,8 +103,9 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         for name in ("", STORAGE_SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         print(f"{READY_PREFIX}{address}", flush=True)
-        log.info("node %d serving %s (advertised %s, bulk channel %s), targets %s, metaserver %s", config.node_id,
-                 address, advertise, agent.bulk_address or "off", sorted(stores), config.meta)
+        log.info("node %d serving %s (advertised %s, bulk channel %s), targets %s, metaserver %s, %s", config.node_id,
+                 address, advertise, agent.bulk_address or "off", sorted(stores), config.meta,
+                 f"tokens required ({len(tokens)} known)" if tokens is not None else "no tokens (open to all)")
         agent_task = loop.create_task(agent.run())
         resync_task = loop.create_task(ResyncWorker(operator).run())
         await stop.wait()

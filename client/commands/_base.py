@@ -34,6 +34,7 @@ __all__ = ["CONNECT_WAIT_S", "CliContext", "Command", "basename", "error_line", 
 class CliContext:
     meta: str  # metaserver address, HOST:PORT
     timeout: float
+    token: str | None = None  # None: the Client's default ($EMBERFS_TOKEN)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     _client: Client | None = None
@@ -44,7 +45,7 @@ class CliContext:
         is unreachable and poll again, instead of one call waiting out --timeout."""
         if self._client is None:
             retry = RetryPolicy(max_attempts=POLL_ATTEMPTS) if polling else None
-            client = Client(self.meta, timeout=self.timeout, retry=retry)
+            client = Client(self.meta, timeout=self.timeout, retry=retry, token=self.token)
             # Fail fast when nothing answers at all; once connected, calls ride out a
             # metaserver restart up to --timeout.
             # (A polling loop reports an unreachable metaserver itself.)
@@ -72,8 +73,9 @@ class Command:
     aliases: tuple[str, ...] = ()
 
 
-# Where the server's own words say more than strerror does ("invalid name 'a/b'").
-_DETAILED = {_errno.EINVAL, _errno.ENAMETOOLONG, _errno.EIO}
+# Where the server's own words say more than strerror does ("invalid name 'a/b'", or
+# for EACCES whether a mode bit or the token was missing).
+_DETAILED = {_errno.EINVAL, _errno.ENAMETOOLONG, _errno.EIO, _errno.EACCES}
 
 
 def error_line(command: str, exc: OSError) -> str:

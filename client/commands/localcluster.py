@@ -5,6 +5,8 @@ Runs in the foreground: progress goes to stderr, then ONE stdout line
 child (SIGKILL after a bound) and exits 0. A child that dies is reported once on
 stderr and left down: tests kill and restart servers themselves. Started again on
 the same data dir it brings back the same cluster (`LocalCluster` keeps the ports).
+`--auth` makes every server require tokens (a tokens file generated in the data dir,
+kept across restarts) and says on stderr how the client presents its token.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import signal
 import sys
 from pathlib import Path
 
-from .._launch import LocalCluster, ServerStartError
+from emberfs.common.errors import EmberError
+
+from .._launch import ADMIN_TOKEN_FILE, USER_TOKEN_FILE, LocalCluster, ServerStartError
 from ._base import CliContext, Command
 
 __all__ = ["COMMANDS", "READY_PREFIX"]
@@ -35,6 +39,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heartbeat-interval", type=float, default=None, metavar="S")
     p.add_argument("--heartbeat-timeout", type=float, default=None, metavar="S")
     p.add_argument("--start-timeout", type=float, default=120.0, metavar="S", help="bound on starting up")
+    p.add_argument("--auth", action="store_true",
+                   help="require tokens: generate DATA_DIR/tokens.json (0600) with an admin, a server and a user "
+                        "token on the first start, and start every server with it")
 
 
 def _say(text: str) -> None:
@@ -52,8 +59,9 @@ async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             heartbeat_interval=args.heartbeat_interval,
             heartbeat_timeout=args.heartbeat_timeout,
+            auth=args.auth,
         )
-    except ValueError as exc:
+    except (ValueError, EmberError, OSError) as exc:
         _say(str(exc))
         return 2
     loop = asyncio.get_running_loop()
@@ -67,6 +75,13 @@ async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
         _say(f"failed to start: {exc}")
         return 1
     try:
+        if cluster.tokens_file is not None:
+            _say(f"tokens required: {cluster.tokens_file} (keep it private)")
+        if cluster.tokens_file is not None and (cluster.data_dir / USER_TOKEN_FILE).exists():
+            data_dir = cluster.data_dir
+            _say(f"use it: emberfs --meta {address} --token-file {data_dir / USER_TOKEN_FILE} ls /   "
+                 f"(or EMBERFS_TOKEN=$(cat {data_dir / USER_TOKEN_FILE}); admin commands: "
+                 f"--token-file {data_dir / ADMIN_TOKEN_FILE})")
         if not stopping.is_set():
             print(f"{READY_PREFIX}{address}", file=ctx.out, flush=True)
         reported: set[int] = set()

@@ -33,7 +33,7 @@ S_ISUID, S_ISGID, S_ISVTX = 0o4000, 0o2000, 0o1000
 
 @dataclasses.dataclass(frozen=True)
 class Caller:
-    """Who is asking: from the request header."""
+    """Who is asking: the token's identity, or the request header's (metaserver/service.py)."""
 
     uid: int
     gid: int
