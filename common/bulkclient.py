@@ -19,6 +19,7 @@ dropped. A hello refused for its token fails as Unauthenticated (not retryable).
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 from typing import Any
 
@@ -34,23 +35,39 @@ STAGE_BYTES = 256 * 1024
 
 
 class Cork:
-    """Frames written in one event-loop turn leave in one send: with many requests in
-    flight, a syscall per small frame was the largest cost on both ends. Payloads
-    above SMALL_PAYLOAD go out on their own (after what is queued, keeping order)
-    instead of being copied into the batch."""
+    """The one way frames leave a bulk connection, in order.
+
+    - Frames written in one event-loop turn leave in one send: with many requests in
+      flight, a syscall per small frame was the largest cost on both ends.
+    - A payload above SMALL_PAYLOAD is handed to the transport PIECE bytes at a time,
+      each once the transport has drained (`writable`, set and cleared by the
+      protocol's pause_writing/resume_writing). Python 3.11's selector transport keeps
+      the unsent rest of a write in one bytearray and moves it down after every partial
+      send, so a 4 MiB write cost several copies of itself: that was most of a storage
+      server's CPU on sequential reads. Frames written meanwhile queue behind it.
+    """
 
     SMALL_PAYLOAD = 256 * 1024
+    PIECE = 256 * 1024
 
     def __init__(self, transport: Any) -> None:
         self.transport = transport
+        self.writable = asyncio.Event()
+        self.writable.set()
         self._queued: list[Any] = []
         self._scheduled = False
+        self._backlog: collections.deque[tuple[bytes, Any]] = collections.deque()
+        self._streamer: asyncio.Task[None] | None = None
+        self.after_region: Any = None  # called after each file region is sent
 
     def write(self, head: bytes, payload: Any = b"") -> None:
-        if len(payload) > self.SMALL_PAYLOAD:
-            self.flush()
-            self.transport.write(head)
-            self.transport.write(payload)
+        """Queue a frame; payload: bytes-like, or a file region (an object with
+        `send_to(transport)` and `discard()`)."""
+        if self._streamer is not None or len(payload) > self.SMALL_PAYLOAD or hasattr(payload, "send_to"):
+            self._backlog.append((head, payload))
+            if self._streamer is None:
+                self.flush()
+                self._streamer = asyncio.get_running_loop().create_task(self._stream())
             return
         self._queued.append(head)
         if len(payload):
@@ -66,6 +83,48 @@ class Cork:
         queued, self._queued = self._queued, []
         if not self.transport.is_closing():
             self.transport.write(queued[0] if len(queued) == 1 else b"".join(queued))
+
+    async def _stream(self) -> None:
+        try:
+            while self._backlog and not self.transport.is_closing():
+                head, payload = self._backlog.popleft()
+                if hasattr(payload, "send_to"):  # a file region: sendfile(2), bytes never in Python
+                    self.transport.write(head)
+                    try:
+                        await payload.send_to(self.transport)
+                    except (ConnectionError, RuntimeError, OSError):
+                        self.transport.abort()  # half a payload went out: the stream is unusable
+                        return
+                    if self.after_region is not None:
+                        self.after_region()
+                    continue
+                if len(payload) <= self.SMALL_PAYLOAD:
+                    self.transport.write(head + bytes(payload) if len(payload) else head)
+                    continue
+                self.transport.write(head)
+                view = memoryview(payload).cast("B")
+                for at in range(0, len(view), self.PIECE):
+                    await self.writable.wait()
+                    if self.transport.is_closing():
+                        return
+                    self.transport.write(view[at:at + self.PIECE])
+        finally:
+            self._streamer = None
+            if self.transport.is_closing():
+                self._drop_backlog()
+            elif self._backlog:  # written while we were finishing: keep going
+                self._streamer = asyncio.get_running_loop().create_task(self._stream())
+
+    def close(self) -> None:
+        if self._streamer is not None:
+            self._streamer.cancel()
+        self._drop_backlog()
+
+    def _drop_backlog(self) -> None:
+        while self._backlog:
+            _, payload = self._backlog.popleft()
+            if hasattr(payload, "discard"):
+                payload.discard()
 
 
 class BulkReadReply:
@@ -99,8 +158,6 @@ class _Connection(asyncio.BufferedProtocol):
         self._payload: bytearray | memoryview | None = None
         self._got = 0
         self._into: dict[int, memoryview] = {}  # request id -> the caller's buffer for its payload
-        self._can_write = asyncio.Event()
-        self._can_write.set()
 
     # -- asyncio callbacks --------------------------------------------------------------
 
@@ -110,13 +167,14 @@ class _Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         why = f"bulk channel to {self.address} closed" + (f": {exc}" if exc else "")
+        self.cork.close()
         self._fail(Unavailable(why))
 
     def pause_writing(self) -> None:
-        self._can_write.clear()
+        self.cork.writable.clear()
 
     def resume_writing(self) -> None:
-        self._can_write.set()
+        self.cork.writable.set()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._payload is not None:
@@ -250,8 +308,8 @@ class _Connection(asyncio.BufferedProtocol):
         timer = loop.call_later(timeout, _expire, future, f"bulk request to {self.address} timed out after "
                                 f"{timeout:g} s")
         try:
-            if not self._can_write.is_set():  # the server is not reading: wait, within the timeout
-                writable = asyncio.ensure_future(self._can_write.wait())
+            if not self.cork.writable.is_set():  # the server is not reading: wait, within the timeout
+                writable = asyncio.ensure_future(self.cork.writable.wait())
                 try:
                     await asyncio.wait((writable, future), return_when=asyncio.FIRST_COMPLETED)
                 finally:

@@ -25,7 +25,10 @@ stall timeout (--bulk-stall-timeout, STALL_S by default), or trickles a payload 
 than MIN_RATE, is disconnected; time the server itself spends paused is not counted.
 
 Small reads of cached bytes run on the event loop, the rest in the I/O pool
-(Operator.read_data); answers leave through a Cork (one send per loop turn).
+(Operator.read_data); a read of a whole chunk of SENDFILE_MIN or more goes out with
+sendfile(2) on the standard asyncio loop (storage/region.py; uvloop has none), the
+bytes never entering Python. Answers leave in order through a Cork (one send per
+loop turn, large payloads streamed as the socket drains).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from emberfs.common.errors import EmberError, InvalidArgument, PermissionDenied
 from emberfs.proto import storage_pb2
 
 from .craq import Operator
+from .region import native_sendfile
 
 __all__ = ["MAX_INFLIGHT", "MAX_INFLIGHT_BYTES", "MIN_RATE", "SERVER_BUDGET", "STALL_S", "BulkServer"]
 
@@ -53,6 +57,7 @@ SEGMENT = 1024 * 1024  # a payload is received in pieces of this size
 STALL_S = 30.0
 MIN_RATE = 1024 * 1024  # bytes/s a peer must keep up while sending a payload
 STAGE_BYTES = 256 * 1024
+SENDFILE_MIN = 1024 * 1024  # reads of whole chunks this large go out with sendfile(2)
 
 _INFLIGHT, _WRITES, _BUDGET = "in-flight requests", "answers not read", "server payload budget"
 
@@ -67,12 +72,14 @@ class BulkServer:
         self.stall_s = stall_s
         self.budget = budget
         self.held = 0  # payload bytes received or being served, all connections
+        self.sendfile = False  # whole-chunk reads go out with sendfile(2): set at start
         self._server: asyncio.Server | None = None
         self._connections: set[_ServerConnection] = set()
         self._starved: set[_ServerConnection] = set()  # paused for the budget
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
+        self.sendfile = native_sendfile(loop)
         self._server = await loop.create_server(lambda: _ServerConnection(self), host, port, reuse_address=True)
         return int(self._server.sockets[0].getsockname()[1])
 
@@ -132,11 +139,13 @@ class _ServerConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
         self.cork = Cork(transport)
+        self.cork.after_region = self._after_region
         self.server._connections.add(self)
         self._since = self._loop.time()
         self._schedule_tick()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.cork.close()
         self.server.forget(self)
         if self._tick is not None:
             self._tick.cancel()
@@ -145,9 +154,11 @@ class _ServerConnection(asyncio.BufferedProtocol):
             task.cancel()  # nobody is left to hear the answers
 
     def pause_writing(self) -> None:
+        self.cork.writable.clear()
         self.hold(_WRITES)
 
     def resume_writing(self) -> None:
+        self.cork.writable.set()
         self.release(_WRITES)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -209,6 +220,11 @@ class _ServerConnection(asyncio.BufferedProtocol):
             self._since = self._loop.time()  # the pause was ours, not the peer's
         self.transport.resume_reading()
         self._loop.call_soon(self._parse_guarded)  # frames staged while paused
+
+    def _after_region(self) -> None:
+        """loop.sendfile resumes reading when it ends, whatever we wanted: pause again."""
+        if self._reasons and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
 
     def _take(self, nbytes: int) -> None:
         self._held += nbytes
@@ -359,7 +375,8 @@ class _ServerConnection(asyncio.BufferedProtocol):
                 chain_id=head.chain_id, chain_version=head.chain_version,
                 chunk=storage_pb2.ChunkId(inode_id=head.inode_id, chunk_index=head.chunk_index),
                 offset=head.offset, length=head.length, target_id=head.target_id)
-            data, crc, meta = await op.read_data(request)
+            region_ok = self.server.sendfile and head.length >= SENDFILE_MIN
+            data, crc, meta = await op.read_data(request, region_ok=region_ok)
             flags = w.FLAG_EXISTS if meta.exists else 0
             return w.Response(head.request_id, flags=flags, commit_version=meta.commit_version,
                               chunk_length=meta.length, crc32c=crc), data
