@@ -23,7 +23,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-__all__ = ["ADMIN_TOKEN_FILE", "TOKENS_FILE", "USER_TOKEN_FILE", "LocalCluster", "ServerProcess", "ServerStartError", "metaserver_process", "storage_process"]
+from emberfs.common.auth import ADMIN_TOKEN_FILE, TOKENS_FILE, USER_TOKEN_FILE, load_tokens_file, write_token_files
+
+__all__ = [
+    "ADMIN_TOKEN_FILE", "TOKENS_FILE", "USER_TOKEN_FILE", "LocalCluster", "ServerProcess", "ServerStartError",
+    "metaserver_process", "storage_process",
+]
 
 _MAX_READY_LINE = 4096
 
@@ -230,26 +235,8 @@ def storage_process(
     )
 
 
-TOKENS_FILE = "tokens.json"
-ADMIN_TOKEN_FILE = "admin.token"
-USER_TOKEN_FILE = "user.token"
-
-
-def _generate_tokens(data_dir: Path) -> None:
-    """tokens.json, admin.token and user.token in data_dir, readable by their owner only."""
-    from emberfs.common.auth import generate_tokens, write_private
-
-    document = generate_tokens(uid=os.getuid(), gid=os.getgid(), groups=os.getgroups())
-    by_name = {entry["name"]: entry["token"] for entry in document["tokens"]}
-    write_private(data_dir / ADMIN_TOKEN_FILE, by_name["admin"] + "\n")
-    write_private(data_dir / USER_TOKEN_FILE, by_name["user"] + "\n")
-    write_private(data_dir / TOKENS_FILE, json.dumps(document, indent=1) + "\n")
-
-
 def _first_token(tokens_file: Path, role: str) -> str | None:
     """The first token of `role` ("admin" or "server") in a valid tokens file."""
-    from emberfs.common.auth import load_tokens_file
-
     load_tokens_file(tokens_file)  # TokensFileError on a bad file
     for entry in json.loads(tokens_file.read_text())["tokens"]:
         if entry.get(role) is True:
@@ -310,9 +297,7 @@ class LocalCluster:
         saved = self._load_saved()
         self.tokens_file: Path | None = Path(tokens_file) if tokens_file is not None else None
         if self.tokens_file is None and auth:
-            self.tokens_file = self.data_dir / TOKENS_FILE
-            if not self.tokens_file.exists():
-                _generate_tokens(self.data_dir)
+            self.tokens_file = write_token_files(self.data_dir)
         self.admin_token = _first_token(self.tokens_file, "admin") if self.tokens_file is not None else None
         auth_args = ["--tokens-file", str(self.tokens_file)] if self.tokens_file is not None else []
         self._storage_args = auth_args

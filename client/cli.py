@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from emberfs.common import eventloop
-from emberfs.common.auth import read_token_file
+from emberfs.common.auth import TOKEN_FILE_ENV, read_token_file
 
 from .commands import COMMANDS, CliContext, Command, error_line
 
@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="bound on each call, retries included"
     )
     parser.add_argument(
-        "--token-file", default=None, metavar="PATH",
-        help="file holding the token of a cluster that requires one (default: $EMBERFS_TOKEN)",
+        "--token-file", default=os.environ.get(TOKEN_FILE_ENV) or None, metavar="PATH",
+        help="file holding the token of a cluster that requires one (default: $EMBERFS_TOKEN_FILE, else the "
+             "token in $EMBERFS_TOKEN)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:

@@ -65,6 +65,7 @@ __all__ = [
     "read_token_file",
     "token_from_env",
     "write_private",
+    "write_token_files",
 ]
 
 MIN_TOKEN = 16
@@ -72,6 +73,9 @@ MAX_TOKEN = 4096  # the bulk hello's cap (bulkwire.MAX_TOKEN)
 MAX_ID = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is (uid_t)-1
 MAX_GROUPS = 65536
 TOKEN_ENV = "EMBERFS_TOKEN"
+TOKENS_FILE_ENV = "EMBERFS_TOKENS_FILE"  # servers: the default of --tokens-file
+TOKEN_FILE_ENV = "EMBERFS_TOKEN_FILE"  # the CLI: the default of --token-file
+TOKENS_FILE, ADMIN_TOKEN_FILE, USER_TOKEN_FILE = "tokens.json", "admin.token", "user.token"
 _KEYS = {"name", "token", "uid", "gid", "groups", "admin", "server"}
 
 
@@ -325,3 +329,27 @@ def generate_tokens(*, uid: int, gid: int, groups: Iterable[int] = ()) -> dict[s
         {"name": "server", "token": secrets.token_urlsafe(32), "server": True},
         {"name": "user", "token": secrets.token_urlsafe(32), "uid": uid, "gid": gid, "groups": sorted(set(groups))},
     ]}
+
+
+def write_token_files(directory: str | os.PathLike[str]) -> Path:
+    """Make `directory`/tokens.json (admin, server and user tokens, the user being this
+    process's uid/gid) and admin.token / user.token holding one token each, all 0600,
+    unless tokens.json exists already (then nothing changes). Returns tokens.json's path.
+    Used by `emberfs local-cluster --auth` and the compose auth override."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens_file = folder / TOKENS_FILE
+    if tokens_file.exists():
+        return tokens_file
+    document = generate_tokens(uid=os.getuid(), gid=os.getgid(), groups=os.getgroups())
+    by_name = {entry["name"]: entry["token"] for entry in document["tokens"]}
+    write_private(folder / ADMIN_TOKEN_FILE, by_name["admin"] + "\n")
+    write_private(folder / USER_TOKEN_FILE, by_name["user"] + "\n")
+    write_private(tokens_file, json.dumps(document, indent=1) + "\n")  # last: its presence means "all made"
+    return tokens_file
+
+
+if __name__ == "__main__":  # `python -m emberfs.common.auth DIR`: write_token_files(DIR)
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m emberfs.common.auth DIR  (makes DIR/tokens.json, admin.token, user.token)")
+    print(write_token_files(sys.argv[1]))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from emberfs.common.auth import TokenTable, TokensFileError, load_tokens_file
+from emberfs.common.auth import TOKENS_FILE_ENV, TokenTable, TokensFileError, load_tokens_file
 from emberfs.common.errors import InvalidArgument
 
 from .config import MetaConfig
@@ -29,9 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gc-interval", type=float, default=1.0,
                         help="seconds between chunk GC rounds (deleted files' chunks)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    parser.add_argument("--tokens-file", default=None, metavar="PATH",
+    parser.add_argument("--tokens-file", default=os.environ.get(TOKENS_FILE_ENV) or None, metavar="PATH",
                         help="JSON tokens file: require a valid token on every Meta and Mgmt call (see README, "
-                             "Security); its first \"server\": true entry is the token the chunk GC sends")
+                             "Security); its first \"server\": true entry is the token the chunk GC sends "
+                             f"(default: ${TOKENS_FILE_ENV})")
     args = parser.parse_args(argv)
     tokens: TokenTable | None = None
     if args.tokens_file:

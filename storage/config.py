@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from typing import NoReturn
 
-from emberfs.common.auth import TokenTable, load_tokens_file
+from emberfs.common.auth import TOKENS_FILE_ENV, TokenTable, load_tokens_file
 from emberfs.common.errors import InvalidArgument
 
 __all__ = ["MAX_TARGETS", "StorageConfig", "build_parser", "config_from_args", "parse_hostport"]
@@ -100,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bulk-stall-timeout", type=float, default=30.0,
                    help="seconds a bulk peer may stop in the middle of a frame (or before its hello) before "
                         "it is disconnected")
-    p.add_argument("--tokens-file", default=None, metavar="PATH",
+    p.add_argument("--tokens-file", default=os.environ.get(TOKENS_FILE_ENV) or None, metavar="PATH",
                    help="JSON tokens file: require a valid token on every call (gRPC and bulk channel); its "
-                        "first \"server\": true entry is this server's own token")
+                        "first \"server\": true entry is this server's own token (default: $EMBERFS_TOKENS_FILE)")
     return p
 
 

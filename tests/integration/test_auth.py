@@ -353,6 +353,40 @@ def test_gc_removes_chunks_with_the_server_token(auth_cluster: LocalCluster) -> 
     _run(check())
 
 
+def test_resync_with_server_tokens(auth_cluster: LocalCluster, tmp_path: Path) -> None:
+    """A target taken out and back (admin CLI) resyncs from its peer (SyncDump, Forward,
+    SyncDone: server-only calls) and serves again, with the data written meanwhile."""
+    from emberfs.client._admin import cluster_problems
+
+    admin_file = tmp_path / "admin.token"
+    admin_file.write_text(TOKENS["admin"])
+    meta = ["--meta", auth_cluster.meta_address, "--timeout", "20", "--token-file", str(admin_file)]
+
+    async def routing() -> Any:
+        async with Client(auth_cluster.meta_address, token=TOKENS["user"]) as alice:
+            return await alice.routing()
+
+    async def write(path: str, data: bytes) -> None:
+        async with Client(auth_cluster.meta_address, token=TOKENS["user"]) as alice:
+            await alice.write_file(path, data)
+
+    tail = _run(routing()).chains[0].targets[-1].target_id
+    assert cli_main([*meta, "admin", "offline-target", str(tail)]) == 0
+    payload = b"written while a replica was out" * 5000
+    _run(write("/open/during-offline", payload))
+    assert cli_main([*meta, "admin", "online-target", str(tail)]) == 0
+    deadline = time.monotonic() + 30
+    while problems := cluster_problems(_run(routing())):
+        assert time.monotonic() < deadline, f"the target did not come back: {problems}"
+        time.sleep(0.2)
+
+    async def read_from_each_replica() -> None:
+        async with Client(auth_cluster.meta_address, token=TOKENS["user"], transport="grpc") as alice:
+            assert await alice.read_file("/open/during-offline") == payload
+
+    _run(read_from_each_replica())
+
+
 BAD_FILES = {
     "short token": {"tokens": [{"name": "s", "token": "short-secret-1", "server": True}]},
     "duplicate token": {"tokens": [{"name": "a", "token": "x" * 20, "admin": True},
@@ -382,3 +416,44 @@ def test_bad_tokens_file_exits_1(program: str, tmp_path: Path) -> None:
         for document in (BAD_FILES[case],):
             for entry in document["tokens"]:
                 assert entry["token"] not in err, "a token value leaked into the error message"
+
+
+def test_local_cluster_auth_subprocess(tmp_path: Path) -> None:
+    """`emberfs local-cluster --auth`: tokens made in the data dir (0600), every server
+    started with them, and stderr says how the client presents its token."""
+    data_dir = tmp_path / "lc"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emberfs.client.cli", "local-cluster", "--data-dir", str(data_dir), "--auth",
+         "--nodes", "1", "--replicas", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("emberfs local-cluster ready: meta at "), line
+        meta = line.split(" at ", 1)[1].strip()
+        for name in ("tokens.json", "admin.token", "user.token"):
+            assert (data_dir / name).stat().st_mode & 0o777 == 0o600
+        user = (data_dir / "user.token").read_text().strip()
+
+        async def io() -> None:
+            async with Client(meta, token=user) as fs:
+                await fs.stat("/")
+            async with Client(meta, token=CREDENTIALS["wrong"]) as fs:
+                with pytest.raises(PermissionError, match="missing or invalid token"):
+                    await fs.stat("/")
+
+        _run(io())
+        proc.send_signal(2)  # SIGINT: stop every server
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert f"--token-file {data_dir / 'user.token'}" in err
+        assert user not in err
+    finally:
+        if proc.poll() is None:  # a failed assertion: let it stop its servers first
+            proc.send_signal(2)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -173,3 +173,27 @@ def test_local_cluster_auth_files(tmp_path: Path) -> None:
     assert "--tokens-file" in cluster.meta.argv
     again = _launch.LocalCluster(tmp_path, nodes=1, replicas=1, auth=True)
     assert again.admin_token == admin
+
+
+def test_sync_client_pickles_its_token() -> None:
+    import pickle
+
+    from emberfs.client import SyncClient
+
+    client = SyncClient("127.0.0.1:1", token=T1)
+    try:
+        copy = pickle.loads(pickle.dumps(client))
+        try:
+            assert copy._options["token"] == T1
+        finally:
+            copy.close()
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("token", ["", "has space in it!", "tab\there-0123456789", "é" * 20])
+def test_client_refuses_a_token_grpc_cannot_send(token: str) -> None:
+    from emberfs.client import Client
+
+    with pytest.raises(ValueError, match="printable ASCII"):
+        Client("127.0.0.1:1", token=token)
