@@ -4,9 +4,10 @@
 except that a request which fails to parse reaches the handler as `Undecodable` and is
 answered INVALID_ARGUMENT instead of failing inside grpc with UNKNOWN. `rpc_handler`
 makes the decorator that is each server's one error mapping: an EmberError becomes its
-gRPC status with its exact code in the `emberfs-error` trailing metadata; anything
-else is a bug, logged with its traceback and answered INTERNAL, and the server keeps
-serving.
+gRPC status with its exact code in the `emberfs-error` trailing metadata (its message
+cut to MAX_ERROR_MESSAGE_BYTES, so that one quoting a huge bad input still reaches the
+client); anything else is a bug, logged with its traceback and answered INTERNAL, and
+the server keeps serving.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from emberfs.common import errors
 from emberfs.common.errors import EmberError, Internal, InvalidArgument
 
-__all__ = ["Undecodable", "add_servicer", "reject_unknown_fields", "rpc_handler"]
+__all__ = ["MAX_ERROR_MESSAGE_BYTES", "Undecodable", "add_servicer", "reject_unknown_fields", "rpc_handler"]
+
+# An error message travels as the grpc-message trailer, percent-encoded (up to 3x);
+# clients refuse trailers past 8-16 KiB and would report RESOURCE_EXHAUSTED "Stream
+# removed" instead of the error, so a message quoting a long bad input is cut.
+MAX_ERROR_MESSAGE_BYTES = 1024
 
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -68,6 +74,13 @@ def reject_unknown_fields(message: Message) -> None:
         raise InvalidArgument(f"request has unknown field numbers: {', '.join(sorted(found))}")
 
 
+def _clipped(message: str) -> str:
+    raw = message.encode("utf-8", "replace")
+    if len(raw) <= MAX_ERROR_MESSAGE_BYTES:
+        return message
+    return f"{raw[:MAX_ERROR_MESSAGE_BYTES].decode('utf-8', 'ignore')}... ({len(raw)} bytes in all)"
+
+
 def rpc_handler(
     log: logging.Logger, *, allow_unknown_fields: bool = False, internal_message: str = "internal error (see server log)"
 ) -> Callable[[Handler], Handler]:
@@ -89,7 +102,7 @@ def rpc_handler(
                 log.exception("%s failed", method.__name__)
                 error = Internal(internal_message)
             await context.abort(
-                error.grpc_status, error.message, trailing_metadata=((errors.ERROR_METADATA_KEY, error.code),)
+                error.grpc_status, _clipped(error.message), trailing_metadata=((errors.ERROR_METADATA_KEY, error.code),)
             )
 
         return handler

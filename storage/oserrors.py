@@ -4,7 +4,8 @@ Inside it, code raises or lets through EmberError subclasses unchanged; anything
 else becomes one of (`disk_error_kind` is the pure rule, table-tested):
 
     error                                    becomes        the target
-    ENOSPC, EDQUOT, a full LMDB map          NoSpace        keeps serving
+    ENOSPC, EDQUOT, a full LMDB map, LMDB    NoSpace        keeps serving
+      meeting a full disk (lmdb.DiskError)
     ENOENT                                   Internal       keeps serving (a race or a
                                                             bug, not a failing disk)
     any other OSError (EIO, EROFS, EACCES,   DiskFailure    is marked failed: it reports
@@ -57,6 +58,8 @@ def translated(what: str) -> Iterator[None]:
         raise
     except lmdb.MapFullError as exc:
         raise NoSpace(f"{what}: target metadata map is full") from exc
+    except lmdb.DiskError as exc:  # py-lmdb's class for ENOSPC from a commit's page writes
+        raise NoSpace(f"{what}: no space left on device for the target metadata") from exc
     except lmdb.Error as exc:
         raise Internal(f"{what}: metadata store failed: {exc}") from exc
     except OSError as exc:
