@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import fcntl
 import itertools
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import replace as _replace
 
 import crc32c
+import lmdb
 
 from emberfs.common.errors import (
+    NoSpace,
     Busy,
     ChecksumMismatch,
     ChunkNotCommitted,
@@ -66,6 +69,9 @@ __all__ = ["ChunkStore"]
 
 _BATCH = 1024  # chunk records per remove_inode transaction
 _READ_ATTEMPTS = 16
+_RECOVERY_GROWTHS = 4  # a full map is doubled at most this many times to finish recovery
+
+log = logging.getLogger("emberfs.storage.chunkstore")
 
 
 def _check_chunk_id(chunk_id: ChunkId) -> ChunkId:
@@ -103,11 +109,25 @@ class ChunkStore:
                 self._db = MetaStore(os.path.join(self.root, "meta"), map_size=map_size)
                 self.paths = files.ChunkPaths(self.root)
             self._gate = CommitGate()
-            with translated("recover target"):
-                self.recovered: RecoveryReport = recover(self._db, self.paths)
+            self.recovered: RecoveryReport = self._recover()
         except BaseException:
             self.close()
             raise
+
+    def _recover(self) -> RecoveryReport:
+        """Crash recovery; a map too full to record it (even a discard needs free pages)
+        is grown: nothing else runs while the store opens, so resizing is safe here."""
+        for _ in range(_RECOVERY_GROWTHS):
+            try:
+                with translated("recover target"):
+                    return recover(self._db, self.paths)
+            except NoSpace as exc:
+                if not isinstance(exc.__cause__, lmdb.MapFullError):
+                    raise
+                log.warning("target %s: metadata map full during recovery; growing it to %d bytes",
+                            self.root, self._db.grow())
+        with translated("recover target"):
+            return recover(self._db, self.paths)
 
     def close(self) -> None:
         db = getattr(self, "_db", None)
@@ -217,21 +237,27 @@ class ChunkStore:
                     return _meta(chunk_id, before)
                 raise FailedPrecondition(f"chunk {chunk_id}: no pending version {update_version}")
             if before.pending_kind == UpdateKind.REMOVE:
-                with self._gate.committing([key]):
+                def unlink() -> None:
                     files.unlink_quiet(chunk_path)
                     if before.committed:
                         files.fsync_dir(self.paths.directory(chunk_id))
-                    self._db.write(key, before, None)
+
+                with self._gate.committing([key]):
+                    self._db.write(key, before, None, then=unlink)  # the file goes only if the record change fits
                 return ChunkMeta(chunk_id, False, update_version, None,
                                  before.pending_chain_version, 0, 0)
             pending_path = self.paths.pending(chunk_id, update_version)
             files.fsync_file(pending_path)
             after = ChunkRecord(update_version, before.pending_chain_version,
                                 before.pending_length, before.pending_crc32c)
-            with self._gate.committing([key]):
+            def swap() -> None:
                 os.replace(pending_path, chunk_path)
                 files.fsync_dir(self.paths.directory(chunk_id))
-                self._db.write(key, before, after)
+
+            with self._gate.committing([key]):
+                # The rename runs inside the record's transaction, after its puts: a full
+                # map refuses the commit before the committed file is touched.
+                self._db.write(key, before, after, then=swap)
             return _meta(chunk_id, after)
 
     def abort(self, chunk_id: ChunkId, update_version: int) -> None:

@@ -14,7 +14,7 @@ same transaction, so they never disagree after a crash.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import lmdb
 
@@ -38,6 +38,12 @@ class MetaStore:
         self._pending = self._env.open_db(b"pending")
         self._info = self._env.open_db(b"info")
 
+    def grow(self) -> int:
+        """Double the map; only while no transaction is open (at open time). The new size."""
+        size = int(self._env.info()["map_size"]) * 2
+        self._env.set_mapsize(size)
+        return size
+
     def close(self) -> None:
         self._env.close()
 
@@ -46,12 +52,18 @@ class MetaStore:
             value = txn.get(key)
         return decode_record(value) if value is not None else None
 
-    def write(self, key: bytes, before: ChunkRecord | None, after: ChunkRecord | None) -> None:
+    def write(self, key: bytes, before: ChunkRecord | None, after: ChunkRecord | None, *,
+              then: Callable[[], None] | None = None) -> None:
         """Replace one chunk's record `before` by `after` (None: no record)."""
-        self.write_many([(key, before, after)])
+        self.write_many([(key, before, after)], then=then)
 
-    def write_many(self, changes: Iterable[Change]) -> None:
-        """Apply several record changes in one durable transaction."""
+    def write_many(self, changes: Iterable[Change], *, then: Callable[[], None] | None = None) -> None:
+        """Apply several record changes in one durable transaction.
+
+        then: file work that must happen only if the records fit (a commit's rename):
+        it runs after every put succeeded and before the transaction commits, so a full
+        map refuses the change with the files untouched, and a failure in `then`
+        aborts the records."""
         with self._env.begin(write=True) as txn:
             d_chunks = d_bytes = 0
             for key, before, after in changes:
@@ -71,6 +83,8 @@ class MetaStore:
                 raw = txn.get(_TOTALS_KEY, db=self._info)
                 chunks, size = _TOTALS.unpack(raw) if raw else (0, 0)
                 txn.put(_TOTALS_KEY, _TOTALS.pack(chunks + d_chunks, size + d_bytes), db=self._info)
+            if then is not None:
+                then()
 
     def scan(self, prefix: bytes = b"") -> Iterator[tuple[bytes, ChunkRecord]]:
         """Records whose key starts with `prefix`, in key order, read in short

@@ -10,8 +10,9 @@ a clear error, never corrupts), on real LMDB environments.
   before any chunk file is touched, nothing is committed, and the target stays
   readable and writable once records are removed. LMDB's own ENOSPC (py-lmdb's
   DiskError, when the data file cannot grow on a full disk) is NoSpace too.
-- Two faults found here are kept as strict xfails (reported in issue 9): a commit
-  that meets the full map after its os.replace, and reopening such a target.
+- A commit that meets a full map is refused before its chunk file is replaced (the
+  rename runs inside the record's transaction), and a target whose map is too full
+  even for crash recovery grows it when it opens.
 """
 
 from __future__ import annotations
@@ -150,8 +151,6 @@ def _pending_overwrite_then_full(store: ChunkStore) -> ChunkId:
     return chunk
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: a commit whose LMDB write meets a full map runs after os.replace "
-                   "of the chunk file, so the record still describes v1 while the file holds v2")
 def test_a_commit_that_meets_a_full_map_leaves_the_committed_version_readable(tmp_path: Path) -> None:
     with ChunkStore(tmp_path / "target", map_size=TARGET_MAP) as store:
         chunk = _pending_overwrite_then_full(store)
@@ -162,12 +161,12 @@ def test_a_commit_that_meets_a_full_map_leaves_the_committed_version_readable(tm
         assert store.verify(chunk)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9: reopening a target whose map is full fails NoSpace in recovery "
-                   "(it must roll a replaced chunk forward and has no page to do it), so the target cannot start")
 def test_a_target_with_a_full_map_opens_again(tmp_path: Path) -> None:
     with ChunkStore(tmp_path / "target", map_size=TARGET_MAP) as store:
         chunk = _pending_overwrite_then_full(store)
         with pytest.raises(e.NoSpace):
             store.commit(chunk, 2)
-    with ChunkStore(tmp_path / "target", map_size=TARGET_MAP) as store:
-        assert store.read(chunk, 0, CS)[0] == b"version two, longer"
+    with ChunkStore(tmp_path / "target", map_size=TARGET_MAP) as store:  # recovery grows the map
+        data, meta = store.read(chunk, 0, CS)
+        assert (data, meta.commit_version) == (b"version one", 1)  # the refused commit never happened
+        assert store.verify(chunk) and store.meta(chunk).pending_version is None
