@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = ["MAX_MESSAGE_BYTES", "channel_options", "server_options"]
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024 + 64 * 1024
+MAX_STREAMS_PER_CONNECTION = 256
 
 
 def server_options() -> list[tuple[str, int]]:
@@ -17,6 +18,9 @@ def server_options() -> list[tuple[str, int]]:
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.so_reuseport", 0),
+        # Per-connection cap on calls in flight: one peer cannot hold unbounded server
+        # work; callers past it wait for a stream (HTTP/2), they are not refused.
+        ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
     ]
 
 
