@@ -13,7 +13,7 @@ want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "[env] installing emberfs and its test dependencies into $VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test,bench,fsspec,torch]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[test,bench,fsspec,torch,fast]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
     "$VENV/bin/python" -c "import emberfs.client, emberfs.metaserver, lmdb, grpc, pytest" \
         || { echo "[env] install failed" >&2; exit 1; }
     echo "$want" > "$stamp"
