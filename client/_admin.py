@@ -15,6 +15,7 @@ import grpc
 from emberfs.common.authgrpc import bearer_metadata
 from emberfs.common.errors import EmberError, from_rpc_error
 from emberfs.common.rpc import channel_options
+from emberfs.common.tls import sync_channel
 from emberfs.proto import common_pb2, mgmt_pb2, mgmt_pb2_grpc
 
 __all__ = ["cluster_problems", "init_chains_sync", "wait_cluster_sync"]
@@ -50,10 +51,10 @@ def _metadata(token: str | None) -> tuple[tuple[str, str], ...]:
 
 
 def wait_cluster_sync(meta: str, deadline: float, *, nodes: int | None = None, serving: bool = False,
-                      token: str | None = None) -> None:
+                      token: str | None = None, tls_ca: str | None = None) -> None:
     """Block until `cluster_problems` is empty; TimeoutError naming the problems at the deadline."""
     problems = ["the metaserver did not answer"]
-    with grpc.insecure_channel(meta, options=channel_options()) as channel:
+    with sync_channel(meta, tls_ca, channel_options()) as channel:
         stub = mgmt_pb2_grpc.MgmtStub(channel)
         while time.monotonic() < deadline:
             try:
@@ -69,11 +70,12 @@ def wait_cluster_sync(meta: str, deadline: float, *, nodes: int | None = None, s
 
 
 def init_chains_sync(
-    meta: str, replicas: int, deadline: float, chains: int = 0, *, token: str | None = None
+    meta: str, replicas: int, deadline: float, chains: int = 0, *, token: str | None = None,
+    tls_ca: str | None = None,
 ) -> tuple[bool, list[mgmt_pb2.ChainInfo]]:
     """InitChains (idempotent; with tokens, `token` must be an admin's); returns
     (created, chains). Retries while unavailable."""
-    with grpc.insecure_channel(meta, options=channel_options()) as channel:
+    with sync_channel(meta, tls_ca, channel_options()) as channel:
         stub = mgmt_pb2_grpc.MgmtStub(channel)
         while True:
             try:

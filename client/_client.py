@@ -23,6 +23,7 @@ from typing import Any, Self, TypeVar
 from google.protobuf.message import Message
 
 from emberfs.common.auth import token_from_env
+from emberfs.common.tls import check_ca, tls_ca_from_env
 from emberfs.common.errors import EmberError, Internal, InvalidArgument, IsADirectory
 from emberfs.common.paths import check_mode
 from emberfs.common.layout import ChunkRead, ChunkSpan, chunk_span
@@ -77,6 +78,10 @@ class Client:
     `token`: the secret a cluster with tokens requires (default: $EMBERFS_TOKEN; none
     if unset). With a user token the servers use the token's uid/gid/groups, not the
     ones given here; with an admin token they use the ones given here.
+
+    `tls_ca`: the PEM path of the CA that signed the servers' certificates, for a
+    cluster serving TLS (default: $EMBERFS_TLS_CA; plaintext if unset). Both transports
+    then use TLS and verify each server's certificate and name.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class Client:
         readahead: int = 8 * 2**20,
         transport: str = "bulk",
         token: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         if not 0 <= umask <= 0o777:
             raise ValueError(f"umask {umask:#o} is outside 0..0o777")
@@ -116,9 +122,13 @@ class Client:
         self.state = ClientState.UNOPENED
         retry = retry or RetryPolicy()
         token = token if token is not None else token_from_env()
-        self._meta = MetaTransport(address, self.identity, timeout=timeout, retry=retry, token=token)
+        tls_ca = tls_ca if tls_ca is not None else tls_ca_from_env()
+        if tls_ca:
+            check_ca(tls_ca)  # TlsError (a ValueError) now, not a failed handshake later
+        self._meta = MetaTransport(address, self.identity, timeout=timeout, retry=retry, token=token,
+                                   tls_ca=tls_ca)
         self._routing = RoutingCache(self._fetch_routing)
-        self._storage = StoragePool(bulk=transport == "bulk", token=token)
+        self._storage = StoragePool(bulk=transport == "bulk", token=token, tls_ca=tls_ca)
         self.readahead = readahead
         self._data = DataPath(
             self._routing,

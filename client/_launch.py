@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from emberfs.common.auth import ADMIN_TOKEN_FILE, TOKENS_FILE, USER_TOKEN_FILE, load_tokens_file, write_token_files
+from emberfs.common.tls import CA_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE, gen_certs
 
 __all__ = [
     "ADMIN_TOKEN_FILE", "TOKENS_FILE", "USER_TOKEN_FILE", "LocalCluster", "ServerProcess", "ServerStartError",
@@ -268,6 +269,11 @@ class LocalCluster:
     uid/gid, and the admin and user tokens alone in `admin.token` and `user.token`
     (0600) for `emberfs --token-file`. The launcher's own Mgmt calls use the first
     admin token of the file.
+
+    TLS: `tls=True` starts every server with `tls/server.pem` and `tls/server.key` in
+    data_dir (made with common/tls.gen_certs on the first start, kept across restarts)
+    and has them verify each other with `tls/ca.pem`; `tls_ca` is that CA's path, for
+    clients (Client(tls_ca=cluster.tls_ca)); None without TLS.
     """
 
     def __init__(
@@ -284,6 +290,7 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         auth: bool = False,
         tokens_file: Path | None = None,
+        tls: bool = False,
     ) -> None:
         if nodes < 1 or replicas < 1 or targets_per_node < 1:
             raise ValueError("nodes, replicas and targets_per_node must be at least 1")
@@ -300,6 +307,14 @@ class LocalCluster:
             self.tokens_file = write_token_files(self.data_dir)
         self.admin_token = _first_token(self.tokens_file, "admin") if self.tokens_file is not None else None
         auth_args = ["--tokens-file", str(self.tokens_file)] if self.tokens_file is not None else []
+        self.tls_ca: Path | None = None
+        if tls:
+            tls_dir = self.data_dir / "tls"
+            if not all((tls_dir / name).exists() for name in (CA_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE)):
+                gen_certs(tls_dir)
+            self.tls_ca = tls_dir / CA_FILE
+            auth_args += ["--tls-cert", str(tls_dir / SERVER_CERT_FILE), "--tls-key", str(tls_dir / SERVER_KEY_FILE),
+                          "--tls-ca", str(self.tls_ca)]
         self._storage_args = auth_args
         meta_args: list[str] = [*auth_args]
         if chunk_size is not None:
@@ -364,11 +379,11 @@ class LocalCluster:
             self._save()
             from ._admin import init_chains_sync, wait_cluster_sync
 
-            token = self.admin_token
-            wait_cluster_sync(self.meta_address, deadline, nodes=self.nodes, token=token)
-            created, chains = init_chains_sync(self.meta_address, self.replicas, deadline, token=token)
+            token, ca = self.admin_token, str(self.tls_ca) if self.tls_ca is not None else None
+            wait_cluster_sync(self.meta_address, deadline, nodes=self.nodes, token=token, tls_ca=ca)
+            created, chains = init_chains_sync(self.meta_address, self.replicas, deadline, token=token, tls_ca=ca)
             say(f"{'created' if created else 'found'} {len(chains)} chains of {self.replicas} replicas")
-            wait_cluster_sync(self.meta_address, deadline, serving=True, token=token)
+            wait_cluster_sync(self.meta_address, deadline, serving=True, token=token, tls_ca=ca)
             say("every chain is serving")
         except BaseException:
             self.stop()

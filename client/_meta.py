@@ -58,9 +58,11 @@ class MetaTransport:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         token: str | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.address = address
         self._token = token
+        self._tls_ca = tls_ca
         self.client_id = uuid.uuid4().hex
         self._identity = identity
         self._timeout = timeout
@@ -72,7 +74,7 @@ class MetaTransport:
         self._mgmt: mgmt_pb2_grpc.MgmtStub | None = None
 
     async def open(self) -> None:
-        self._channel = open_channel(self.address, self._token)
+        self._channel = open_channel(self.address, self._token, self._tls_ca)
         self._stub = meta_pb2_grpc.MetaStub(self._channel)
         self._mgmt = mgmt_pb2_grpc.MgmtStub(self._channel)
 

@@ -76,6 +76,7 @@ class ClientOptions(TypedDict, total=False):
     readahead: int
     transport: str
     token: str | None  # travels with a pickled SyncClient: a worker gets the parent's token
+    tls_ca: str | None  # the CA's PEM path (a path pickles; an SSLContext would not)
 
 
 @dataclass(eq=False)

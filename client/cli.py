@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from emberfs.common import eventloop
 from emberfs.common.auth import TOKEN_FILE_ENV, read_token_file
+from emberfs.common.tls import TLS_CA_ENV, TlsError, check_ca, tls_ca_from_env
 
 from .commands import COMMANDS, CliContext, Command, error_line
 
@@ -46,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="file holding the token of a cluster that requires one (default: $EMBERFS_TOKEN_FILE, else the "
              "token in $EMBERFS_TOKEN)",
     )
+    parser.add_argument(
+        "--tls-ca", default=tls_ca_from_env(), metavar="PEM",
+        help=f"talk TLS to a cluster serving it, verifying the servers against this CA (default: ${TLS_CA_ENV})",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         sub = commands.add_parser(command.name, aliases=command.aliases, help=command.help, description=command.help)
@@ -71,7 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:
             print(f"emberfs: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
-    ctx = CliContext(meta=args.meta, timeout=args.timeout, token=token)
+    if args.tls_ca is not None:
+        try:
+            check_ca(args.tls_ca)
+        except TlsError as exc:
+            print(f"emberfs: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+    ctx = CliContext(meta=args.meta, timeout=args.timeout, token=token, tls_ca=args.tls_ca)
     try:
         return eventloop.run(_run(command, ctx, args))
     except BrokenPipeError:  # a ConnectionError, so before that clause

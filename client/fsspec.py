@@ -49,7 +49,7 @@ __all__ = ["EmberFileSystem"]
 _COPY_BLOCK = 8 * 2**20  # bytes per step of put/get/cp: a few chunks in flight, bounded memory
 _CLIENT_OPTIONS = (
     "uid", "gid", "groups", "umask", "timeout", "retry", "verify_crc",
-    "max_inflight", "per_server_inflight", "readahead", "transport", "token",
+    "max_inflight", "per_server_inflight", "readahead", "transport", "token", "tls_ca",
 )  # fmt: skip
 
 

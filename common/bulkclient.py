@@ -25,6 +25,7 @@ from typing import Any
 
 from emberfs.common import bulkwire as w
 from emberfs.common.errors import EmberError, Unauthenticated, Unavailable, error_for_code
+from emberfs.common.tls import client_ssl_context
 from emberfs.proto import common_pb2, storage_pb2
 
 __all__ = ["BULK_METHODS", "BulkPool", "BulkReadReply", "CONNECT_TIMEOUT_S", "Cork"]
@@ -335,10 +336,11 @@ def _expire(future: asyncio.Future[Any], why: str) -> None:
 class BulkPool:
     """Bulk connections by address (`connections` per address, used round-robin)."""
 
-    def __init__(self, *, token: bytes = b"", connections: int = 1) -> None:
+    def __init__(self, *, token: bytes = b"", connections: int = 1, tls_ca: str | None = None) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
         self._token = token
+        self._tls_ca = tls_ca  # a CA's PEM path: connections are TLS, the server verified
         self._per_address = connections
         self._connections: dict[str, list[_Connection | None]] = {}
         self._connecting: dict[tuple[str, int], asyncio.Task[_Connection]] = {}
@@ -362,9 +364,13 @@ class BulkPool:
     async def _open(self, address: str) -> _Connection:
         host, _, port = address.rpartition(":")
         loop = asyncio.get_running_loop()
+        tls: dict[str, Any] = {}
+        if self._tls_ca:
+            tls = {"ssl": client_ssl_context(self._tls_ca), "server_hostname": host.strip("[]"),
+                   "ssl_handshake_timeout": CONNECT_TIMEOUT_S}
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(address), host.strip("[]"), int(port)),
+                loop.create_connection(lambda: _Connection(address), host.strip("[]"), int(port), **tls),
                 CONNECT_TIMEOUT_S)
             await conn.greet(self._token, CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:

@@ -26,17 +26,19 @@ __all__ = ["StoragePool"]
 
 
 class StoragePool:
-    def __init__(self, *, bulk: bool = True, bulk_connections: int = 1, token: str | None = None) -> None:
+    def __init__(self, *, bulk: bool = True, bulk_connections: int = 1, token: str | None = None,
+                 tls_ca: str | None = None) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, storage_pb2_grpc.StorageStub] = {}
         self._token = token
+        self._tls_ca = tls_ca  # a CA's PEM path: TLS on both transports (common/tls.py)
         token_bytes = token.encode("utf-8") if token else b""
-        self.bulk = BulkPool(connections=bulk_connections, token=token_bytes) if bulk else None
+        self.bulk = BulkPool(connections=bulk_connections, token=token_bytes, tls_ca=tls_ca) if bulk else None
 
     def stub(self, address: str) -> storage_pb2_grpc.StorageStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = open_channel(address, self._token)
+            channel = open_channel(address, self._token, self._tls_ca)
             self._channels[address] = channel
             stub = self._stubs[address] = storage_pb2_grpc.StorageStub(channel)
         return stub

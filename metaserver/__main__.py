@@ -8,6 +8,7 @@ import sys
 
 from emberfs.common.auth import TOKENS_FILE_ENV, TokenTable, TokensFileError, load_tokens_file
 from emberfs.common.errors import InvalidArgument
+from emberfs.common.tls import TlsError, add_tls_arguments, tls_from_args
 
 from .config import MetaConfig
 from .server import run
@@ -34,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON tokens file: require a valid token on every Meta and Mgmt call (see README, "
                              "Security); its first \"server\": true entry is the token the chunk GC sends "
                              f"(default: ${TOKENS_FILE_ENV})")
+    add_tls_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        tls, tls_ca = tls_from_args(args)
+    except TlsError as exc:
+        print(f"emberfs-meta: error: {exc}", file=sys.stderr)
+        return 1
     tokens: TokenTable | None = None
     if args.tokens_file:
         try:
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             gc_interval_s=args.gc_interval,
             log_level=args.log_level,
             tokens=tokens,
+            tls=tls,
+            tls_ca=tls_ca,
         )
     except InvalidArgument as exc:
         parser.error(exc.message)

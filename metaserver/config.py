@@ -13,6 +13,7 @@ import math
 
 from emberfs.common.auth import TokenTable
 from emberfs.common.errors import InvalidArgument
+from emberfs.common.tls import ServerTls
 
 __all__ = [
     "MAX_CHUNK_SIZE",
@@ -82,6 +83,10 @@ class MetaConfig:
     # Required tokens (--tokens-file, common/auth.py); None: every caller is trusted
     # with the identity its request header names, as before.
     tokens: TokenTable | None = None
+    # TLS (--tls-cert/--tls-key, common/tls.py): None serves plaintext. tls_ca: the CA the
+    # GC verifies storage servers with (--tls-ca); None calls them in plaintext.
+    tls: ServerTls | None = None
+    tls_ca: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, str) or not self.data_dir:

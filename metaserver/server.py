@@ -14,7 +14,8 @@ the store, and exits 0.
 cluster manager (whose chain table becomes the store's chain allocator, so new files
 get chains) and the GC collector; `MetaServer.start`/`stop` start and stop the
 background tasks with the server. `extra_servicers` adds more services (tests).
-With `config.tokens`, every call but grpc health passes the token interceptor
+With `config.tls`, the port is TLS; with `config.tls_ca`, the GC calls storage
+servers over TLS. With `config.tokens`, every call but grpc health passes the token interceptor
 (common/authgrpc.py) and the GC calls storage servers with the server token.
 """
 
@@ -34,6 +35,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from emberfs.common import eventloop
 from emberfs.common.authgrpc import server_interceptors
 from emberfs.common.rpc import server_options
+from emberfs.common.tls import add_port
 
 from .config import MetaConfig, parse_listen
 from .mgmt.gc import ChunkCollector, ChunkRemover, GrpcChunkRemover
@@ -102,7 +104,7 @@ def build_server(
     store.allocator = manager.allocator
     server_token = config.tokens.server_token if config.tokens is not None else None
     collector = ChunkCollector(
-        store, lambda: manager.state, remover or GrpcChunkRemover(token=server_token), interval_s=config.gc_interval_s
+        store, lambda: manager.state, remover or GrpcChunkRemover(token=server_token, tls_ca=config.tls_ca), interval_s=config.gc_interval_s
     )
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=server_interceptors(config.tokens))
     add_meta_servicer(MetaServicer(store), server)
@@ -111,10 +113,7 @@ def build_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for add in extra_servicers:
         add(server)
-    try:
-        bound = server.add_insecure_port(config.listen)
-    except RuntimeError as exc:  # grpc raises when the address cannot be bound
-        raise OSError(f"cannot listen on {config.listen}: {exc}") from exc
+    bound = add_port(server, config.listen, config.tls)  # secure with --tls-cert/--tls-key
     if bound == 0 and port != 0:
         raise OSError(f"cannot listen on {config.listen}")
     return MetaServer(server, health_servicer, host, bound, manager, collector)
@@ -139,6 +138,8 @@ async def serve(
         log.info("serving %s (data dir %s), %s", meta.address, config.data_dir,
                  f"tokens required ({len(config.tokens)} known)" if config.tokens is not None
                  else "no tokens (open to all)")
+        log.info("TLS: %s; calls storage servers %s", "on" if config.tls is not None else "off (plaintext)",
+                 f"over TLS (CA {config.tls_ca})" if config.tls_ca else "in plaintext")
         await stop.wait()
         log.info("stopping: grace %.1f s for in-flight calls", GRACE_S)
         await meta.stop(GRACE_S)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from emberfs.common.errors import InvalidArgument
+from emberfs.common.tls import TlsError
 
 from .config import build_parser, config_from_args
 
@@ -18,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
     except InvalidArgument as exc:
         parser.error(exc.message)  # exits 1 with usage
+    except TlsError as exc:
+        print(f"emberfs-storage: error: {exc}", file=sys.stderr)
+        return 1
     from .server import run  # after validation: `--help` and bad flags stay fast
 
     return run(config)

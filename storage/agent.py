@@ -89,14 +89,14 @@ class RoutingHolder:
 class Agent:
     def __init__(self, *, node_id: int, address: str, meta: str, stores: dict[int, ChunkStore],
                  executor: ThreadPoolExecutor, interval_s: float, health: NodeHealth | None = None,
-                 bulk_address: str = "", token: str | None = None) -> None:
+                 bulk_address: str = "", token: str | None = None, tls_ca: str | None = None) -> None:
         self.node_id = node_id
         self.address = address
         self.bulk_address = bulk_address
         self.stores = stores
         self.executor = executor
         self.interval_s = interval_s
-        self._channel = open_channel(meta, token)  # token: this server's server token
+        self._channel = open_channel(meta, token, tls_ca)  # token: this server's server token
         self.stub = mgmt_pb2_grpc.MgmtStub(self._channel)
         self.routing = RoutingHolder(lambda: self.stub)
         self.registered = asyncio.Event()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any
 
 from emberfs.common import bulkwire as w
@@ -66,9 +67,10 @@ class BulkServer:
     """Listens for bulk connections and serves them with one operator."""
 
     def __init__(self, operator: Operator, *, stall_s: float = STALL_S, budget: int = SERVER_BUDGET,
-                 tokens: TokenTable | None = None) -> None:
+                 tokens: TokenTable | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.op = operator
         self.tokens = tokens
+        self.ssl_context = ssl_context  # TLS (common/tls.py); None: plaintext
         self.stall_s = stall_s
         self.budget = budget
         self.held = 0  # payload bytes received or being served, all connections
@@ -79,8 +81,10 @@ class BulkServer:
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
-        self.sendfile = native_sendfile(loop)
-        self._server = await loop.create_server(lambda: _ServerConnection(self), host, port, reuse_address=True)
+        # sendfile(2) would put plaintext on a TLS socket: with TLS, reads take the copying path.
+        self.sendfile = native_sendfile(loop) and self.ssl_context is None
+        self._server = await loop.create_server(lambda: _ServerConnection(self), host, port, reuse_address=True,
+                                                ssl=self.ssl_context)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:

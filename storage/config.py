@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from emberfs.common.auth import TOKENS_FILE_ENV, TokenTable, load_tokens_file
 from emberfs.common.errors import InvalidArgument
+from emberfs.common.tls import ServerTls, add_tls_arguments, tls_from_args
 
 __all__ = ["MAX_TARGETS", "StorageConfig", "build_parser", "config_from_args", "parse_hostport"]
 
@@ -51,6 +52,8 @@ class StorageConfig:
     bulk_port: int | None = 0  # the bulk data channel, on the listen host; 0 picks one, None: off
     bulk_stall_s: float = 30.0  # a bulk peer silent this long in the middle of a frame is cut off
     tokens: TokenTable | None = None  # None: no authentication (see the module docstring)
+    tls: ServerTls | None = None  # --tls-cert/--tls-key (common/tls.py); None: plaintext
+    tls_ca: str | None = None  # --tls-ca: verify the metaserver and peers; None: call them in plaintext
 
     def __post_init__(self) -> None:
         parse_hostport(self.listen, what="--listen")
@@ -104,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens-file", default=os.environ.get(TOKENS_FILE_ENV) or None, metavar="PATH",
                    help="JSON tokens file: require a valid token on every call (gRPC and bulk channel); its "
                         "first \"server\": true entry is this server's own token (default: $EMBERFS_TOKENS_FILE)")
+    add_tls_arguments(p)
     return p
 
 
@@ -116,10 +120,13 @@ def _bulk_port(value: str) -> int | None:
 
 
 def config_from_args(args: argparse.Namespace) -> StorageConfig:
+    """The config; InvalidArgument on bad values, TlsError on unusable TLS files."""
+    tls, tls_ca = tls_from_args(args)
     return StorageConfig(
         listen=args.listen, meta=args.meta, data_dir=args.data_dir, node_id=args.node_id,
         targets=args.targets, advertise=args.advertise,
         heartbeat_interval_s=args.heartbeat_interval, log_level=args.log_level, bulk_port=args.bulk_port,
         bulk_stall_s=args.bulk_stall_timeout,
         tokens=load_tokens_file(args.tokens_file, warn=True) if args.tokens_file else None,
+        tls=tls, tls_ca=tls_ca,
     )

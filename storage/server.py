@@ -16,7 +16,8 @@ targets failed by disk errors and the resync marks (localstate.py).
 
 With tokens (config.tokens), gRPC calls pass the token interceptor (common/authgrpc.py),
 the bulk channel checks its hello, and the agent and the peer pool send this server's
-own server token.
+own server token. With TLS (config.tls), gRPC and the bulk channel serve TLS; with
+config.tls_ca, the agent and the peer pool call over TLS (common/tls.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from emberfs.common.authgrpc import server_interceptors
 from emberfs.common.errors import EmberError
 from emberfs.common.malloc import tune_malloc
 from emberfs.common.rpc import server_options
+from emberfs.common.tls import add_port
 
 from .agent import Agent
 from .bulkserver import BulkServer
@@ -70,7 +72,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
     executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="emberfs-io")
     tokens = config.tokens
     own_token = tokens.server_token if tokens is not None else None
-    peers = PeerPool(token=own_token)
+    peers = PeerPool(token=own_token, tls_ca=config.tls_ca)
     agent: Agent | None = None
     bulk: BulkServer | None = None
     agent_task: asyncio.Task[None] | None = None
@@ -79,21 +81,19 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
     server = grpc.aio.server(options=server_options(), interceptors=server_interceptors(tokens))
     try:
         host, port = parse_hostport(config.listen, what="--listen")
-        try:
-            bound = server.add_insecure_port(config.listen)
-        except RuntimeError as exc:
-            raise OSError(f"cannot listen on {config.listen}: {exc}") from exc
+        bound = add_port(server, config.listen, config.tls)  # secure with --tls-cert/--tls-key
         if bound == 0 and port != 0:
             raise OSError(f"cannot listen on {config.listen}")
         address = f"{host}:{bound}"
         advertise = config.advertise or address
         agent = Agent(node_id=config.node_id, address=advertise, meta=config.meta, stores=stores,
                       executor=executor, interval_s=config.heartbeat_interval_s, health=node_health,
-                      token=own_token)
+                      token=own_token, tls_ca=config.tls_ca)
         operator = Operator(config.node_id, stores, agent.routing, peers, executor, health=node_health)
         add_storage_servicer(StorageServicer(operator), server)
         if config.bulk_port is not None:
-            bulk = BulkServer(operator, stall_s=config.bulk_stall_s, tokens=tokens)
+            bulk = BulkServer(operator, stall_s=config.bulk_stall_s, tokens=tokens,
+                              ssl_context=config.tls.ssl_context() if config.tls is not None else None)
             bulk_port = await bulk.start(host.strip("[]"), config.bulk_port)
             # Peers dial the advertised host (a container's service name) at the bound port.
             agent.bulk_address = f"{advertise.rpartition(':')[0]}:{bulk_port}"
@@ -106,6 +106,8 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         log.info("node %d serving %s (advertised %s, bulk channel %s), targets %s, metaserver %s, %s", config.node_id,
                  address, advertise, agent.bulk_address or "off", sorted(stores), config.meta,
                  f"tokens required ({len(tokens)} known)" if tokens is not None else "no tokens (open to all)")
+        log.info("TLS: %s; calls the metaserver and peers %s", "on" if config.tls is not None else "off (plaintext)",
+                 f"over TLS (CA {config.tls_ca})" if config.tls_ca else "in plaintext")
         agent_task = loop.create_task(agent.run())
         resync_task = loop.create_task(ResyncWorker(operator).run())
         await stop.wait()

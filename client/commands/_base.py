@@ -35,6 +35,7 @@ class CliContext:
     meta: str  # metaserver address, HOST:PORT
     timeout: float
     token: str | None = None  # None: the Client's default ($EMBERFS_TOKEN)
+    tls_ca: str | None = None  # None: the Client's default ($EMBERFS_TLS_CA; else plaintext)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     _client: Client | None = None
@@ -45,7 +46,7 @@ class CliContext:
         is unreachable and poll again, instead of one call waiting out --timeout."""
         if self._client is None:
             retry = RetryPolicy(max_attempts=POLL_ATTEMPTS) if polling else None
-            client = Client(self.meta, timeout=self.timeout, retry=retry, token=self.token)
+            client = Client(self.meta, timeout=self.timeout, retry=retry, token=self.token, tls_ca=self.tls_ca)
             # Fail fast when nothing answers at all; once connected, calls ride out a
             # metaserver restart up to --timeout.
             # (A polling loop reports an unreachable metaserver itself.)

@@ -1,7 +1,8 @@
 """Cluster commands: `emberfs cluster [--json]`, `emberfs cluster wait [--timeout S]`,
 `emberfs cluster --watch [--interval S] [--count N] [--timeout S]`,
 `emberfs admin init-chains --replicas R [--chains N]` and
-`emberfs admin offline-target ID` / `online-target ID`.
+`emberfs admin offline-target ID` / `online-target ID`, and
+`emberfs admin gen-certs DIR [--hosts h1,h2]` (certs.py: TLS files, no cluster call).
 
 They read and change the cluster manager (the metaserver's Mgmt service) through the
 client, so they share its headers, deadlines and error translation.
@@ -25,6 +26,7 @@ from emberfs.proto import mgmt_pb2
 
 from .._admin import cluster_problems
 from ._base import CliContext, Command
+from .certs import gen_certs_command
 
 __all__ = ["COMMANDS", "format_routing", "routing_changes", "routing_json"]
 
@@ -223,19 +225,31 @@ _TARGET_ACTIONS = {"offline-target": True, "online-target": False}
 def _admin_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "action",
-        choices=["init-chains", *_TARGET_ACTIONS],
+        choices=["init-chains", *_TARGET_ACTIONS, "gen-certs"],
         help="init-chains: create the chain table; offline-target ID: take a target out for maintenance "
-             "(its chain goes on without it); online-target ID: let it rejoin (it resyncs, then serves)",
+             "(its chain goes on without it); online-target ID: let it rejoin (it resyncs, then serves); "
+             "gen-certs DIR: make a test CA and a server certificate for TLS",
     )
-    p.add_argument("target_id", nargs="?", type=int, metavar="ID", help="offline-/online-target: the target id")
+    p.add_argument("target_id", nargs="?", metavar="ID|DIR",
+                   help="offline-/online-target: the target id; gen-certs: the directory to write")
+    p.add_argument("--hosts", default="", metavar="H1,H2",
+                   help="gen-certs: more names or addresses the server certificate covers (besides localhost and "
+                        "127.0.0.1)")
     p.add_argument("--replicas", type=int, metavar="R", help="init-chains: targets per chain, on distinct nodes")
     p.add_argument("--chains", type=int, default=0, metavar="N",
                    help="init-chains: how many chains (default: as many as fit)")
 
 
 async def _admin(ctx: CliContext, args: argparse.Namespace) -> int:
+    if args.action == "gen-certs":
+        return gen_certs_command(ctx, args.target_id, args.hosts)
     if args.action in _TARGET_ACTIONS:
-        return await _set_target_admin_state(ctx, args.action, args.target_id, offline=_TARGET_ACTIONS[args.action])
+        target_id = args.target_id
+        if target_id is not None and not target_id.lstrip("-").isdigit():
+            print(f"emberfs: admin {args.action}: target id {target_id!r} is not a number", file=ctx.err)
+            return 2
+        return await _set_target_admin_state(ctx, args.action, None if target_id is None else int(target_id),
+                                             offline=_TARGET_ACTIONS[args.action])
     if args.replicas is None:
         print("emberfs: admin init-chains: --replicas R is required", file=ctx.err)
         return 2

@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from emberfs.common.rpc import channel_options
+from emberfs.common.tls import aio_channel
 
 from .._admin import cluster_problems
 from ._base import CliContext, Command
@@ -32,9 +33,9 @@ __all__ = ["COMMANDS", "probe_server"]
 _POLL_S = 0.5
 
 
-async def probe_server(address: str, timeout: float) -> str | None:
+async def probe_server(address: str, timeout: float, tls_ca: str | None = None) -> str | None:
     """None when the server at `address` reports SERVING over gRPC health, else why not."""
-    async with grpc.aio.insecure_channel(address, options=channel_options()) as channel:
+    async with aio_channel(address, tls_ca, channel_options()) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout, wait_for_ready=False
@@ -57,7 +58,7 @@ async def _node_problems(ctx: CliContext, nodes: int) -> list[str]:
 
 async def _problems(ctx: CliContext, address: str, nodes: int | None) -> list[str]:
     problems = []
-    why = await probe_server(address, ctx.timeout)
+    why = await probe_server(address, ctx.timeout, ctx.tls_ca)
     if why is not None:
         problems.append(why)
     if nodes is not None:

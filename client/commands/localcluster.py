@@ -6,7 +6,9 @@ child (SIGKILL after a bound) and exits 0. A child that dies is reported once on
 stderr and left down: tests kill and restart servers themselves. Started again on
 the same data dir it brings back the same cluster (`LocalCluster` keeps the ports).
 `--auth` makes every server require tokens (a tokens file generated in the data dir,
-kept across restarts) and says on stderr how the client presents its token.
+kept across restarts) and says on stderr how the client presents its token. `--tls`
+serves TLS everywhere (a CA and a server certificate generated in DATA_DIR/tls) and says
+which CA file clients pass.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth", action="store_true",
                    help="require tokens: generate DATA_DIR/tokens.json (0600) with an admin, a server and a user "
                         "token on the first start, and start every server with it")
+    p.add_argument("--tls", action="store_true",
+                   help="serve TLS: generate DATA_DIR/tls/{ca,server}.{pem,key} on the first start and start every "
+                        "server with them (clients: --tls-ca DATA_DIR/tls/ca.pem)")
 
 
 def _say(text: str) -> None:
@@ -60,6 +65,7 @@ async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
             heartbeat_interval=args.heartbeat_interval,
             heartbeat_timeout=args.heartbeat_timeout,
             auth=args.auth,
+            tls=args.tls,
         )
     except (ValueError, EmberError, OSError) as exc:
         _say(str(exc))
@@ -82,6 +88,8 @@ async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
             _say(f"use it: emberfs --meta {address} --token-file {data_dir / USER_TOKEN_FILE} ls /   "
                  f"(or EMBERFS_TOKEN=$(cat {data_dir / USER_TOKEN_FILE}); admin commands: "
                  f"--token-file {data_dir / ADMIN_TOKEN_FILE})")
+        if cluster.tls_ca is not None:
+            _say(f"TLS on: clients need --tls-ca {cluster.tls_ca} (or EMBERFS_TLS_CA={cluster.tls_ca})")
         if not stopping.is_set():
             print(f"{READY_PREFIX}{address}", file=ctx.out, flush=True)
         reported: set[int] = set()

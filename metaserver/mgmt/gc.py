@@ -98,9 +98,10 @@ def plan_removals(record: meta_pb2.Inode, cluster: ClusterState) -> list[Removal
 class GrpcChunkRemover:
     """Storage.RemoveChunks over gRPC, one channel per storage address."""
 
-    def __init__(self, deadline_s: float = CALL_DEADLINE_S, *, token: str | None = None) -> None:
+    def __init__(self, deadline_s: float = CALL_DEADLINE_S, *, token: str | None = None,
+                 tls_ca: str | None = None) -> None:
         self.deadline_s = deadline_s
-        self._pool = StoragePool(token=token)  # token: a server token (RemoveChunks is server-only)
+        self._pool = StoragePool(token=token, tls_ca=tls_ca)  # token: a server token (RemoveChunks is server-only)
         self._client_id = f"emberfs-gc-{uuid.uuid4().hex[:12]}"
         self._request_ids = itertools.count(1)
 
