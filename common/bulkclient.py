@@ -150,8 +150,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.closed = False
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[tuple[w.Response, bytes, bytes | bytearray]]] = {}
-        self._stage = bytearray(STAGE_BYTES)
-        self._start = self._end = 0
+        self._stage = w.Stage(STAGE_BYTES)
         self._hello: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._greeted = False
         self._head: w.Response | None = None  # a frame whose payload is still arriving
@@ -180,13 +179,7 @@ class _Connection(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._payload is not None:
             return memoryview(self._payload)[self._got:]  # type: ignore[arg-type]
-        if self._start == self._end:
-            self._start = self._end = 0
-        elif len(self._stage) - self._end < 4096:
-            kept = self._end - self._start
-            self._stage[:kept] = self._stage[self._start:self._end]
-            self._start, self._end = 0, kept
-        return memoryview(self._stage)[self._end:]
+        return self._stage.free()
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._payload is not None:
@@ -197,7 +190,7 @@ class _Connection(asyncio.BufferedProtocol):
                 assert head is not None
                 self._deliver(head, ext, payload)
             return
-        self._end += nbytes
+        self._stage.filled(nbytes)
         try:
             self._parse()
         except w.FrameError as exc:
@@ -211,16 +204,12 @@ class _Connection(asyncio.BufferedProtocol):
     def _parse(self) -> None:
         stage = self._stage
         while True:
-            have = self._end - self._start
             if not self._greeted:
-                if have < w.HELLO.size:
+                got = stage.hello(max_body=w.MAX_EXT)
+                if got is None:
                     return
-                hello = w.unpack_hello(stage[self._start:self._start + w.HELLO.size], max_body=w.MAX_EXT)
-                if have < w.HELLO.size + hello.body_length:
-                    return
-                body_at = self._start + w.HELLO.size
-                message = bytes(stage[body_at:body_at + hello.body_length]).decode("utf-8", "replace")
-                self._start = body_at + hello.body_length
+                hello, body = got
+                message = body.decode("utf-8", "replace")
                 self._greeted = True
                 if hello.field == w.STATUS_UNAUTHENTICATED:
                     self._fail(Unauthenticated(f"bulk channel to {self.address}: {message}"))
@@ -230,37 +219,28 @@ class _Connection(asyncio.BufferedProtocol):
                 if not self._hello.done():
                     self._hello.set_result(None)
                 continue
-            if have < w.RESPONSE.size:
+            framed = stage.head(w.RESPONSE, w.unpack_response)
+            if framed is None:
                 return
-            head = w.unpack_response(stage[self._start:self._start + w.RESPONSE.size])
-            ext_at = self._start + w.RESPONSE.size
-            payload_at = ext_at + head.ext_length
-            if self._end < payload_at:
-                if payload_at - self._start > len(stage):
-                    raise w.FrameError("frame header and ext larger than the staging buffer")
-                return
-            ext = bytes(stage[ext_at:payload_at])
-            end = payload_at + head.payload_length
+            head, ext = framed
             into = self._into.get(head.request_id)
             if into is not None and len(into) < head.payload_length:
                 into = None  # more than was asked for: the caller sees the length and refuses it
-            if self._end >= end:
+            here = stage.take(head.payload_length)
+            if len(here) == head.payload_length:
                 payload: bytes | memoryview = b""
                 if head.payload_length and into is not None:
                     payload = into[:head.payload_length]
-                    payload[:] = memoryview(stage)[payload_at:end]
+                    payload[:] = here
                 elif head.payload_length:
-                    payload = bytes(memoryview(stage)[payload_at:end])
-                self._start = end
+                    payload = bytes(here)
                 self._deliver(head, ext, payload)
                 continue
             # The payload is still arriving: let the socket fill the caller's buffer (or one
             # of its own) directly.
             buffer = into[:head.payload_length] if into is not None else bytearray(head.payload_length)
-            got = self._end - payload_at
-            buffer[:got] = memoryview(stage)[payload_at:self._end]
-            self._start = self._end = 0
-            self._head, self._ext, self._payload, self._got = head, ext, buffer, got
+            buffer[:len(here)] = here
+            self._head, self._ext, self._payload, self._got = head, ext, buffer, len(here)
             return
 
     def _deliver(self, head: w.Response, ext: bytes, payload: bytes | bytearray | memoryview) -> None:

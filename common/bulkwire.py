@@ -25,7 +25,9 @@ unknown op or a refused request only gets its error frame, and the connection go
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 __all__ = [
     "FRAME_MAGIC",
@@ -46,6 +48,7 @@ __all__ = [
     "VERSION",
     "FLAG_EXISTS",
     "FrameError",
+    "Stage",
     "Hello",
     "Request",
     "Response",
@@ -85,6 +88,9 @@ REQUEST = struct.Struct("<HBBQIIQQIIIIQQQII")
 # magic, status, flags, request id, commit version, chunk length, crc32c,
 # ext length, payload length
 RESPONSE = struct.Struct("<HBBQQIIII")
+
+
+H = TypeVar("H")
 
 
 class FrameError(ValueError):
@@ -197,3 +203,60 @@ def encode_error(code: str, message: str) -> bytes:
 def decode_error(ext: bytes | memoryview) -> tuple[str, str]:
     code, _, message = bytes(ext).decode("utf-8", "replace").partition("\n")
     return code, message
+
+
+class Stage:
+    """Received bytes not parsed yet, for a `BufferedProtocol`: the socket fills
+    `free()`, `filled(n)` counts them, and the parser takes whole pieces off the front.
+    The buffer is compacted as it drains, never grown; a view from `take` is valid
+    until the next `free()`."""
+
+    def __init__(self, size: int) -> None:
+        self._buf = bytearray(size)
+        self._start = self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def free(self) -> memoryview:
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif len(self._buf) - self._end < 4096:
+            kept = self._end - self._start
+            self._buf[:kept] = self._buf[self._start:self._end]
+            self._start, self._end = 0, kept
+        return memoryview(self._buf)[self._end:]
+
+    def filled(self, nbytes: int) -> None:
+        self._end += nbytes
+
+    def take(self, nbytes: int) -> memoryview:
+        """Up to `nbytes` from the front (fewer if fewer arrived), consumed."""
+        n = min(nbytes, len(self))
+        view = memoryview(self._buf)[self._start:self._start + n]
+        self._start += n
+        return view
+
+    def hello(self, *, max_body: int) -> tuple[Hello, bytes] | None:
+        """A whole hello and its body, consumed; None until it has arrived."""
+        if len(self) < HELLO.size:
+            return None
+        hello = unpack_hello(self._buf[self._start:self._start + HELLO.size], max_body=max_body)
+        if len(self) < HELLO.size + hello.body_length:
+            return None
+        self._start += HELLO.size
+        return hello, bytes(self.take(hello.body_length))
+
+    def head(self, header: struct.Struct, unpack: Callable[[Any], H]) -> tuple[H, bytes] | None:
+        """A whole frame header and its ext, consumed (the payload stays); None until
+        both have arrived. FrameError: a header that cannot be trusted."""
+        if len(self) < header.size:
+            return None
+        head = unpack(self._buf[self._start:self._start + header.size])
+        need = header.size + head.ext_length  # type: ignore[attr-defined]
+        if need > len(self._buf):
+            raise FrameError("frame header and ext larger than the staging buffer")
+        if len(self) < need:
+            return None
+        self._start += header.size
+        return head, bytes(self.take(head.ext_length))  # type: ignore[attr-defined]

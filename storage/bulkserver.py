@@ -119,8 +119,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
         self.op = server.op
         self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
-        self._stage = bytearray(STAGE_BYTES)
-        self._start = self._end = 0
+        self._stage = w.Stage(STAGE_BYTES)
         self._greeted = False
         # A payload still arriving: its frame, the pieces so far, the one being filled.
         self._head: w.Request | None = None
@@ -172,13 +171,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
                 self._piece, self._piece_got = bytearray(size), 0
                 self._take(size)
             return memoryview(self._piece)[self._piece_got:]
-        if self._start == self._end:
-            self._start = self._end = 0
-        elif len(self._stage) - self._end < 4096:
-            kept = self._end - self._start
-            self._stage[:kept] = self._stage[self._start:self._end]
-            self._start, self._end = 0, kept
-        return memoryview(self._stage)[self._end:]
+        return self._stage.free()
 
     def buffer_updated(self, nbytes: int) -> None:
         self._last_rx = self._loop.time()
@@ -194,7 +187,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
                 self._head, self._pieces = None, []
                 self._admit(head, ext, b"".join(pieces))
             return
-        self._end += nbytes
+        self._stage.filled(nbytes)
         self._parse_guarded()
 
     def eof_received(self) -> bool:
@@ -252,7 +245,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
             self._parse()
         except w.FrameError as exc:
             self._refuse_stream(str(exc))
-        partial = self._head is not None or self._end > self._start or not self._greeted
+        partial = self._head is not None or len(self._stage) > 0 or not self._greeted
         if not partial:
             self._since = None
         elif self._since is None:
@@ -261,15 +254,11 @@ class _ServerConnection(asyncio.BufferedProtocol):
     def _parse(self) -> None:
         stage = self._stage
         while self.transport is not None and not self.transport.is_closing() and not self._reasons:
-            have = self._end - self._start
             if not self._greeted:
-                if have < w.HELLO.size:
+                got = stage.hello(max_body=w.MAX_TOKEN)
+                if got is None:
                     return
-                hello = w.unpack_hello(stage[self._start:self._start + w.HELLO.size], max_body=w.MAX_TOKEN)
-                if have < w.HELLO.size + hello.body_length:
-                    return
-                token = bytes(stage[self._start + w.HELLO.size:self._start + w.HELLO.size + hello.body_length])
-                self._start += w.HELLO.size + hello.body_length
+                hello, token = got
                 if hello.version != w.VERSION:
                     message = f"unsupported bulk protocol version {hello.version}; this server speaks {w.VERSION}"
                     self.transport.write(w.pack_hello(w.VERSION, w.STATUS_ERROR, message.encode()))
@@ -287,30 +276,22 @@ class _ServerConnection(asyncio.BufferedProtocol):
                 self._since = None
                 self.transport.write(w.pack_hello(w.VERSION, w.STATUS_OK, b""))
                 continue
-            if have < w.REQUEST.size:
+            framed = stage.head(w.REQUEST, w.unpack_request)
+            if framed is None:
                 return
-            head = w.unpack_request(stage[self._start:self._start + w.REQUEST.size])
-            ext_at = self._start + w.REQUEST.size
-            payload_at = ext_at + head.ext_length
-            if self._end < payload_at:
-                return  # ext lengths are capped well below the stage size
-            ext = bytes(stage[ext_at:payload_at])
-            end = payload_at + head.payload_length
-            if self._end >= end:
-                payload = bytes(memoryview(stage)[payload_at:end]) if head.payload_length else b""
-                self._start = end
+            head, ext = framed
+            here = stage.take(head.payload_length)
+            if len(here) == head.payload_length:
+                payload = bytes(here)
                 self._take(len(payload))
                 self._admit(head, ext, payload)
                 continue
             # The rest of the payload goes straight into pieces of its own.
-            got = self._end - payload_at
-            self._head, self._ext, self._remaining = head, ext, head.payload_length - got
+            self._head, self._ext, self._remaining = head, ext, head.payload_length - len(here)
             self._pieces, self._piece = [], None
-            if got:
-                first = bytearray(memoryview(stage)[payload_at:self._end])
-                self._take(got)
-                self._pieces.append(first)
-            self._start = self._end = 0
+            if len(here):
+                self._take(len(here))
+                self._pieces.append(bytearray(here))
             self._since = self._loop.time()
             return
 

@@ -266,3 +266,54 @@ def test_any_12_bytes_unpack_to_a_hello_or_a_frame_error(data: bytes) -> None:
         return
     assert data[:4] == w.HELLO_MAGIC and hello.body_length <= w.MAX_TOKEN
     assert w.pack_hello(hello.version, hello.field, bytes(hello.body_length))[:w.HELLO.size] == data
+
+
+# -- Stage: the receive buffer both ends parse from -------------------------------------
+
+
+def _feed(stage: w.Stage, data: bytes) -> None:
+    """As a BufferedProtocol would: copy into free(), then filled()."""
+    while data:
+        view = stage.free()
+        n = min(len(view), len(data))
+        view[:n] = data[:n]
+        stage.filled(n)
+        data = data[n:]
+
+
+def test_stage_gives_whole_hellos_and_frames_only() -> None:
+    stage = w.Stage(64 * 1024)
+    hello = w.pack_hello(w.VERSION, 0, b"token-bytes")
+    _feed(stage, hello[:7])
+    assert stage.hello(max_body=w.MAX_TOKEN) is None and len(stage) == 7  # nothing consumed
+    _feed(stage, hello[7:])
+    got = stage.hello(max_body=w.MAX_TOKEN)
+    assert got is not None and got[1] == b"token-bytes" and len(stage) == 0
+    head = w.Request(w.OP_WRITE, 9, ext_length=3, payload_length=5)
+    frame = w.pack_request(head) + b"ext" + b"12345"
+    _feed(stage, frame[: w.REQUEST.size + 2])
+    assert stage.head(w.REQUEST, w.unpack_request) is None  # the ext is not whole yet
+    _feed(stage, frame[w.REQUEST.size + 2: -2])
+    parsed, ext = stage.head(w.REQUEST, w.unpack_request)  # type: ignore[misc]
+    assert (parsed.request_id, ext) == (9, b"ext")
+    assert bytes(stage.take(5)) == b"123"  # only what arrived; the rest is the caller's
+    assert len(stage) == 0
+
+
+def test_stage_compacts_instead_of_growing() -> None:
+    stage = w.Stage(8192)
+    sent = bytes(range(256)) * 2000  # 512,000 bytes through an 8 KiB buffer
+    out = bytearray()
+    _feed(stage, sent[:1000])  # 1000 bytes always left behind: the next free() moves them down
+    for at in range(1000, len(sent), 5000):
+        _feed(stage, sent[at:at + 5000])
+        out += stage.take(5000)
+    out += stage.take(len(stage))
+    assert out == sent
+
+
+def test_stage_refuses_a_header_whose_ext_cannot_fit() -> None:
+    stage = w.Stage(4096)
+    _feed(stage, w.pack_response(w.Response(1, ext_length=5000)))
+    with pytest.raises(w.FrameError):
+        stage.head(w.RESPONSE, w.unpack_response)
