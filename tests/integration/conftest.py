@@ -8,6 +8,8 @@
     cluster3      metaserver + 3 storage servers, 3-replica chains, per test module
     own_cluster3  the same for one test that changes chain states (short heartbeats)
     raw_cluster   RawCluster: raw Mgmt/Storage RPCs to address one replica or version
+    read_replicas an async function: what every replica of a file's chains holds, chunk
+                  by chunk (a raw Read naming each target, its CRC checked)
 
 Every process is stopped at teardown (SIGTERM, SIGKILL after a bound), whether the
 test passed or not; a server that fails to start shows the tail of its log.
@@ -65,6 +67,51 @@ def run_async(coro: Awaitable[T], timeout: float = 60.0) -> T:
 @pytest.fixture
 def arun() -> Callable[..., Any]:
     return run_async
+
+
+async def _read_replicas(meta: str, stat: Any) -> dict[int, dict[int, Any]]:
+    """{chunk index: {target id: ReadResponse}} for every chunk of the file `stat`
+    describes, read from every target of its chain on its own, CRC-checked."""
+    import crc32c
+    import grpc
+
+    from emberfs.client._plan import effective_stripe
+    from emberfs.common.layout import chain_for_chunk
+    from emberfs.common.routing import RoutingView
+    from emberfs.common.rpc import channel_options
+    from emberfs.proto import common_pb2, storage_pb2
+
+    async with Client(meta, uid=0, gid=0, groups=[]) as fs:
+        view = RoutingView(await fs.routing())
+    header = common_pb2.RequestHeader(client_id="replica-check", uid=0, gid=0)
+    held: dict[int, dict[int, Any]] = {}
+    channels: dict[str, grpc.aio.Channel] = {}
+    try:
+        for index in range(-(-stat.st_size // stat.chunk_size)):
+            ids = list(stat.chain_ids)
+            chain = view.chain(chain_for_chunk(ids, effective_stripe(stat.stripe, ids), index))
+            for target in chain.targets:
+                address = view.address_of(target.target_id)
+                channel = channels.setdefault(address, grpc.aio.insecure_channel(address, options=channel_options()))
+                reply = await channel.unary_unary(
+                    "/emberfs.Storage/Read", request_serializer=storage_pb2.ReadRequest.SerializeToString,
+                    response_deserializer=storage_pb2.ReadResponse.FromString,
+                )(storage_pb2.ReadRequest(
+                    header=header, chain_id=chain.chain_id, chain_version=chain.chain_version,
+                    chunk=storage_pb2.ChunkId(inode_id=stat.st_ino, chunk_index=index),
+                    length=stat.chunk_size, target_id=target.target_id,
+                ), timeout=10)
+                assert crc32c.crc32c(reply.data) == reply.crc32c, f"chunk {index} on target {target.target_id}"
+                held.setdefault(index, {})[target.target_id] = reply
+    finally:
+        for channel in channels.values():
+            await channel.close()
+    return held
+
+
+@pytest.fixture
+def read_replicas() -> Callable[[str, Any], Awaitable[dict[int, dict[int, Any]]]]:
+    return _read_replicas
 
 
 @pytest.fixture

@@ -31,15 +31,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import crc32c
-import grpc
 import pytest
 
 from emberfs.client import Client
 from emberfs.client._launch import LocalCluster
-from emberfs.common.routing import RoutingView
-from emberfs.common.rpc import channel_options
-from emberfs.proto import common_pb2, storage_pb2
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(180)]
 
@@ -95,36 +90,11 @@ def _content(i: int) -> bytes:
     return random.Random(i).randbytes(FILE_BYTES)
 
 
-async def _replicas(meta: str, stat: Any) -> dict[int, dict[int, bytes]]:
+async def _replicas(read_replicas: Any, meta: str, stat: Any) -> dict[int, dict[int, bytes]]:
     """What each replica holds of the file: {chunk index: {target_id: bytes}}, for the
-    chunks the replica has (a chunk it does not have is left out). Each chunk is read
-    from each target with a raw Read naming it, and its CRC checked."""
-    async with Client(meta, uid=0, gid=0, groups=[]) as fs:
-        view = RoutingView(await fs.routing())
-    header = common_pb2.RequestHeader(client_id="enospc-check", uid=0, gid=0)
-    held: dict[int, dict[int, bytes]] = {}
-    channels: dict[str, grpc.aio.Channel] = {}
-    try:
-        for index in range(-(-FILE_BYTES // CHUNK)):
-            chain = view.chain(stat.chain_ids[index % len(stat.chain_ids)])
-            for target in chain.targets:
-                address = view.address_of(target.target_id)
-                channel = channels.setdefault(address, grpc.aio.insecure_channel(address, options=channel_options()))
-                reply = await channel.unary_unary(
-                    "/emberfs.Storage/Read", request_serializer=storage_pb2.ReadRequest.SerializeToString,
-                    response_deserializer=storage_pb2.ReadResponse.FromString,
-                )(storage_pb2.ReadRequest(
-                    header=header, chain_id=chain.chain_id, chain_version=chain.chain_version,
-                    chunk=storage_pb2.ChunkId(inode_id=stat.st_ino, chunk_index=index),
-                    length=CHUNK, target_id=target.target_id,
-                ), timeout=10)
-                assert crc32c.crc32c(reply.data) == reply.crc32c, f"chunk {index} on target {target.target_id}"
-                if reply.exists:
-                    held.setdefault(index, {})[target.target_id] = reply.data
-    finally:
-        for channel in channels.values():
-            await channel.close()
-    return held
+    chunks the replica has (a chunk it does not have is left out)."""
+    return {index: {target: reply.data for target, reply in copies.items() if reply.exists}
+            for index, copies in (await read_replicas(meta, stat)).items()}
 
 
 async def _fill(fs: Client) -> tuple[list[int], int, OSError]:
@@ -158,7 +128,7 @@ def _free_bytes(directory: Path) -> int:
 
 
 def test_a_full_target_fails_the_write_cleanly_and_recovers_after_deletes(
-        small_disk_cluster: tuple[LocalCluster, Path]) -> None:
+        small_disk_cluster: tuple[LocalCluster, Path], read_replicas: Any) -> None:
     cluster, full_dir = small_disk_cluster
     meta = cluster.meta_address
 
@@ -173,7 +143,7 @@ def test_a_full_target_fails_the_write_cleanly_and_recovers_after_deletes(
 
             for i in done:
                 assert await fs.read_file(f"/fill/{i}") == _content(i), f"file {i}"
-                for index, copies in (await _replicas(meta, await fs.stat(f"/fill/{i}"))).items():
+                for index, copies in (await _replicas(read_replicas, meta, await fs.stat(f"/fill/{i}"))).items():
                     assert len(copies) == 3, f"file {i} chunk {index} is on targets {sorted(copies)} only"
                     want = _content(i)[index * CHUNK:(index + 1) * CHUNK]
                     assert all(copy == want for copy in copies.values()), f"file {i} chunk {index}"
@@ -187,7 +157,7 @@ def test_a_full_target_fails_the_write_cleanly_and_recovers_after_deletes(
                 print(f"the failed file exists and reads back {len(shown)} of its {len(want)} bytes")
                 assert len(shown) < len(want) and want.startswith(shown), (
                     f"the failed file reads back {len(shown)} bytes that are not a prefix of what was written")
-                for index, copies in (await _replicas(meta, await fs.stat(path))).items():
+                for index, copies in (await _replicas(read_replicas, meta, await fs.stat(path))).items():
                     # The chunk's committed bytes, on every replica that committed it.
                     assert len(set(copies.values())) == 1, f"chunk {index} of the failed file differs between replicas"
                     piece = want[index * CHUNK:(index + 1) * CHUNK]
@@ -206,7 +176,7 @@ def test_a_full_target_fails_the_write_cleanly_and_recovers_after_deletes(
             again = _content(10_000)
             await fs.write_file("/fill/again", again)
             assert await fs.read_file("/fill/again") == again
-            for index, copies in (await _replicas(meta, await fs.stat("/fill/again"))).items():
+            for index, copies in (await _replicas(read_replicas, meta, await fs.stat("/fill/again"))).items():
                 assert len(copies) == 3 and set(copies.values()) == {again[index * CHUNK:(index + 1) * CHUNK]}
             for i in done[1::2]:
                 assert await fs.read_file(f"/fill/{i}") == _content(i), f"file {i} after the deletes"

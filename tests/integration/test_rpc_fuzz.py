@@ -191,39 +191,9 @@ def _assert_running(live: Live) -> None:
         assert proc.running, f"{proc!r} exited with {proc.returncode}:\n{proc.log_tail()}"
 
 
-async def _replica_bytes(live: Live, stat: Any) -> list[tuple[int, bytes]]:
-    """The file's bytes as each replica holds them: (target_id, bytes) per replica of each
-    chain position, read chunk by chunk with raw Read RPCs naming the target."""
-    async with Client(live.cluster.meta_address, uid=0, gid=0, groups=[]) as fs:
-        view = RoutingView(await fs.routing())
-    chunks = -(-stat.st_size // stat.chunk_size)
-    header = common_pb2.RequestHeader(client_id="rpc-fuzz-check", uid=0, gid=0)
-    out: dict[int, bytearray] = {}
-    channels: dict[str, grpc.aio.Channel] = {}
-    try:
-        for index in range(chunks):
-            chain = view.chain(stat.chain_ids[index % len(stat.chain_ids)])
-            for target in chain.targets:
-                address = view.address_of(target.target_id)
-                channel = channels.setdefault(address, grpc.aio.insecure_channel(address, options=channel_options()))
-                reply = await channel.unary_unary(
-                    "/emberfs.Storage/Read", request_serializer=storage_pb2.ReadRequest.SerializeToString,
-                    response_deserializer=storage_pb2.ReadResponse.FromString,
-                )(storage_pb2.ReadRequest(
-                    header=header, chain_id=chain.chain_id, chain_version=chain.chain_version,
-                    chunk=storage_pb2.ChunkId(inode_id=stat.st_ino, chunk_index=index),
-                    length=stat.chunk_size, target_id=target.target_id,
-                ), timeout=10)
-                assert reply.exists and crc32c.crc32c(reply.data) == reply.crc32c, (target.target_id, index)
-                out.setdefault(target.target_id, bytearray()).extend(reply.data)
-    finally:
-        for channel in channels.values():
-            await channel.close()
-    return [(target_id, bytes(data)) for target_id, data in sorted(out.items())]
-
-
-def _assert_known_intact(live: Live) -> None:
-    """KNOWN reads back byte-exact through a Client and from every replica; stats unchanged."""
+def _assert_known_intact(live: Live, read_replicas: Any) -> None:
+    """KNOWN reads back byte-exact through a Client and from every replica (the
+    `read_replicas` fixture); stats unchanged."""
     _assert_running(live)
 
     async def check() -> None:
@@ -234,8 +204,14 @@ def _assert_known_intact(live: Live) -> None:
             for name, data in KNOWN.items():
                 assert await fs.read_file(f"{KNOWN_DIR}/{name}") == data, name
         for name, data in KNOWN.items():
-            for target_id, held in await _replica_bytes(live, live.known[f"{KNOWN_DIR}/{name}"]):
-                assert held == data, f"{name} differs on target {target_id}"
+            stat = live.known[f"{KNOWN_DIR}/{name}"]
+            held: dict[int, bytearray] = {}
+            for index, copies in sorted((await read_replicas(live.cluster.meta_address, stat)).items()):
+                for target_id, reply in copies.items():
+                    assert reply.exists, f"{name}: chunk {index} missing on target {target_id}"
+                    held.setdefault(target_id, bytearray()).extend(reply.data)
+            for target_id, got in held.items():
+                assert got == data, f"{name} differs on target {target_id}"
 
     asyncio.run(asyncio.wait_for(check(), 60))
 
@@ -459,7 +435,7 @@ def _addresses(live: Live, service: str) -> st.SearchStrategy[str]:
     return st.just(live.cluster.meta_address)
 
 
-def _fuzz_service(live: Live, service: str, capsys: pytest.CaptureFixture[str]) -> None:
+def _fuzz_service(live: Live, service: str, read_replicas: Any, capsys: pytest.CaptureFixture[str]) -> None:
     methods: list[MethodDescriptor] = list(SERVICES[service].DESCRIPTOR.services_by_name[service].methods)
     channels = {address: grpc.insecure_channel(address, options=channel_options())
                 for address in [live.cluster.meta_address, *live.storage_addresses]}
@@ -475,7 +451,7 @@ def _fuzz_service(live: Live, service: str, capsys: pytest.CaptureFixture[str]) 
         print(f"\n{service}: {sum(ran.values())} fuzzed requests over {len(methods)} methods {ran}; answers {seen}")
     for name, n in ran.items():
         assert n >= EXAMPLES[service] // 2, f"only {n} requests to {service}.{name} ran"
-    _assert_known_intact(live)
+    _assert_known_intact(live, read_replicas)
 
 
 def _fuzz_method(live: Live, service: str, method: MethodDescriptor, channels: dict[str, grpc.Channel]) -> None:
@@ -503,18 +479,18 @@ def _fuzz_method(live: Live, service: str, method: MethodDescriptor, channels: d
 
 
 def test_fuzzed_meta_requests_keep_the_server_up_and_known_files_intact(
-        data_cluster: Live, capsys: pytest.CaptureFixture[str]) -> None:
-    _fuzz_service(data_cluster, "Meta", capsys)
+        data_cluster: Live, read_replicas: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _fuzz_service(data_cluster, "Meta", read_replicas, capsys)
 
 
 def test_fuzzed_storage_requests_keep_the_servers_up_and_known_files_intact(
-        data_cluster: Live, capsys: pytest.CaptureFixture[str]) -> None:
-    _fuzz_service(data_cluster, "Storage", capsys)
+        data_cluster: Live, read_replicas: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _fuzz_service(data_cluster, "Storage", read_replicas, capsys)
 
 
 def test_fuzzed_mgmt_requests_keep_the_cluster_serving_known_files(
-        mgmt_cluster: Live, capsys: pytest.CaptureFixture[str]) -> None:
-    _fuzz_service(mgmt_cluster, "Mgmt", capsys)
+        mgmt_cluster: Live, read_replicas: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _fuzz_service(mgmt_cluster, "Mgmt", read_replicas, capsys)
 
 
 
