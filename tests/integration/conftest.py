@@ -10,6 +10,8 @@
     raw_cluster   RawCluster: raw Mgmt/Storage RPCs to address one replica or version
     read_replicas an async function: what every replica of a file's chains holds, chunk
                   by chunk (a raw Read naming each target, its CRC checked)
+    local_cluster_cli  `emberfs local-cluster` as a subprocess: `.start(*flags)` gives the
+                  metaserver address, `.stop()` its stderr after SIGINT; stopped at teardown
 
 Every process is stopped at teardown (SIGTERM, SIGKILL after a bound), whether the
 test passed or not; a server that fails to start shows the tail of its log.
@@ -18,6 +20,9 @@ test passed or not; a server that fails to start shows the tail of its log.
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -232,3 +237,49 @@ class RawCluster:
 @pytest.fixture
 def raw_cluster() -> type[RawCluster]:
     return RawCluster
+
+
+class LocalClusterCli:
+    """`emberfs local-cluster --data-dir DIR --nodes 1 --replicas 1 FLAGS` in a subprocess."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, *flags: str) -> str:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "emberfs.client.cli", "local-cluster", "--data-dir", str(self.data_dir),
+             "--nodes", "1", "--replicas", "1", *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("emberfs local-cluster ready: meta at "), line
+        return line.split(" at ", 1)[1].strip()
+
+    def stop(self) -> str:
+        """SIGINT (every server stops), then the exit status must be 0: its stderr."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0, err
+        return err
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:  # a failed test: let it stop its servers
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def local_cluster_cli(tmp_path: Path) -> Iterator[LocalClusterCli]:
+    cli = LocalClusterCli(tmp_path / "lc")
+    try:
+        yield cli
+    finally:
+        cli.close()

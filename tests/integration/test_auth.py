@@ -418,42 +418,23 @@ def test_bad_tokens_file_exits_1(program: str, tmp_path: Path) -> None:
                 assert entry["token"] not in err, "a token value leaked into the error message"
 
 
-def test_local_cluster_auth_subprocess(tmp_path: Path) -> None:
+def test_local_cluster_auth_subprocess(local_cluster_cli: Any) -> None:
     """`emberfs local-cluster --auth`: tokens made in the data dir (0600), every server
     started with them, and stderr says how the client presents its token."""
-    data_dir = tmp_path / "lc"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "emberfs.client.cli", "local-cluster", "--data-dir", str(data_dir), "--auth",
-         "--nodes", "1", "--replicas", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("emberfs local-cluster ready: meta at "), line
-        meta = line.split(" at ", 1)[1].strip()
-        for name in ("tokens.json", "admin.token", "user.token"):
-            assert (data_dir / name).stat().st_mode & 0o777 == 0o600
-        user = (data_dir / "user.token").read_text().strip()
+    data_dir = local_cluster_cli.data_dir
+    meta = local_cluster_cli.start("--auth")
+    for name in ("tokens.json", "admin.token", "user.token"):
+        assert (data_dir / name).stat().st_mode & 0o777 == 0o600
+    user = (data_dir / "user.token").read_text().strip()
 
-        async def io() -> None:
-            async with Client(meta, token=user) as fs:
+    async def io() -> None:
+        async with Client(meta, token=user) as fs:
+            await fs.stat("/")
+        async with Client(meta, token=CREDENTIALS["wrong"]) as fs:
+            with pytest.raises(PermissionError, match="missing or invalid token"):
                 await fs.stat("/")
-            async with Client(meta, token=CREDENTIALS["wrong"]) as fs:
-                with pytest.raises(PermissionError, match="missing or invalid token"):
-                    await fs.stat("/")
 
-        _run(io())
-        proc.send_signal(2)  # SIGINT: stop every server
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        assert f"--token-file {data_dir / 'user.token'}" in err
-        assert user not in err
-    finally:
-        if proc.poll() is None:  # a failed assertion: let it stop its servers first
-            proc.send_signal(2)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    _run(io())
+    err = local_cluster_cli.stop()
+    assert f"--token-file {data_dir / 'user.token'}" in err
+    assert user not in err

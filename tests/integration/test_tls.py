@@ -116,19 +116,24 @@ def test_plaintext_client_fails_unavailable_in_bounded_time(tls_cluster: LocalCl
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=3.0)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-        bulk = BulkPool(token=user_token.encode())
         started = time.monotonic()
-        try:
-            with pytest.raises(errors.Unavailable):
-                await bulk.call(await _bulk_address(tls_cluster, user_token), "Read",
-                                storage_pb2.ReadRequest(header=common_pb2.RequestHeader(), chain_id=1,
-                                                        chunk=storage_pb2.ChunkId(inode_id=1), length=1),
-                                timeout=3.0)
-        finally:
-            await bulk.close()
+        await _bulk_read_refused(tls_cluster, user_token, None, None)
         assert time.monotonic() - started < REFUSAL_BOUND_S
 
     _run(check())
+
+
+async def _bulk_read_refused(cluster: LocalCluster, token: str, tls_ca: str | None, match: str | None) -> None:
+    """A bulk READ from a client with this CA (None: plaintext) fails Unavailable."""
+    bulk = BulkPool(token=token.encode(), tls_ca=tls_ca)
+    try:
+        with pytest.raises(errors.Unavailable, match=match):
+            await bulk.call(await _bulk_address(cluster, token), "Read",
+                            storage_pb2.ReadRequest(header=common_pb2.RequestHeader(), chain_id=1,
+                                                    chunk=storage_pb2.ChunkId(inode_id=1), length=1),
+                            timeout=3.0)
+    finally:
+        await bulk.close()
 
 
 def test_wrong_ca_fails_clearly(tls_cluster: LocalCluster, user_token: str, other_ca: str) -> None:
@@ -138,15 +143,7 @@ def test_wrong_ca_fails_clearly(tls_cluster: LocalCluster, user_token: str, othe
             with pytest.raises(ConnectionError, match="(?i)handshake|certificate"):
                 await fs.stat("/")
         assert time.monotonic() - started < REFUSAL_BOUND_S
-        bulk = BulkPool(token=user_token.encode(), tls_ca=other_ca)
-        try:
-            with pytest.raises(errors.Unavailable, match="certificate verify failed"):
-                await bulk.call(await _bulk_address(tls_cluster, user_token), "Read",
-                                storage_pb2.ReadRequest(header=common_pb2.RequestHeader(), chain_id=1,
-                                                        chunk=storage_pb2.ChunkId(inode_id=1), length=1),
-                                timeout=3.0)
-        finally:
-            await bulk.close()
+        await _bulk_read_refused(tls_cluster, user_token, other_ca, "certificate verify failed")
 
     _run(check())
 
@@ -260,38 +257,18 @@ def test_bad_tls_files_exit_1(program: str, tmp_path: Path) -> None:
         assert "TLS" in err or "tls" in err, (case, err)
 
 
-def test_local_cluster_tls_subprocess(tmp_path: Path) -> None:
+def test_local_cluster_tls_subprocess(local_cluster_cli: Any) -> None:
     """`emberfs local-cluster --tls`: certificates made in DATA_DIR/tls, every server on
     TLS, and stderr names the CA clients pass."""
-    data_dir = tmp_path / "lc"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "emberfs.client.cli", "local-cluster", "--data-dir", str(data_dir), "--tls",
-         "--nodes", "1", "--replicas", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("emberfs local-cluster ready: meta at "), line
-        meta = line.split(" at ", 1)[1].strip()
-        ca = data_dir / "tls" / "ca.pem"
-        assert (data_dir / "tls" / "server.key").stat().st_mode & 0o777 == 0o600
+    data_dir = local_cluster_cli.data_dir
+    meta = local_cluster_cli.start("--tls")
+    ca = data_dir / "tls" / "ca.pem"
+    assert (data_dir / "tls" / "server.key").stat().st_mode & 0o777 == 0o600
 
-        async def io() -> None:
-            async with Client(meta, tls_ca=str(ca)) as fs:
-                await fs.write_file("/f", PAYLOAD)
-                assert await fs.read_file("/f") == PAYLOAD
+    async def io() -> None:
+        async with Client(meta, tls_ca=str(ca)) as fs:
+            await fs.write_file("/f", PAYLOAD)
+            assert await fs.read_file("/f") == PAYLOAD
 
-        _run(io())
-        proc.send_signal(2)  # SIGINT: stop every server
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        assert f"--tls-ca {ca}" in err
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(2)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    _run(io())
+    assert f"--tls-ca {ca}" in local_cluster_cli.stop()
