@@ -303,11 +303,24 @@ class Client:
             raise RuntimeError(f"the client is {self.state.value}; use `async with Client(...)`")
         return EmberFile(self, path, mode)
 
-    async def _close_session(self, path: str, session_id: int, inode_id: int, length: int, *, wrote: bool) -> None:
-        await self._call(
-            "Close",
-            lambda h: meta_pb2.CloseRequest(
-                header=h, session_id=session_id, inode_id=inode_id, length=length, wrote=wrote
+    async def _report_length(
+        self,
+        method: str,
+        path: str,
+        session_id: int,
+        inode_id: int,
+        length: int,
+        truncate_version: int,
+        *,
+        wrote: bool,
+    ) -> meta_pb2.SyncResponse | meta_pb2.CloseResponse:
+        """A write session's length report: method "Sync" or "Close" (session.py's rule)."""
+        request_type = meta_pb2.SyncRequest if method == "Sync" else meta_pb2.CloseRequest
+        return await self._call(
+            method,
+            lambda h: request_type(
+                header=h, session_id=session_id, inode_id=inode_id, length=length, wrote=wrote,
+                truncate_version=truncate_version,
             ),
             path=path,
         )
@@ -375,21 +388,21 @@ class Client:
 
     async def truncate(self, path: str, length: int) -> None:
         """Set the file's length (os.truncate): shrinking drops the bytes past it on
-        the storage servers too, so growing the file again reads zeros there."""
+        the storage servers too, so growing the file again reads zeros there.
+
+        The metaserver first (it checks permissions and the file type, and answers the
+        length it had just before, read in the same transaction); then storage, up to
+        the larger of that and what storage holds (`DataPath.truncate`)."""
 
         def build(h: common_pb2.RequestHeader) -> meta_pb2.TruncateRequest:
             if length < 0:
                 raise InvalidArgument(f"negative length {length}")
             return meta_pb2.TruncateRequest(header=h, path=path, length=length)
 
-        try:
-            old, file = await self._file(path)
-        except IsADirectoryError:
-            old, file = None, None  # the metaserver gives the error truncate(2) would
-        # The metaserver first: it checks permissions and the file type.
-        await self._call("Truncate", build, path=path)
-        if old is not None and file is not None and file.chain_ids:
-            await self._data_call(path, self._data.truncate(file, old.length, length))
+        resp = await self._call("Truncate", build, path=path)
+        file = FileLayout(resp.inode.inode_id, resp.inode.layout)
+        if file.chain_ids:
+            await self._data_call(path, self._data.truncate(file, resp.old_length, length))
 
     async def statfs(self) -> StatFsResult:
         resp = await self._call("StatFs", lambda h: meta_pb2.StatFsRequest(header=h), path=None)

@@ -19,6 +19,11 @@ Rules the data path keeps:
 - Bounds: at most `max_inflight` chunk requests of this client at once, and at most
   `per_server` to one storage server; requests wait for a slot, they never fail for one.
 - A missing chunk is a hole (zeros); a short chunk is zero-filled to the file's length.
+- Storage, not a length read earlier, bounds what a truncate removes: `truncate` asks
+  each chain of the file for its last committed chunk (QueryLastChunk, the tail first:
+  in CRAQ it holds exactly what is committed) and removes chunks up to the larger of
+  that end and the length the metaserver had when it changed it. A writer whose
+  report was stale recovers its length the same way (`storage_end`, `recovered_length`).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from ._plan import (
 from ._retry import RetryPolicy, chunk_retry
 from ._routing import RoutingCache
 
-__all__ = ["NO_CHAINS", "DataPath", "bounded_all"]
+__all__ = ["NO_CHAINS", "DataPath", "bounded_all", "recovered_length", "stored_end"]
 
 T = TypeVar("T")
 
@@ -73,6 +78,20 @@ async def bounded_all(jobs: Iterable[Callable[[], Awaitable[T]]], limit: int) ->
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0] from None
     return [task.result() for task in tasks]
+
+
+def stored_end(last_chunks: Iterable[tuple[int, int] | None], chunk_size: int) -> int:
+    """The end of the bytes storage holds for a file: from each chain's last committed
+    chunk (chunk_index, chunk_length), or None for a chain holding none; 0 if none hold any."""
+    return max((index * chunk_size + length for index, length in filter(None, last_chunks)), default=0)
+
+
+def recovered_length(storage_end: int, written_end: int) -> int:
+    """The length a writer reports after its report was refused as stale (a truncate came
+    after its view): what storage still holds, capped at the end of its own writes. Bytes
+    past that cap are other writers' (they report them) or a truncate's leftovers; bytes
+    of its own that the truncate removed are gone, so they no longer count."""
+    return min(storage_end, written_end)
 
 
 class FileLayout:
@@ -291,19 +310,51 @@ class DataPath:
         await bounded_all([lambda s=span, v=view: self.read_chunk(file, s, v) for span, view in zip(spans, views)],
                           self.max_inflight)
 
-    async def remove_chunks(self, file: FileLayout, indexes: Iterable[int]) -> None:
-        jobs = [lambda i=index: self.update_chunk(file, i, storage_pb2.REMOVE) for index in indexes]
-        if jobs:
-            await bounded_all(jobs, self.max_inflight)
+    async def last_chunk(self, file: FileLayout, chain_id: int) -> tuple[int, int] | None:
+        """(chunk_index, chunk_length) of the file's last committed chunk on `chain_id`,
+        or None when the chain holds none of it."""
+        header = self._new_header()
+
+        async def attempt(view: RoutingView, avoid: set[int], used: list[int]) -> tuple[int, int] | None:
+            chain = view.chain(chain_id)
+            tail_first = list(reversed(chain.serving))
+            candidates = [t for t in tail_first if t not in avoid] or tail_first
+            if not candidates:
+                raise TargetNotServing(f"chain {chain_id} has no serving replica")
+            target = candidates[0]
+            used.append(target)
+            request = storage_pb2.QueryLastChunkRequest(
+                header=header, chain_id=chain_id, chain_version=chain.chain_version,
+                inode_id=file.inode_id, target_id=target,
+            )
+            reply = await self._send(view, target, "QueryLastChunk", request)
+            return (reply.chunk_index, reply.chunk_length) if reply.found else None
+
+        return await self._with_retry(chain_id, attempt, any_replica=True)
+
+    async def storage_end(self, file: FileLayout) -> int:
+        """The end of the file's bytes on storage, from the last chunk of each of its
+        chains (0 for a file without chains)."""
+        chains = list(dict.fromkeys(file.chain_ids[: file.stripe]))
+        jobs = [lambda c=chain_id: self.last_chunk(file, c) for chain_id in chains]
+        return stored_end(await bounded_all(jobs, self.max_inflight), file.chunk_size)
 
     async def truncate(self, file: FileLayout, old_length: int, new_length: int) -> None:
         """Make storage agree with a length change: cut the boundary chunk, drop the
-        chunks past the new end (so a later growth reads zeros, not old bytes)."""
-        plan = truncate_plan(old_length, new_length, file.chunk_size)
+        chunks past the new end (so a later growth reads zeros, not old bytes).
+
+        old_length: the length just before the change, from the same metaserver
+        transaction (TruncateResponse/CreateResponse.old_length). Chunks are dropped up to
+        the larger of it and what storage holds, so bytes a writer has sent but not
+        reported yet, or a growth the caller never saw, do not survive a shrink. A
+        growth keeps what storage holds below the new end: those are writes that came
+        before it (their writer reports them), as on POSIX."""
+        held = await self.storage_end(file)
+        plan = truncate_plan(max(old_length, held), new_length, file.chunk_size)
         jobs: list[Callable[[], Awaitable[Any]]] = []
         if plan.cut is not None:
-            index, length = plan.cut
-            jobs.append(lambda: self.update_chunk(file, index, storage_pb2.TRUNCATE, length=length))
+            cut_index, cut_length = plan.cut  # bound now: the loop below rebinds `index`
+            jobs.append(lambda: self.update_chunk(file, cut_index, storage_pb2.TRUNCATE, length=cut_length))
         for index in plan.remove:
             jobs.append(lambda i=index: self.update_chunk(file, i, storage_pb2.REMOVE))
         if jobs:

@@ -21,6 +21,18 @@ into the same chunk, and before a read of this handle. Sends of one chunk are or
 The first failed send is raised by the next write, flush or close. The file length
 reaches the metaserver on flush (Sync) and close (Close); until then other clients see
 the old length. One file object is for one task at a time, as Python's are.
+
+Lengths and truncates: a report carries the truncate version the handle's length is
+based on (from the open, then from each report's reply). If another client truncated
+the file since, the metaserver refuses a report that would grow it (`stale`): the
+handle then asks storage what survived the truncate (`DataPath.storage_end`), caps it
+at the end of its own writes and reports that at the current version, so a truncate
+is never undone by a length seen before it, while a write past the new end still
+extends the file (zeros in the hole), as on POSIX. Bytes still buffered when the
+truncate came reach storage after it, so they count as written after it (as a stdio
+buffer flushed after a truncate does). After each report the handle takes the
+metaserver's length and version as its own. A "wb" open removes the old chunks up
+to the larger of the length the metaserver truncated from and what storage holds.
 """
 
 from __future__ import annotations
@@ -34,11 +46,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from emberfs.common.errors import EmberError
+from emberfs.common.errors import Busy, EmberError
 from emberfs.common.layout import chunk_span
 from emberfs.proto import meta_pb2, storage_pb2
 
-from ._data import FileLayout
+from ._data import FileLayout, recovered_length
 from ._errors import os_error
 from ._plan import chunk_count
 
@@ -48,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["EmberFile", "OpenMode", "parse_mode"]
 
 _MAX_SENDING = 8  # background chunk sends per file before write() waits (more measured no faster)
+_MAX_REPORTS = 5  # stale reports in a row (a truncate between each) before a report gives up
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +131,8 @@ class EmberFile:
         self._file: FileLayout | None = None
         self._session_id = 0
         self._length = 0  # the file's length as this handle knows it (own writes included)
+        self._truncate_version = 0  # the inode's truncate version `_length` is based on
+        self._written_end = 0  # the end of the bytes this handle wrote
         self._pos = 0
         # reads
         self._next_sequential = 0
@@ -158,7 +173,6 @@ class EmberFile:
             )
             inode = resp.inode
         elif mode.create:
-            old_inode, old_length = await self._existing_length() if mode.truncate else (0, 0)
             resp = await client._call(
                 "Create",
                 lambda h: meta_pb2.CreateRequest(
@@ -172,17 +186,18 @@ class EmberFile:
                 path=path,
             )
             inode = resp.inode
-            if mode.truncate and inode.inode_id == old_inode and old_length:
-                # The old bytes must be gone before any new write lands in their chunks.
+            if mode.truncate and not resp.created:
+                # The old bytes must be gone before any new write lands in their chunks:
+                # up to the length the metaserver truncated from, or what storage holds.
                 file = FileLayout(inode.inode_id, inode.layout)
-                await self._data(client._data.remove_chunks(file, range(chunk_count(old_length, file.chunk_size))))
+                await self._data(client._data.truncate(file, resp.old_length, 0))
         else:
             resp = await client._call(
                 "Open", lambda h: meta_pb2.OpenRequest(header=h, path=path, write=True), path=path
             )
             inode = resp.inode
         self._bind(resp)
-        self._length = inode.length
+        self._length, self._truncate_version = inode.length, inode.truncate_version
         if mode.append:
             self._pos = self._length
         self._state = _State.OPEN
@@ -191,14 +206,6 @@ class EmberFile:
     def _bind(self, resp: Any) -> None:
         self._file = FileLayout(resp.inode.inode_id, resp.inode.layout)
         self._session_id = resp.session_id
-
-    async def _existing_length(self) -> tuple[int, int]:
-        """(inode id, length) of the file a truncating open will empty; (0, 0) if none."""
-        try:
-            inode, _ = await self._client._file(self.name)
-        except FileNotFoundError:
-            return 0, 0
-        return inode.inode_id, inode.length
 
     async def close(self) -> None:
         """Send what is buffered, report the length, end the write session. Idempotent."""
@@ -214,15 +221,27 @@ class EmberFile:
         except BaseException:
             # End the session without a length, but never let that hide why we failed.
             try:
-                await self._close_session(wrote=False)
+                await self._report("Close", wrote=False)
             except OSError:
                 pass
             raise
-        await self._close_session(wrote=self._wrote)
+        await self._report("Close", wrote=self._wrote)
 
-    async def _close_session(self, *, wrote: bool) -> None:
-        file = self._layout()
-        await self._client._close_session(self.name, self._session_id, file.inode_id, self._length, wrote=wrote)
+    async def _report(self, method: str, *, wrote: bool) -> None:
+        """Report the length on "Sync" or "Close"; a stale report (a truncate came after
+        this handle's view) is redone with the length recovered from storage."""
+        file, length = self._layout(), self._length
+        for _ in range(_MAX_REPORTS):
+            resp = await self._client._report_length(
+                method, self.name, self._session_id, file.inode_id, length, self._truncate_version, wrote=wrote
+            )
+            self._truncate_version = resp.inode.truncate_version
+            if not resp.stale:
+                self._length = resp.inode.length
+                return
+            held = await self._data(self._client._data.storage_end(file))
+            length = recovered_length(held, self._written_end)
+        raise os_error(Busy(f"the file was truncated during each of {_MAX_REPORTS} length reports"), self.name)
 
     @property
     def closed(self) -> bool:
@@ -414,6 +433,7 @@ class EmberFile:
                 await self._backpressure()  # a big write must not buffer all of itself
         self._pos = offset + len(view)
         self._length = max(self._length, self._pos)
+        self._written_end = max(self._written_end, self._pos)
         self._wrote = self._unsynced = True
         return len(view)
 
@@ -424,14 +444,7 @@ class EmberFile:
             return
         await self._send_all()
         if self._unsynced:
-            file = self._layout()
-            await self._client._call(
-                "Sync",
-                lambda h: meta_pb2.SyncRequest(
-                    header=h, session_id=self._session_id, inode_id=file.inode_id, length=self._length, wrote=True
-                ),
-                path=self.name,
-            )
+            await self._report("Sync", wrote=True)
             self._unsynced = False
 
     def _send(self, index: int) -> None:

@@ -4,8 +4,9 @@ Nothing here decides namespace semantics; each handler checks the request's shap
 (paths through common.paths, modes, layout bounds, no unknown fields), builds the
 caller identity (from the token when tokens are on, else the header) and hands a closure to the store: writes through
 `store.write` (group-committed on the writer thread), reads inline through
-`store.read`. Create, Mkdir, Remove, Rename, Link and Symlink go through `idem.once`
-so a retry with the same (client_id, request_id) gets the first reply back.
+`store.read`. Create, Mkdir, Remove, Rename, Link, Symlink and Truncate go through
+`idem.once` so a retry with the same (client_id, request_id) gets the first reply back
+(a retried Truncate bumps the truncate version once and returns the first `old_length`).
 
 Errors are mapped in one place, the `_rpc` decorator (common/servicing.py): an
 EmberError becomes its gRPC status with the exact code in the `emberfs-error`
@@ -210,6 +211,16 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
             lambda tx: symlink.symlink(tx, caller, target, parts),
         )
 
+    @_rpc
+    async def Truncate(
+        self, request: meta_pb2.TruncateRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.TruncateResponse:
+        caller, parts, length = _caller(request.header), split_path(request.path), request.length
+        return await self._once(
+            request.header, "Truncate", meta_pb2.TruncateResponse,
+            lambda tx: truncate.truncate(tx, caller, parts, length),
+        )
+
     # -- other writes (naturally safe to repeat) ----------------------------------
     @_rpc
     async def SetAttr(
@@ -233,13 +244,6 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
         )
 
     @_rpc
-    async def Truncate(
-        self, request: meta_pb2.TruncateRequest, context: grpc.aio.ServicerContext
-    ) -> meta_pb2.TruncateResponse:
-        caller, parts, length = _caller(request.header), split_path(request.path), request.length
-        return await self._store.write(lambda tx: truncate.truncate(tx, caller, parts, length))
-
-    @_rpc
     async def Open(self, request: meta_pb2.OpenRequest, context: grpc.aio.ServicerContext) -> meta_pb2.OpenResponse:
         r = request
         caller, parts = _caller(r.header), split_path(r.path)
@@ -258,7 +262,10 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
         r = request
         caller, inode_id = _caller(r.header), _inode_id(r.inode_id)
         return await self._store.write(
-            lambda tx: session.close(tx, caller, r.session_id, inode_id, length=r.length, wrote=r.wrote)
+            lambda tx: session.close(
+                tx, caller, r.session_id, inode_id, length=r.length, wrote=r.wrote,
+                truncate_version=r.truncate_version,
+            )
         )
 
     @_rpc
@@ -266,5 +273,8 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
         r = request
         caller, inode_id = _caller(r.header), _inode_id(r.inode_id)
         return await self._store.write(
-            lambda tx: session.sync(tx, caller, r.session_id, inode_id, length=r.length, wrote=r.wrote)
+            lambda tx: session.sync(
+                tx, caller, r.session_id, inode_id, length=r.length, wrote=r.wrote,
+                truncate_version=r.truncate_version,
+            )
         )

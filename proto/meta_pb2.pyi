@@ -99,14 +99,16 @@ class CreateRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., path: _Optional[str] = ..., mode: _Optional[int] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., chunk_size: _Optional[int] = ..., stripe: _Optional[int] = ..., open_for_write: _Optional[bool] = ...) -> None: ...
 
 class CreateResponse(_message.Message):
-    __slots__ = ("inode", "created", "session_id")
+    __slots__ = ("inode", "created", "session_id", "old_length")
     INODE_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_LENGTH_FIELD_NUMBER: _ClassVar[int]
     inode: Inode
     created: bool
     session_id: int
-    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., created: _Optional[bool] = ..., session_id: _Optional[int] = ...) -> None: ...
+    old_length: int
+    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., created: _Optional[bool] = ..., session_id: _Optional[int] = ..., old_length: _Optional[int] = ...) -> None: ...
 
 class MkdirRequest(_message.Message):
     __slots__ = ("header", "path", "mode", "parents", "exist_ok", "chunk_size", "stripe")
@@ -283,10 +285,12 @@ class TruncateRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., path: _Optional[str] = ..., length: _Optional[int] = ...) -> None: ...
 
 class TruncateResponse(_message.Message):
-    __slots__ = ("inode",)
+    __slots__ = ("inode", "old_length")
     INODE_FIELD_NUMBER: _ClassVar[int]
+    OLD_LENGTH_FIELD_NUMBER: _ClassVar[int]
     inode: Inode
-    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ...) -> None: ...
+    old_length: int
+    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., old_length: _Optional[int] = ...) -> None: ...
 
 class OpenRequest(_message.Message):
     __slots__ = ("header", "path", "write", "truncate")
@@ -301,52 +305,62 @@ class OpenRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., path: _Optional[str] = ..., write: _Optional[bool] = ..., truncate: _Optional[bool] = ...) -> None: ...
 
 class OpenResponse(_message.Message):
-    __slots__ = ("inode", "session_id")
+    __slots__ = ("inode", "session_id", "old_length")
     INODE_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_LENGTH_FIELD_NUMBER: _ClassVar[int]
     inode: Inode
     session_id: int
-    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., session_id: _Optional[int] = ...) -> None: ...
+    old_length: int
+    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., session_id: _Optional[int] = ..., old_length: _Optional[int] = ...) -> None: ...
 
 class CloseRequest(_message.Message):
-    __slots__ = ("header", "session_id", "inode_id", "length", "wrote")
+    __slots__ = ("header", "session_id", "inode_id", "length", "wrote", "truncate_version")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     INODE_ID_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     WROTE_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.RequestHeader
     session_id: int
     inode_id: int
     length: int
     wrote: bool
-    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., session_id: _Optional[int] = ..., inode_id: _Optional[int] = ..., length: _Optional[int] = ..., wrote: _Optional[bool] = ...) -> None: ...
+    truncate_version: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., session_id: _Optional[int] = ..., inode_id: _Optional[int] = ..., length: _Optional[int] = ..., wrote: _Optional[bool] = ..., truncate_version: _Optional[int] = ...) -> None: ...
 
 class CloseResponse(_message.Message):
-    __slots__ = ("inode",)
+    __slots__ = ("inode", "stale")
     INODE_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     inode: Inode
-    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ...) -> None: ...
+    stale: bool
+    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class SyncRequest(_message.Message):
-    __slots__ = ("header", "session_id", "inode_id", "length", "wrote")
+    __slots__ = ("header", "session_id", "inode_id", "length", "wrote", "truncate_version")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     INODE_ID_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     WROTE_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.RequestHeader
     session_id: int
     inode_id: int
     length: int
     wrote: bool
-    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., session_id: _Optional[int] = ..., inode_id: _Optional[int] = ..., length: _Optional[int] = ..., wrote: _Optional[bool] = ...) -> None: ...
+    truncate_version: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., session_id: _Optional[int] = ..., inode_id: _Optional[int] = ..., length: _Optional[int] = ..., wrote: _Optional[bool] = ..., truncate_version: _Optional[int] = ...) -> None: ...
 
 class SyncResponse(_message.Message):
-    __slots__ = ("inode",)
+    __slots__ = ("inode", "stale")
     INODE_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     inode: Inode
-    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ...) -> None: ...
+    stale: bool
+    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class StatFsRequest(_message.Message):
     __slots__ = ("header",)

@@ -5,6 +5,8 @@ and a dangling one creates its target. Opening an existing file needs w only whe
 truncates or opens a write session; a plain non-exclusive create of an existing file
 just returns it (reads go straight to storage, so there is no read-open to check). A new file takes its layout from the request,
 else from its directory's defaults, and its chains from the allocator in the context.
+The reply's `old_length` is the length before an O_TRUNC, read in the same
+transaction, for the caller to remove the old chunks by (truncate.py says why).
 """
 
 from __future__ import annotations
@@ -74,7 +76,6 @@ def _open_existing(
     if truncate or open_for_write:
         check(caller, inode, W, "open for write")
     # Otherwise the caller only learns the inode, which a Stat would show it anyway.
-    if truncate:
-        apply_truncate(tx, inode, 0)
+    old_length = apply_truncate(tx, inode, 0) if truncate else inode.length
     session_id = open_session(tx, inode, client_id) if open_for_write else 0
-    return meta_pb2.CreateResponse(inode=inode, created=False, session_id=session_id)
+    return meta_pb2.CreateResponse(inode=inode, created=False, session_id=session_id, old_length=old_length)
