@@ -2,8 +2,8 @@
 
 A chain is an ordered list of targets, each with a *public* state the manager
 publishes. Storage servers report each target's *local* state in heartbeats. The
-manager recomputes every chain with `next_chain(chain, local_states, admin_offline)`
-whenever a report or a timeout changes something; the result is a pure function of
+manager recomputes every chain with `next_chain(chain, local_states, admin_offline,
+restarted)` whenever a report or a timeout changes something; the result is a pure function of
 its inputs (3FS: mgmtd `generateNewChain`), so it is table-tested here and the
 manager only stores and publishes what it returns.
 
@@ -29,7 +29,11 @@ Rules (3FS's, in the order they are evaluated over the old chain):
     OFFLINE
 
 Then, if any target serves, a LASTSRV left over becomes OFFLINE; OFFLINE targets
-keep their relative chain order. An admin-offlined
+keep their relative chain order. A restarted target (its server registered a new
+incarnation) counts as locally OFFLINE for the transition that learns of the
+restart, whatever it reports: it may have lost updates it held pending, so it
+leaves the chain and returns through SYNCING (or, as the last serving target,
+through LASTSRV) however quickly it came back. An admin-offlined
 target counts as locally OFFLINE whatever it reports (so the last serving target
 taken out by an admin becomes LASTSRV, not OFFLINE: otherwise the chain would have
 no target allowed to serve first when it returns). A target missing from
@@ -178,9 +182,10 @@ def next_chain(
     chain: Chain,
     local_states: Mapping[int, LocalState | int],
     admin_offline: Iterable[int] = frozenset(),
+    restarted: Iterable[int] = frozenset(),
 ) -> Chain:
     """The chain that follows from the targets' local states (see the module rules)."""
-    admin = set(admin_offline)
+    admin = set(admin_offline) | set(restarted)
 
     def local(target_id: int) -> LocalState:
         if target_id in admin:

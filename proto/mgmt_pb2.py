@@ -25,49 +25,49 @@ _sym_db = _symbol_database.Default()
 from emberfs.proto import common_pb2 as emberfs_dot_proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65mberfs/proto/mgmt.proto\x12\x07\x65mberfs\x1a\x1a\x65mberfs/proto/common.proto\"\x8d\x01\n\x0cTargetReport\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12.\n\x0blocal_state\x18\x02 \x01(\x0e\x32\x19.emberfs.LocalTargetState\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x05 \x01(\x04\"\x9d\x01\n\x13RegisterNodeRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x0f\n\x07node_id\x18\x02 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12&\n\x07targets\x18\x04 \x03(\x0b\x32\x15.emberfs.TargetReport\x12\x14\n\x0c\x62ulk_address\x18\x05 \x01(\t\"j\n\x14RegisterNodeResponse\x12\x17\n\x0frouting_version\x18\x01 \x01(\x04\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\x12\x1b\n\x13heartbeat_timeout_s\x18\x03 \x01(\x01\"\x8c\x01\n\x10HeartbeatRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x0f\n\x07node_id\x18\x02 \x01(\r\x12&\n\x07targets\x18\x03 \x03(\x0b\x32\x15.emberfs.TargetReport\x12\x17\n\x0frouting_version\x18\x04 \x01(\x04\"]\n\x11HeartbeatResponse\x12\x17\n\x0frouting_version\x18\x01 \x01(\x04\x12\x12\n\nreregister\x18\x02 \x01(\x08\x12\x1b\n\x13heartbeat_timeout_s\x18\x03 \x01(\x01\"l\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0c\x62ulk_address\x18\x03 \x01(\t\x12\r\n\x05\x61live\x18\x04 \x01(\x08\x12\x19\n\x11last_heartbeat_ms\x18\x05 \x01(\x03\"\xe0\x01\n\nTargetInfo\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12\x0f\n\x07node_id\x18\x02 \x01(\r\x12\x10\n\x08\x63hain_id\x18\x03 \x01(\r\x12\x30\n\x0cpublic_state\x18\x04 \x01(\x0e\x32\x1a.emberfs.PublicTargetState\x12.\n\x0blocal_state\x18\x05 \x01(\x0e\x32\x19.emberfs.LocalTargetState\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x06 \x01(\x04\x12\x12\n\nused_bytes\x18\x07 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x08 \x01(\x04\"R\n\x0b\x43hainTarget\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12\x30\n\x0cpublic_state\x18\x02 \x01(\x0e\x32\x1a.emberfs.PublicTargetState\"[\n\tChainInfo\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\r\x12\x15\n\rchain_version\x18\x02 \x01(\x04\x12%\n\x07targets\x18\x03 \x03(\x0b\x32\x14.emberfs.ChainTarget\"\x92\x01\n\x0bRoutingInfo\x12\x17\n\x0frouting_version\x18\x01 \x01(\x04\x12 \n\x05nodes\x18\x02 \x03(\x0b\x32\x11.emberfs.NodeInfo\x12$\n\x07targets\x18\x03 \x03(\x0b\x32\x13.emberfs.TargetInfo\x12\"\n\x06\x63hains\x18\x04 \x03(\x0b\x32\x12.emberfs.ChainInfo\"R\n\x11GetRoutingRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x15\n\rknown_version\x18\x02 \x01(\x04\"N\n\x12GetRoutingResponse\x12\x11\n\tunchanged\x18\x01 \x01(\x08\x12%\n\x07routing\x18\x02 \x01(\x0b\x32\x14.emberfs.RoutingInfo\"]\n\x11InitChainsRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08replicas\x18\x02 \x01(\r\x12\x0e\n\x06\x63hains\x18\x03 \x01(\r\"I\n\x12InitChainsResponse\x12\"\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x12.emberfs.ChainInfo\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"h\n\x1aSetTargetAdminStateRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x11\n\ttarget_id\x18\x02 \x01(\x04\x12\x0f\n\x07offline\x18\x03 \x01(\x08\"D\n\x1bSetTargetAdminStateResponse\x12%\n\x07routing\x18\x01 \x01(\x0b\x32\x14.emberfs.RoutingInfo*h\n\x10LocalTargetState\x12\x1b\n\x17LOCAL_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cLOCAL_ONLINE\x10\x01\x12\x12\n\x0eLOCAL_UPTODATE\x10\x02\x12\x11\n\rLOCAL_OFFLINE\x10\x03*r\n\x11PublicTargetState\x12\x1c\n\x18PUBLIC_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0b\n\x07SYNCING\x10\x02\x12\x0b\n\x07WAITING\x10\x03\x12\x0b\n\x07LASTSRV\x10\x04\x12\x0b\n\x07OFFLINE\x10\x05\x32\x87\x03\n\x04Mgmt\x12K\n\x0cRegisterNode\x12\x1c.emberfs.RegisterNodeRequest\x1a\x1d.emberfs.RegisterNodeResponse\x12\x42\n\tHeartbeat\x12\x19.emberfs.HeartbeatRequest\x1a\x1a.emberfs.HeartbeatResponse\x12\x45\n\nGetRouting\x12\x1a.emberfs.GetRoutingRequest\x1a\x1b.emberfs.GetRoutingResponse\x12\x45\n\nInitChains\x12\x1a.emberfs.InitChainsRequest\x1a\x1b.emberfs.InitChainsResponse\x12`\n\x13SetTargetAdminState\x12#.emberfs.SetTargetAdminStateRequest\x1a$.emberfs.SetTargetAdminStateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65mberfs/proto/mgmt.proto\x12\x07\x65mberfs\x1a\x1a\x65mberfs/proto/common.proto\"\x8d\x01\n\x0cTargetReport\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12.\n\x0blocal_state\x18\x02 \x01(\x0e\x32\x19.emberfs.LocalTargetState\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x05 \x01(\x04\"\xb2\x01\n\x13RegisterNodeRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x0f\n\x07node_id\x18\x02 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12&\n\x07targets\x18\x04 \x03(\x0b\x32\x15.emberfs.TargetReport\x12\x14\n\x0c\x62ulk_address\x18\x05 \x01(\t\x12\x13\n\x0bincarnation\x18\x06 \x01(\x04\"j\n\x14RegisterNodeResponse\x12\x17\n\x0frouting_version\x18\x01 \x01(\x04\x12\x1c\n\x14heartbeat_interval_s\x18\x02 \x01(\x01\x12\x1b\n\x13heartbeat_timeout_s\x18\x03 \x01(\x01\"\xa1\x01\n\x10HeartbeatRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x0f\n\x07node_id\x18\x02 \x01(\r\x12&\n\x07targets\x18\x03 \x03(\x0b\x32\x15.emberfs.TargetReport\x12\x17\n\x0frouting_version\x18\x04 \x01(\x04\x12\x13\n\x0bincarnation\x18\x05 \x01(\x04\"]\n\x11HeartbeatResponse\x12\x17\n\x0frouting_version\x18\x01 \x01(\x04\x12\x12\n\nreregister\x18\x02 \x01(\x08\x12\x1b\n\x13heartbeat_timeout_s\x18\x03 \x01(\x01\"\x81\x01\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x14\n\x0c\x62ulk_address\x18\x03 \x01(\t\x12\r\n\x05\x61live\x18\x04 \x01(\x08\x12\x19\n\x11last_heartbeat_ms\x18\x05 \x01(\x03\x12\x13\n\x0bincarnation\x18\x06 \x01(\x04\"\xe0\x01\n\nTargetInfo\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12\x0f\n\x07node_id\x18\x02 \x01(\r\x12\x10\n\x08\x63hain_id\x18\x03 \x01(\r\x12\x30\n\x0cpublic_state\x18\x04 \x01(\x0e\x32\x1a.emberfs.PublicTargetState\x12.\n\x0blocal_state\x18\x05 \x01(\x0e\x32\x19.emberfs.LocalTargetState\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x06 \x01(\x04\x12\x12\n\nused_bytes\x18\x07 \x01(\x04\x12\x0e\n\x06\x63hunks\x18\x08 \x01(\x04\"R\n\x0b\x43hainTarget\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12\x30\n\x0cpublic_state\x18\x02 \x01(\x0e\x32\x1a.emberfs.PublicTargetState\"[\n\tChainInfo\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\r\x12\x15\n\rchain_version\x18\x02 \x01(\x04\x12%\n\x07targets\x18\x03 \x03(\x0b\x32\x14.emberfs.ChainTarget\"\x92\x01\n\x0bRoutingInfo\x12\x17\n\x0frouting_version\x18\x01 \x01(\x04\x12 \n\x05nodes\x18\x02 \x03(\x0b\x32\x11.emberfs.NodeInfo\x12$\n\x07targets\x18\x03 \x03(\x0b\x32\x13.emberfs.TargetInfo\x12\"\n\x06\x63hains\x18\x04 \x03(\x0b\x32\x12.emberfs.ChainInfo\"R\n\x11GetRoutingRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x15\n\rknown_version\x18\x02 \x01(\x04\"N\n\x12GetRoutingResponse\x12\x11\n\tunchanged\x18\x01 \x01(\x08\x12%\n\x07routing\x18\x02 \x01(\x0b\x32\x14.emberfs.RoutingInfo\"]\n\x11InitChainsRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08replicas\x18\x02 \x01(\r\x12\x0e\n\x06\x63hains\x18\x03 \x01(\r\"I\n\x12InitChainsResponse\x12\"\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x12.emberfs.ChainInfo\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"h\n\x1aSetTargetAdminStateRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x11\n\ttarget_id\x18\x02 \x01(\x04\x12\x0f\n\x07offline\x18\x03 \x01(\x08\"D\n\x1bSetTargetAdminStateResponse\x12%\n\x07routing\x18\x01 \x01(\x0b\x32\x14.emberfs.RoutingInfo*h\n\x10LocalTargetState\x12\x1b\n\x17LOCAL_STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cLOCAL_ONLINE\x10\x01\x12\x12\n\x0eLOCAL_UPTODATE\x10\x02\x12\x11\n\rLOCAL_OFFLINE\x10\x03*r\n\x11PublicTargetState\x12\x1c\n\x18PUBLIC_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0b\n\x07SYNCING\x10\x02\x12\x0b\n\x07WAITING\x10\x03\x12\x0b\n\x07LASTSRV\x10\x04\x12\x0b\n\x07OFFLINE\x10\x05\x32\x87\x03\n\x04Mgmt\x12K\n\x0cRegisterNode\x12\x1c.emberfs.RegisterNodeRequest\x1a\x1d.emberfs.RegisterNodeResponse\x12\x42\n\tHeartbeat\x12\x19.emberfs.HeartbeatRequest\x1a\x1a.emberfs.HeartbeatResponse\x12\x45\n\nGetRouting\x12\x1a.emberfs.GetRoutingRequest\x1a\x1b.emberfs.GetRoutingResponse\x12\x45\n\nInitChains\x12\x1a.emberfs.InitChainsRequest\x1a\x1b.emberfs.InitChainsResponse\x12`\n\x13SetTargetAdminState\x12#.emberfs.SetTargetAdminStateRequest\x1a$.emberfs.SetTargetAdminStateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'emberfs.proto.mgmt_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOCALTARGETSTATE']._serialized_start=1888
-  _globals['_LOCALTARGETSTATE']._serialized_end=1992
-  _globals['_PUBLICTARGETSTATE']._serialized_start=1994
-  _globals['_PUBLICTARGETSTATE']._serialized_end=2108
+  _globals['_LOCALTARGETSTATE']._serialized_start=1952
+  _globals['_LOCALTARGETSTATE']._serialized_end=2056
+  _globals['_PUBLICTARGETSTATE']._serialized_start=2058
+  _globals['_PUBLICTARGETSTATE']._serialized_end=2172
   _globals['_TARGETREPORT']._serialized_start=66
   _globals['_TARGETREPORT']._serialized_end=207
   _globals['_REGISTERNODEREQUEST']._serialized_start=210
-  _globals['_REGISTERNODEREQUEST']._serialized_end=367
-  _globals['_REGISTERNODERESPONSE']._serialized_start=369
-  _globals['_REGISTERNODERESPONSE']._serialized_end=475
-  _globals['_HEARTBEATREQUEST']._serialized_start=478
-  _globals['_HEARTBEATREQUEST']._serialized_end=618
-  _globals['_HEARTBEATRESPONSE']._serialized_start=620
-  _globals['_HEARTBEATRESPONSE']._serialized_end=713
-  _globals['_NODEINFO']._serialized_start=715
-  _globals['_NODEINFO']._serialized_end=823
-  _globals['_TARGETINFO']._serialized_start=826
-  _globals['_TARGETINFO']._serialized_end=1050
-  _globals['_CHAINTARGET']._serialized_start=1052
-  _globals['_CHAINTARGET']._serialized_end=1134
-  _globals['_CHAININFO']._serialized_start=1136
-  _globals['_CHAININFO']._serialized_end=1227
-  _globals['_ROUTINGINFO']._serialized_start=1230
-  _globals['_ROUTINGINFO']._serialized_end=1376
-  _globals['_GETROUTINGREQUEST']._serialized_start=1378
-  _globals['_GETROUTINGREQUEST']._serialized_end=1460
-  _globals['_GETROUTINGRESPONSE']._serialized_start=1462
-  _globals['_GETROUTINGRESPONSE']._serialized_end=1540
-  _globals['_INITCHAINSREQUEST']._serialized_start=1542
-  _globals['_INITCHAINSREQUEST']._serialized_end=1635
-  _globals['_INITCHAINSRESPONSE']._serialized_start=1637
-  _globals['_INITCHAINSRESPONSE']._serialized_end=1710
-  _globals['_SETTARGETADMINSTATEREQUEST']._serialized_start=1712
-  _globals['_SETTARGETADMINSTATEREQUEST']._serialized_end=1816
-  _globals['_SETTARGETADMINSTATERESPONSE']._serialized_start=1818
-  _globals['_SETTARGETADMINSTATERESPONSE']._serialized_end=1886
-  _globals['_MGMT']._serialized_start=2111
-  _globals['_MGMT']._serialized_end=2502
+  _globals['_REGISTERNODEREQUEST']._serialized_end=388
+  _globals['_REGISTERNODERESPONSE']._serialized_start=390
+  _globals['_REGISTERNODERESPONSE']._serialized_end=496
+  _globals['_HEARTBEATREQUEST']._serialized_start=499
+  _globals['_HEARTBEATREQUEST']._serialized_end=660
+  _globals['_HEARTBEATRESPONSE']._serialized_start=662
+  _globals['_HEARTBEATRESPONSE']._serialized_end=755
+  _globals['_NODEINFO']._serialized_start=758
+  _globals['_NODEINFO']._serialized_end=887
+  _globals['_TARGETINFO']._serialized_start=890
+  _globals['_TARGETINFO']._serialized_end=1114
+  _globals['_CHAINTARGET']._serialized_start=1116
+  _globals['_CHAINTARGET']._serialized_end=1198
+  _globals['_CHAININFO']._serialized_start=1200
+  _globals['_CHAININFO']._serialized_end=1291
+  _globals['_ROUTINGINFO']._serialized_start=1294
+  _globals['_ROUTINGINFO']._serialized_end=1440
+  _globals['_GETROUTINGREQUEST']._serialized_start=1442
+  _globals['_GETROUTINGREQUEST']._serialized_end=1524
+  _globals['_GETROUTINGRESPONSE']._serialized_start=1526
+  _globals['_GETROUTINGRESPONSE']._serialized_end=1604
+  _globals['_INITCHAINSREQUEST']._serialized_start=1606
+  _globals['_INITCHAINSREQUEST']._serialized_end=1699
+  _globals['_INITCHAINSRESPONSE']._serialized_start=1701
+  _globals['_INITCHAINSRESPONSE']._serialized_end=1774
+  _globals['_SETTARGETADMINSTATEREQUEST']._serialized_start=1776
+  _globals['_SETTARGETADMINSTATEREQUEST']._serialized_end=1880
+  _globals['_SETTARGETADMINSTATERESPONSE']._serialized_start=1882
+  _globals['_SETTARGETADMINSTATERESPONSE']._serialized_end=1950
+  _globals['_MGMT']._serialized_start=2175
+  _globals['_MGMT']._serialized_end=2566
 # @@protoc_insertion_point(module_scope)

@@ -49,18 +49,20 @@ class TargetReport(_message.Message):
     def __init__(self, target_id: _Optional[int] = ..., local_state: _Optional[_Union[LocalTargetState, str]] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., chunks: _Optional[int] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
-    __slots__ = ("header", "node_id", "address", "targets", "bulk_address")
+    __slots__ = ("header", "node_id", "address", "targets", "bulk_address", "incarnation")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     BULK_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.RequestHeader
     node_id: int
     address: str
     targets: _containers.RepeatedCompositeFieldContainer[TargetReport]
     bulk_address: str
-    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., node_id: _Optional[int] = ..., address: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[TargetReport, _Mapping]]] = ..., bulk_address: _Optional[str] = ...) -> None: ...
+    incarnation: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., node_id: _Optional[int] = ..., address: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[TargetReport, _Mapping]]] = ..., bulk_address: _Optional[str] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class RegisterNodeResponse(_message.Message):
     __slots__ = ("routing_version", "heartbeat_interval_s", "heartbeat_timeout_s")
@@ -73,16 +75,18 @@ class RegisterNodeResponse(_message.Message):
     def __init__(self, routing_version: _Optional[int] = ..., heartbeat_interval_s: _Optional[float] = ..., heartbeat_timeout_s: _Optional[float] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("header", "node_id", "targets", "routing_version")
+    __slots__ = ("header", "node_id", "targets", "routing_version", "incarnation")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     ROUTING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.RequestHeader
     node_id: int
     targets: _containers.RepeatedCompositeFieldContainer[TargetReport]
     routing_version: int
-    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., node_id: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[TargetReport, _Mapping]]] = ..., routing_version: _Optional[int] = ...) -> None: ...
+    incarnation: int
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., node_id: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[TargetReport, _Mapping]]] = ..., routing_version: _Optional[int] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("routing_version", "reregister", "heartbeat_timeout_s")
@@ -95,18 +99,20 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, routing_version: _Optional[int] = ..., reregister: _Optional[bool] = ..., heartbeat_timeout_s: _Optional[float] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "address", "bulk_address", "alive", "last_heartbeat_ms")
+    __slots__ = ("node_id", "address", "bulk_address", "alive", "last_heartbeat_ms", "incarnation")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     BULK_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_MS_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     address: str
     bulk_address: str
     alive: bool
     last_heartbeat_ms: int
-    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., bulk_address: _Optional[str] = ..., alive: _Optional[bool] = ..., last_heartbeat_ms: _Optional[int] = ...) -> None: ...
+    incarnation: int
+    def __init__(self, node_id: _Optional[int] = ..., address: _Optional[str] = ..., bulk_address: _Optional[str] = ..., alive: _Optional[bool] = ..., last_heartbeat_ms: _Optional[int] = ..., incarnation: _Optional[int] = ...) -> None: ...
 
 class TargetInfo(_message.Message):
     __slots__ = ("target_id", "node_id", "chain_id", "public_state", "local_state", "capacity_bytes", "used_bytes", "chunks")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -103,6 +104,9 @@ class Agent:
         self.closing = False
         self.health = health or NodeHealth()
         self._lapse_logged = False
+        # This process's incarnation: the manager takes a restarted node's targets out
+        # of their chains so they resync before serving (chainstate.py).
+        self.incarnation = int.from_bytes(os.urandom(8), "big") or 1
 
     async def reports(self) -> list[mgmt_pb2.TargetReport]:
         states = local_states(self.routing.view, self.stores, closing=self.closing,
@@ -124,6 +128,7 @@ class Agent:
                 request = mgmt_pb2.RegisterNodeRequest(
                     header=common_pb2.RequestHeader(), node_id=self.node_id, address=self.address,
                     targets=await self.reports(), bulk_address=self.bulk_address,
+                    incarnation=self.incarnation,
                 )
                 sent_at = self.health.lease.clock()
                 reply = await self.stub.RegisterNode(request, timeout=MGMT_TIMEOUT_S)
@@ -159,7 +164,7 @@ class Agent:
     async def beat(self) -> None:
         request = mgmt_pb2.HeartbeatRequest(
             header=common_pb2.RequestHeader(), node_id=self.node_id, targets=await self.reports(),
-            routing_version=self.routing.view.version,
+            routing_version=self.routing.view.version, incarnation=self.incarnation,
         )
         sent_at = self.health.lease.clock()
         reply = await self.stub.Heartbeat(request, timeout=MGMT_TIMEOUT_S)
@@ -197,7 +202,7 @@ class Agent:
         try:
             await asyncio.wait_for(self.stub.Heartbeat(mgmt_pb2.HeartbeatRequest(
                 header=common_pb2.RequestHeader(), node_id=self.node_id, targets=await self.reports(),
-                routing_version=self.routing.view.version,
+                routing_version=self.routing.view.version, incarnation=self.incarnation,
             )), timeout)
         except (grpc.aio.AioRpcError, asyncio.TimeoutError) as exc:
             log.info("last heartbeat not delivered: %s", exc)

@@ -81,16 +81,20 @@ class ClusterManager:
     async def register(self, registration: Registration) -> int:
         """Register (or re-register) a node; the routing version after it."""
         async with self._lock:
+            known = self._state.nodes.get(registration.node_id)
+            if known is not None and known.incarnation != registration.incarnation:
+                log.info("node %d restarted (incarnation %#x -> %#x): its targets resync before serving",
+                         registration.node_id, known.incarnation, registration.incarnation)
             new = rules.register(self._state, registration)
             self._beats[registration.node_id] = self._monotonic()
             await self._commit(self._ticked(new))
             return self._state.routing_version
 
-    async def heartbeat(self, node_id: int, reports: Iterable[Report]) -> tuple[int, bool]:
+    async def heartbeat(self, node_id: int, reports: Iterable[Report], incarnation: int = 0) -> tuple[int, bool]:
         """Record a heartbeat; (routing version, whether the node must re-register)."""
         async with self._lock:
             try:
-                new = rules.heartbeat(self._state, node_id, tuple(reports))
+                new = rules.heartbeat(self._state, node_id, tuple(reports), incarnation)
             except NotFound as exc:
                 log.info("heartbeat asks node %d to re-register: %s", node_id, exc.message)
                 return self._state.routing_version, True

@@ -17,7 +17,12 @@ Invariants the transitions keep:
   local states alone never bump it (a local state matters once it moves a chain);
 - a node is alive while its last heartbeat is at most `timeout` old; the targets of
   a dead node count as locally OFFLINE, whatever they said last, and are recorded
-  so until the node reports again.
+  so until the node reports again;
+- a node that registers with another incarnation than the one recorded was
+  restarted: its targets leave their chains at once (next_chain's `restarted`), so
+  they resync before serving again however quickly the server came back; a
+  heartbeat from another incarnation than the registered one is answered
+  "register again".
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ class NodeRecord:
     node_id: int
     address: str
     bulk_address: str = ""
+    incarnation: int = 0
+    """Random per server process (0: not given): another one means a restart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +105,7 @@ class Registration:
     address: str
     reports: tuple[Report, ...] = ()
     bulk_address: str = ""
+    incarnation: int = 0
 
 
 @dataclass(frozen=True)
@@ -176,7 +184,9 @@ def register(state: ClusterState, reg: Registration) -> ClusterState:
                 f"target {report.target_id} is already registered by node {owner.node_id}, "
                 f"not node {reg.node_id}"
             )
-    node = NodeRecord(reg.node_id, reg.address, reg.bulk_address)
+    node = NodeRecord(reg.node_id, reg.address, reg.bulk_address, reg.incarnation)
+    known = state.nodes.get(reg.node_id)
+    restarted = known is not None and known.incarnation != reg.incarnation
     targets = dict(state.targets)
     stats = dict(state.stats)
     listed = {r.target_id for r in reg.reports}
@@ -200,14 +210,26 @@ def register(state: ClusterState, reg: Registration) -> ClusterState:
         stats=stats,
         alive=state.alive | {reg.node_id},
     )
+    if restarted:
+        # Out of their chains now, whatever they report: they resync before serving.
+        mine = frozenset(new.targets_of(reg.node_id))
+        local = effective_local_states(new)
+        chains = {cid: next_chain(chain, local, new.admin_offline, restarted=mine)
+                  if mine & {t.target_id for t in chain.targets} else chain
+                  for cid, chain in new.chains.items()}
+        return new.bumped(chains=chains)
     return new.bumped() if changed else new
 
 
-def heartbeat(state: ClusterState, node_id: int, reports: Iterable[Report]) -> ClusterState:
+def heartbeat(state: ClusterState, node_id: int, reports: Iterable[Report], incarnation: int = 0) -> ClusterState:
     """Record a heartbeat's local states and stats. NotFound when the node, or a
-    target it reports, is unknown: the server must register (again)."""
+    target it reports, is unknown, or the beat comes from another incarnation than
+    the registered one: the server must register (again)."""
     if node_id not in state.nodes:
         raise NotFound(f"node {node_id} is not registered")
+    if state.nodes[node_id].incarnation != incarnation:
+        raise NotFound(f"node {node_id} registered as incarnation {state.nodes[node_id].incarnation:#x}, "
+                       f"not {incarnation:#x}")
     targets = dict(state.targets)
     stats = dict(state.stats)
     for report in reports:

@@ -2,7 +2,8 @@
 
 Encodings (big-endian ids, so each key space lists in id order):
 
-    b"n" ‖ u32be node_id    -> serialized mgmt_pb2.NodeInfo (node_id, address, bulk_address)
+    b"n" ‖ u32be node_id    -> serialized mgmt_pb2.NodeInfo (node_id, address, bulk_address,
+                               incarnation)
     b"t" ‖ u64be target_id  -> serialized mgmt_pb2.TargetInfo (node_id, chain_id, local_state)
     b"c" ‖ u32be chain_id   -> serialized mgmt_pb2.ChainInfo (the chain as published)
     b"a" ‖ u64be target_id  -> b""  (the target is admin-offline)
@@ -67,7 +68,7 @@ def load(tx: MetaTxn) -> ClusterState:
                 routing_version = _U64.unpack(value)[0]
             elif kind == NODE:
                 info = mgmt_pb2.NodeInfo.FromString(value)
-                nodes[info.node_id] = NodeRecord(info.node_id, info.address, info.bulk_address)
+                nodes[info.node_id] = NodeRecord(info.node_id, info.address, info.bulk_address, info.incarnation)
             elif kind == TARGET:
                 t = mgmt_pb2.TargetInfo.FromString(value)
                 targets[t.target_id] = TargetRecord(t.target_id, t.node_id, t.chain_id, int(t.local_state))
@@ -103,7 +104,8 @@ def _sync(
 
 def _encode_node(node: NodeRecord) -> bytes:
     return mgmt_pb2.NodeInfo(
-        node_id=node.node_id, address=node.address, bulk_address=node.bulk_address
+        node_id=node.node_id, address=node.address, bulk_address=node.bulk_address,
+        incarnation=node.incarnation
     ).SerializeToString()
 
 

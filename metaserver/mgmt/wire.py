@@ -33,6 +33,7 @@ def registration_from_proto(request: mgmt_pb2.RegisterNodeRequest) -> Registrati
         address=request.address,
         reports=reports_from_proto(request.targets),
         bulk_address=request.bulk_address,
+        incarnation=request.incarnation,
     )
 
 

@@ -92,6 +92,33 @@ def test_transition(before, states, admin, after) -> None:
     assert next_chain(new, local(states), admin) == new
 
 
+RESTARTS = [
+    # name, chain, local states, restarted targets, expected chain
+    ("serving head restarted inside the timeout: out, then syncs", "S1 S2 S3", "1:on 2:up 3:up", (1,), "S2 S3 O1"),
+    ("restarted tail reporting uptodate still leaves", "S1 S2 S3", "1:up 2:up 3:up", (3,), "S1 S2 O3"),
+    ("restarted syncing target restarts its sync", "S1 S2 Y3", "1:up 2:up 3:on", (3,), "S1 S2 O3"),
+    ("the last serving target restarted: lastsrv", "S1 O2 O3", "1:on", (1,), "L1 O2 O3"),
+    ("all restarted at once: the head is lastsrv", "S1 S2 S3", "1:on 2:on 3:on", (1, 2, 3), "L1 O2 O3"),
+]
+
+
+@pytest.mark.parametrize("before,states,restarted,after", [t[1:] for t in RESTARTS], ids=[t[0] for t in RESTARTS])
+def test_a_restarted_target_leaves_its_chain(before, states, restarted, after) -> None:
+    new = next_chain(ch(before), local(states), restarted=restarted)
+    assert spec(new) == after
+    # The next transition (no restart news) brings it back only through SYNCING or LASTSRV.
+    again = next_chain(new, local(states))
+    assert all(t.state != PublicState.SERVING or t.target_id not in restarted or spec(new).startswith("L")
+               for t in again.targets)
+
+
+def test_a_restarted_head_returns_through_syncing() -> None:
+    out = next_chain(ch("S1 S2 S3"), local("1:on 2:up 3:up"), restarted=(1,))
+    back = next_chain(out, local("1:on 2:up 3:up"))
+    assert spec(back) == "S2 S3 Y1"
+    assert spec(next_chain(back, local("1:up 2:up 3:up"))) == "S2 S3 S1"
+
+
 def test_no_change_returns_the_same_version() -> None:
     old = ch("S1 S2 O3", version=4)
     assert next_chain(old, local("1:up 2:up 3:off")) is old

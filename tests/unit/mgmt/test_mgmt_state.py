@@ -105,6 +105,26 @@ def test_register_revives_a_dead_node_with_a_bump() -> None:
     assert register(state, reg(1)).routing_version == state.routing_version + 1
 
 
+def test_a_new_incarnation_takes_the_nodes_targets_out_of_their_chains() -> None:
+    state, _ = init_chains(cluster(3), 3)
+    first = register(state, dataclasses.replace(reg(1), incarnation=7))  # 0 -> 7: a restart
+    assert first.chains[1].state_of(101) == PublicState.OFFLINE
+    healed = tick(register(first, dataclasses.replace(reg(1), incarnation=7)),
+                  {1: 0.0, 2: 0.0, 3: 0.0}, 0.0, 10.0)
+    assert healed.chains[1].state_of(101) == PublicState.SYNCING  # the same incarnation again: no new restart
+    again = register(healed, dataclasses.replace(reg(1), incarnation=8))  # restarted inside the timeout
+    assert again.chains[1].state_of(101) == PublicState.OFFLINE
+    assert again.routing_version == healed.routing_version + 1
+    assert again.nodes[1].incarnation == 8
+
+
+def test_a_heartbeat_from_another_incarnation_must_register_again() -> None:
+    state = register(ClusterState(), dataclasses.replace(reg(1), incarnation=5))
+    heartbeat(state, 1, [], 5)
+    with pytest.raises(NotFound, match="incarnation"):
+        heartbeat(state, 1, [], 6)
+
+
 # -- heartbeat -----------------------------------------------------------------------
 
 
