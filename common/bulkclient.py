@@ -375,7 +375,7 @@ class BulkPool:
         if method == "Read":
             return BulkReadReply(rpayload, reply)
         return storage_pb2.WriteResponse(commit_version=reply.commit_version, chunk_length=reply.chunk_length,
-                                         chunk_crc32c=reply.crc32c)
+                                         chunk_crc32c=reply.crc32c, chunk_exists=bool(reply.flags & w.FLAG_EXISTS))
 
     async def close(self) -> None:
         for task in list(self._connecting.values()):

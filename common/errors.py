@@ -4,6 +4,7 @@
     ├── InvalidArgument             EINVAL        INVALID_ARGUMENT
     │   └── NameTooLong             ENAMETOOLONG  INVALID_ARGUMENT
     ├── NotFound                    ENOENT        NOT_FOUND
+    │   └── ChunkGone               ENOENT        (the file's chunks were collected)
     ├── AlreadyExists               EEXIST        ALREADY_EXISTS
     ├── PermissionDenied            EACCES        PERMISSION_DENIED
     │   └── NotPermitted            EPERM         PERMISSION_DENIED
@@ -17,7 +18,8 @@
     │   ├── NotChainHead            -             (retryable: routing moved)
     │   ├── StaleChainVersion       -             (retryable: refresh routing)
     │   ├── ChunkNotCommitted       -             (retryable)
-    │   └── TargetNotServing        -             (retryable)
+    │   ├── TargetNotServing        -             (retryable)
+    │   └── ReplicaDiverged         EIO           (replicas disagree: refused, logged)
     ├── NoSpace                     ENOSPC        RESOURCE_EXHAUSTED
     ├── ChecksumMismatch            EIO           DATA_LOSS
     ├── Unavailable                 EIO           UNAVAILABLE   (retryable)
@@ -41,6 +43,7 @@ __all__ = [
     "AlreadyExists",
     "Busy",
     "ChecksumMismatch",
+    "ChunkGone",
     "ChunkNotCommitted",
     "DirectoryNotEmpty",
     "EmberError",
@@ -55,6 +58,7 @@ __all__ = [
     "NotFound",
     "NotPermitted",
     "PermissionDenied",
+    "ReplicaDiverged",
     "StaleChainVersion",
     "TargetNotServing",
     "TooManySymlinks",
@@ -103,6 +107,13 @@ class NotFound(EmberError):
     code = "NotFound"
     grpc_status = grpc.StatusCode.NOT_FOUND
     errno = _errno.ENOENT
+
+
+class ChunkGone(NotFound):
+    """An update reached a chunk whose file was deleted and collected on that target:
+    nothing re-creates it (a resync skips it; a writer learns its file is gone)."""
+
+    code = "ChunkGone"
 
 
 class AlreadyExists(EmberError):
@@ -181,6 +192,14 @@ class ChunkNotCommitted(FailedPrecondition):
 class TargetNotServing(FailedPrecondition):
     code = "TargetNotServing"
     retryable = True
+
+
+class ReplicaDiverged(FailedPrecondition):
+    """A successor's acknowledgement names other bytes (or another version) than the
+    sender holds: the update is refused, never reported as a success."""
+
+    code = "ReplicaDiverged"
+    errno = _errno.EIO
 
 
 class NoSpace(EmberError):

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from emberfs.proto import common_pb2 as emberfs_dot_proto_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65mberfs/proto/storage.proto\x12\x07\x65mberfs\x1a\x1a\x65mberfs/proto/common.proto\"0\n\x07\x43hunkId\x12\x10\n\x08inode_id\x18\x01 \x01(\x04\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\r\"\xf5\x01\n\x0cWriteRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x1f\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x10.emberfs.ChunkId\x12!\n\x04kind\x18\x05 \x01(\x0e\x32\x13.emberfs.UpdateKind\x12\x0e\n\x06offset\x18\x06 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x08 \x01(\r\x12\x0e\n\x06length\x18\t \x01(\r\x12\x12\n\nchunk_size\x18\n \x01(\r\"w\n\x0e\x46orwardRequest\x12%\n\x06update\x18\x01 \x01(\x0b\x32\x15.emberfs.WriteRequest\x12\x16\n\x0eupdate_version\x18\x02 \x01(\x04\x12\x13\n\x0b\x66rom_target\x18\x03 \x01(\x04\x12\x11\n\tto_target\x18\x04 \x01(\x04\"S\n\rWriteResponse\x12\x16\n\x0e\x63ommit_version\x18\x01 \x01(\x04\x12\x14\n\x0c\x63hunk_length\x18\x02 \x01(\r\x12\x14\n\x0c\x63hunk_crc32c\x18\x03 \x01(\r\"\xb2\x01\n\x0bReadRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x1f\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x10.emberfs.ChunkId\x12\x0e\n\x06offset\x18\x05 \x01(\r\x12\x0e\n\x06length\x18\x06 \x01(\r\x12\x11\n\ttarget_id\x18\x07 \x01(\x04\"j\n\x0cReadResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x02 \x01(\r\x12\x16\n\x0e\x63ommit_version\x18\x03 \x01(\x04\x12\x14\n\x0c\x63hunk_length\x18\x04 \x01(\r\x12\x0e\n\x06\x65xists\x18\x05 \x01(\x08\"\x8b\x01\n\x17GetCommitVersionRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x1f\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x10.emberfs.ChunkId\"B\n\x18GetCommitVersionResponse\x12\x16\n\x0e\x63ommit_version\x18\x01 \x01(\x04\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\"\x8b\x01\n\x13RemoveChunksRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x10\n\x08inode_id\x18\x04 \x01(\x04\x12\x11\n\ttarget_id\x18\x05 \x01(\x04\"\'\n\x14RemoveChunksResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x04\"\x8d\x01\n\x15QueryLastChunkRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x10\n\x08inode_id\x18\x04 \x01(\x04\x12\x11\n\ttarget_id\x18\x05 \x01(\x04\"R\n\x16QueryLastChunkResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\r\x12\x14\n\x0c\x63hunk_length\x18\x03 \x01(\r\"<\n\x12TargetStatsRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\"|\n\nTargetStat\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x05 \x01(\x04\x12\x12\n\nfree_bytes\x18\x06 \x01(\x04\";\n\x13TargetStatsResponse\x12$\n\x07targets\x18\x01 \x03(\x0b\x32\x13.emberfs.TargetStat\"d\n\tChunkMeta\x12\x1f\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x10.emberfs.ChunkId\x12\x16\n\x0e\x63ommit_version\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\r\x12\x0e\n\x06\x63rc32c\x18\x04 \x01(\r\"u\n\x0fSyncDumpRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x11\n\ttarget_id\x18\x04 \x01(\x04\"6\n\x10SyncDumpResponse\x12\"\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x12.emberfs.ChunkMeta\"\xa2\x01\n\x0fSyncDoneRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x11\n\ttarget_id\x18\x04 \x01(\x04\x12\x13\n\x0b\x63hunks_sent\x18\x05 \x01(\x04\x12\x16\n\x0e\x63hunks_removed\x18\x06 \x01(\x04\"\x12\n\x10SyncDoneResponse*[\n\nUpdateKind\x12\x1b\n\x17UPDATE_KIND_UNSPECIFIED\x10\x00\x12\t\n\x05WRITE\x10\x01\x12\x0c\n\x08TRUNCATE\x10\x02\x12\x0b\n\x07REPLACE\x10\x03\x12\n\n\x06REMOVE\x10\x04\x32\xf7\x04\n\x07Storage\x12\x36\n\x05Write\x12\x15.emberfs.WriteRequest\x1a\x16.emberfs.WriteResponse\x12:\n\x07\x46orward\x12\x17.emberfs.ForwardRequest\x1a\x16.emberfs.WriteResponse\x12\x33\n\x04Read\x12\x14.emberfs.ReadRequest\x1a\x15.emberfs.ReadResponse\x12W\n\x10GetCommitVersion\x12 .emberfs.GetCommitVersionRequest\x1a!.emberfs.GetCommitVersionResponse\x12K\n\x0cRemoveChunks\x12\x1c.emberfs.RemoveChunksRequest\x1a\x1d.emberfs.RemoveChunksResponse\x12Q\n\x0eQueryLastChunk\x12\x1e.emberfs.QueryLastChunkRequest\x1a\x1f.emberfs.QueryLastChunkResponse\x12H\n\x0bTargetStats\x12\x1b.emberfs.TargetStatsRequest\x1a\x1c.emberfs.TargetStatsResponse\x12?\n\x08SyncDump\x12\x18.emberfs.SyncDumpRequest\x1a\x19.emberfs.SyncDumpResponse\x12?\n\x08SyncDone\x12\x18.emberfs.SyncDoneRequest\x1a\x19.emberfs.SyncDoneResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65mberfs/proto/storage.proto\x12\x07\x65mberfs\x1a\x1a\x65mberfs/proto/common.proto\"0\n\x07\x43hunkId\x12\x10\n\x08inode_id\x18\x01 \x01(\x04\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\r\"\xf5\x01\n\x0cWriteRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x1f\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x10.emberfs.ChunkId\x12!\n\x04kind\x18\x05 \x01(\x0e\x32\x13.emberfs.UpdateKind\x12\x0e\n\x06offset\x18\x06 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x08 \x01(\r\x12\x0e\n\x06length\x18\t \x01(\r\x12\x12\n\nchunk_size\x18\n \x01(\r\"w\n\x0e\x46orwardRequest\x12%\n\x06update\x18\x01 \x01(\x0b\x32\x15.emberfs.WriteRequest\x12\x16\n\x0eupdate_version\x18\x02 \x01(\x04\x12\x13\n\x0b\x66rom_target\x18\x03 \x01(\x04\x12\x11\n\tto_target\x18\x04 \x01(\x04\"i\n\rWriteResponse\x12\x16\n\x0e\x63ommit_version\x18\x01 \x01(\x04\x12\x14\n\x0c\x63hunk_length\x18\x02 \x01(\r\x12\x14\n\x0c\x63hunk_crc32c\x18\x03 \x01(\r\x12\x14\n\x0c\x63hunk_exists\x18\x04 \x01(\x08\"\xb2\x01\n\x0bReadRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x1f\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x10.emberfs.ChunkId\x12\x0e\n\x06offset\x18\x05 \x01(\r\x12\x0e\n\x06length\x18\x06 \x01(\r\x12\x11\n\ttarget_id\x18\x07 \x01(\x04\"j\n\x0cReadResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x02 \x01(\r\x12\x16\n\x0e\x63ommit_version\x18\x03 \x01(\x04\x12\x14\n\x0c\x63hunk_length\x18\x04 \x01(\r\x12\x0e\n\x06\x65xists\x18\x05 \x01(\x08\"\x8b\x01\n\x17GetCommitVersionRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x1f\n\x05\x63hunk\x18\x04 \x01(\x0b\x32\x10.emberfs.ChunkId\"B\n\x18GetCommitVersionResponse\x12\x16\n\x0e\x63ommit_version\x18\x01 \x01(\x04\x12\x0e\n\x06\x65xists\x18\x02 \x01(\x08\"\x8b\x01\n\x13RemoveChunksRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x10\n\x08inode_id\x18\x04 \x01(\x04\x12\x11\n\ttarget_id\x18\x05 \x01(\x04\"\'\n\x14RemoveChunksResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x04\"\x8d\x01\n\x15QueryLastChunkRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x10\n\x08inode_id\x18\x04 \x01(\x04\x12\x11\n\ttarget_id\x18\x05 \x01(\x04\"R\n\x16QueryLastChunkResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x13\n\x0b\x63hunk_index\x18\x02 \x01(\r\x12\x14\n\x0c\x63hunk_length\x18\x03 \x01(\r\"<\n\x12TargetStatsRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\"|\n\nTargetStat\x12\x11\n\ttarget_id\x18\x01 \x01(\x04\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x05 \x01(\x04\x12\x12\n\nfree_bytes\x18\x06 \x01(\x04\";\n\x13TargetStatsResponse\x12$\n\x07targets\x18\x01 \x03(\x0b\x32\x13.emberfs.TargetStat\"w\n\tChunkMeta\x12\x1f\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x10.emberfs.ChunkId\x12\x16\n\x0e\x63ommit_version\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\r\x12\x0e\n\x06\x63rc32c\x18\x04 \x01(\r\x12\x11\n\ttombstone\x18\x05 \x01(\x08\"u\n\x0fSyncDumpRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x11\n\ttarget_id\x18\x04 \x01(\x04\"6\n\x10SyncDumpResponse\x12\"\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x12.emberfs.ChunkMeta\"\xa2\x01\n\x0fSyncDoneRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x16.emberfs.RequestHeader\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\r\x12\x15\n\rchain_version\x18\x03 \x01(\x04\x12\x11\n\ttarget_id\x18\x04 \x01(\x04\x12\x13\n\x0b\x63hunks_sent\x18\x05 \x01(\x04\x12\x16\n\x0e\x63hunks_removed\x18\x06 \x01(\x04\"\x12\n\x10SyncDoneResponse*[\n\nUpdateKind\x12\x1b\n\x17UPDATE_KIND_UNSPECIFIED\x10\x00\x12\t\n\x05WRITE\x10\x01\x12\x0c\n\x08TRUNCATE\x10\x02\x12\x0b\n\x07REPLACE\x10\x03\x12\n\n\x06REMOVE\x10\x04\x32\xf7\x04\n\x07Storage\x12\x36\n\x05Write\x12\x15.emberfs.WriteRequest\x1a\x16.emberfs.WriteResponse\x12:\n\x07\x46orward\x12\x17.emberfs.ForwardRequest\x1a\x16.emberfs.WriteResponse\x12\x33\n\x04Read\x12\x14.emberfs.ReadRequest\x1a\x15.emberfs.ReadResponse\x12W\n\x10GetCommitVersion\x12 .emberfs.GetCommitVersionRequest\x1a!.emberfs.GetCommitVersionResponse\x12K\n\x0cRemoveChunks\x12\x1c.emberfs.RemoveChunksRequest\x1a\x1d.emberfs.RemoveChunksResponse\x12Q\n\x0eQueryLastChunk\x12\x1e.emberfs.QueryLastChunkRequest\x1a\x1f.emberfs.QueryLastChunkResponse\x12H\n\x0bTargetStats\x12\x1b.emberfs.TargetStatsRequest\x1a\x1c.emberfs.TargetStatsResponse\x12?\n\x08SyncDump\x12\x18.emberfs.SyncDumpRequest\x1a\x19.emberfs.SyncDumpResponse\x12?\n\x08SyncDone\x12\x18.emberfs.SyncDoneRequest\x1a\x19.emberfs.SyncDoneResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'emberfs.proto.storage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_UPDATEKIND']._serialized_start=2193
-  _globals['_UPDATEKIND']._serialized_end=2284
+  _globals['_UPDATEKIND']._serialized_start=2234
+  _globals['_UPDATEKIND']._serialized_end=2325
   _globals['_CHUNKID']._serialized_start=68
   _globals['_CHUNKID']._serialized_end=116
   _globals['_WRITEREQUEST']._serialized_start=119
@@ -41,39 +41,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FORWARDREQUEST']._serialized_start=366
   _globals['_FORWARDREQUEST']._serialized_end=485
   _globals['_WRITERESPONSE']._serialized_start=487
-  _globals['_WRITERESPONSE']._serialized_end=570
-  _globals['_READREQUEST']._serialized_start=573
-  _globals['_READREQUEST']._serialized_end=751
-  _globals['_READRESPONSE']._serialized_start=753
-  _globals['_READRESPONSE']._serialized_end=859
-  _globals['_GETCOMMITVERSIONREQUEST']._serialized_start=862
-  _globals['_GETCOMMITVERSIONREQUEST']._serialized_end=1001
-  _globals['_GETCOMMITVERSIONRESPONSE']._serialized_start=1003
-  _globals['_GETCOMMITVERSIONRESPONSE']._serialized_end=1069
-  _globals['_REMOVECHUNKSREQUEST']._serialized_start=1072
-  _globals['_REMOVECHUNKSREQUEST']._serialized_end=1211
-  _globals['_REMOVECHUNKSRESPONSE']._serialized_start=1213
-  _globals['_REMOVECHUNKSRESPONSE']._serialized_end=1252
-  _globals['_QUERYLASTCHUNKREQUEST']._serialized_start=1255
-  _globals['_QUERYLASTCHUNKREQUEST']._serialized_end=1396
-  _globals['_QUERYLASTCHUNKRESPONSE']._serialized_start=1398
-  _globals['_QUERYLASTCHUNKRESPONSE']._serialized_end=1480
-  _globals['_TARGETSTATSREQUEST']._serialized_start=1482
-  _globals['_TARGETSTATSREQUEST']._serialized_end=1542
-  _globals['_TARGETSTAT']._serialized_start=1544
-  _globals['_TARGETSTAT']._serialized_end=1668
-  _globals['_TARGETSTATSRESPONSE']._serialized_start=1670
-  _globals['_TARGETSTATSRESPONSE']._serialized_end=1729
-  _globals['_CHUNKMETA']._serialized_start=1731
-  _globals['_CHUNKMETA']._serialized_end=1831
-  _globals['_SYNCDUMPREQUEST']._serialized_start=1833
-  _globals['_SYNCDUMPREQUEST']._serialized_end=1950
-  _globals['_SYNCDUMPRESPONSE']._serialized_start=1952
-  _globals['_SYNCDUMPRESPONSE']._serialized_end=2006
-  _globals['_SYNCDONEREQUEST']._serialized_start=2009
-  _globals['_SYNCDONEREQUEST']._serialized_end=2171
-  _globals['_SYNCDONERESPONSE']._serialized_start=2173
-  _globals['_SYNCDONERESPONSE']._serialized_end=2191
-  _globals['_STORAGE']._serialized_start=2287
-  _globals['_STORAGE']._serialized_end=2918
+  _globals['_WRITERESPONSE']._serialized_end=592
+  _globals['_READREQUEST']._serialized_start=595
+  _globals['_READREQUEST']._serialized_end=773
+  _globals['_READRESPONSE']._serialized_start=775
+  _globals['_READRESPONSE']._serialized_end=881
+  _globals['_GETCOMMITVERSIONREQUEST']._serialized_start=884
+  _globals['_GETCOMMITVERSIONREQUEST']._serialized_end=1023
+  _globals['_GETCOMMITVERSIONRESPONSE']._serialized_start=1025
+  _globals['_GETCOMMITVERSIONRESPONSE']._serialized_end=1091
+  _globals['_REMOVECHUNKSREQUEST']._serialized_start=1094
+  _globals['_REMOVECHUNKSREQUEST']._serialized_end=1233
+  _globals['_REMOVECHUNKSRESPONSE']._serialized_start=1235
+  _globals['_REMOVECHUNKSRESPONSE']._serialized_end=1274
+  _globals['_QUERYLASTCHUNKREQUEST']._serialized_start=1277
+  _globals['_QUERYLASTCHUNKREQUEST']._serialized_end=1418
+  _globals['_QUERYLASTCHUNKRESPONSE']._serialized_start=1420
+  _globals['_QUERYLASTCHUNKRESPONSE']._serialized_end=1502
+  _globals['_TARGETSTATSREQUEST']._serialized_start=1504
+  _globals['_TARGETSTATSREQUEST']._serialized_end=1564
+  _globals['_TARGETSTAT']._serialized_start=1566
+  _globals['_TARGETSTAT']._serialized_end=1690
+  _globals['_TARGETSTATSRESPONSE']._serialized_start=1692
+  _globals['_TARGETSTATSRESPONSE']._serialized_end=1751
+  _globals['_CHUNKMETA']._serialized_start=1753
+  _globals['_CHUNKMETA']._serialized_end=1872
+  _globals['_SYNCDUMPREQUEST']._serialized_start=1874
+  _globals['_SYNCDUMPREQUEST']._serialized_end=1991
+  _globals['_SYNCDUMPRESPONSE']._serialized_start=1993
+  _globals['_SYNCDUMPRESPONSE']._serialized_end=2047
+  _globals['_SYNCDONEREQUEST']._serialized_start=2050
+  _globals['_SYNCDONEREQUEST']._serialized_end=2212
+  _globals['_SYNCDONERESPONSE']._serialized_start=2214
+  _globals['_SYNCDONERESPONSE']._serialized_end=2232
+  _globals['_STORAGE']._serialized_start=2328
+  _globals['_STORAGE']._serialized_end=2959
 # @@protoc_insertion_point(module_scope)

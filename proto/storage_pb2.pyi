@@ -66,14 +66,16 @@ class ForwardRequest(_message.Message):
     def __init__(self, update: _Optional[_Union[WriteRequest, _Mapping]] = ..., update_version: _Optional[int] = ..., from_target: _Optional[int] = ..., to_target: _Optional[int] = ...) -> None: ...
 
 class WriteResponse(_message.Message):
-    __slots__ = ("commit_version", "chunk_length", "chunk_crc32c")
+    __slots__ = ("commit_version", "chunk_length", "chunk_crc32c", "chunk_exists")
     COMMIT_VERSION_FIELD_NUMBER: _ClassVar[int]
     CHUNK_LENGTH_FIELD_NUMBER: _ClassVar[int]
     CHUNK_CRC32C_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_EXISTS_FIELD_NUMBER: _ClassVar[int]
     commit_version: int
     chunk_length: int
     chunk_crc32c: int
-    def __init__(self, commit_version: _Optional[int] = ..., chunk_length: _Optional[int] = ..., chunk_crc32c: _Optional[int] = ...) -> None: ...
+    chunk_exists: bool
+    def __init__(self, commit_version: _Optional[int] = ..., chunk_length: _Optional[int] = ..., chunk_crc32c: _Optional[int] = ..., chunk_exists: _Optional[bool] = ...) -> None: ...
 
 class ReadRequest(_message.Message):
     __slots__ = ("header", "chain_id", "chain_version", "chunk", "offset", "length", "target_id")
@@ -200,16 +202,18 @@ class TargetStatsResponse(_message.Message):
     def __init__(self, targets: _Optional[_Iterable[_Union[TargetStat, _Mapping]]] = ...) -> None: ...
 
 class ChunkMeta(_message.Message):
-    __slots__ = ("chunk", "commit_version", "length", "crc32c")
+    __slots__ = ("chunk", "commit_version", "length", "crc32c", "tombstone")
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     COMMIT_VERSION_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     CRC32C_FIELD_NUMBER: _ClassVar[int]
+    TOMBSTONE_FIELD_NUMBER: _ClassVar[int]
     chunk: ChunkId
     commit_version: int
     length: int
     crc32c: int
-    def __init__(self, chunk: _Optional[_Union[ChunkId, _Mapping]] = ..., commit_version: _Optional[int] = ..., length: _Optional[int] = ..., crc32c: _Optional[int] = ...) -> None: ...
+    tombstone: bool
+    def __init__(self, chunk: _Optional[_Union[ChunkId, _Mapping]] = ..., commit_version: _Optional[int] = ..., length: _Optional[int] = ..., crc32c: _Optional[int] = ..., tombstone: _Optional[bool] = ...) -> None: ...
 
 class SyncDumpRequest(_message.Message):
     __slots__ = ("header", "chain_id", "chain_version", "target_id")

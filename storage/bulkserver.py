@@ -379,8 +379,9 @@ class _ServerConnection(asyncio.BufferedProtocol):
                 reply = await op.forward(storage_pb2.ForwardRequest(
                     update=update, update_version=head.update_version, from_target=head.from_target,
                     to_target=head.target_id))
-            return w.Response(head.request_id, commit_version=reply.commit_version,
-                              chunk_length=reply.chunk_length, crc32c=reply.chunk_crc32c), b""
+            return w.Response(head.request_id, flags=w.FLAG_EXISTS if reply.chunk_exists else 0,
+                              commit_version=reply.commit_version, chunk_length=reply.chunk_length,
+                              crc32c=reply.chunk_crc32c), b""
         raise InvalidArgument(f"unknown bulk op {head.op}")
 
 

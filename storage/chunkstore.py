@@ -14,18 +14,23 @@ index of chunks with a pending version, and running totals. Crash safety:
   file on disk is named by a record and recovery finds it without a directory walk;
 - on open, each pending version is either rolled forward (the crash hit between
   the replace and the metadata update: the chunk file already holds exactly the
-  pending length and CRC32C) or discarded (CRAQ recovers it from the chain).
+  pending length and CRC32C), kept pending (its file is whole) or discarded
+  (recovery.py).
 
 Operations are synchronous and thread-safe for *different* chunks; the caller
 (the service) serialises updates of one chunk. Readers never block writers: a
 commit gate (see commitgate.py) lets a read pair metadata with the right file.
-The rules about *which* update to apply live in versions.py; this store applies
-what it is told and keeps itself consistent.
+The rules about *which* versions may be stored and committed live in
+replication.py; the store refuses what they refuse (a pending version at or below
+the committed one, a commit of a version that is not pending) and keeps itself
+consistent. A committed REMOVE leaves a tombstone (the version, no bytes); a file
+whose chunks GC removed is marked gone, and nothing re-creates its chunks.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import itertools
 import logging
 import os
@@ -36,6 +41,7 @@ import crc32c
 import lmdb
 
 from emberfs.common.errors import (
+    ChunkGone,
     NoSpace,
     Busy,
     ChecksumMismatch,
@@ -49,7 +55,7 @@ from emberfs.common.layout import MAX_CHUNK_INDEX
 
 from . import chunkfiles as files
 from .commitgate import CommitGate
-from .metastore import MetaStore
+from .metastore import PENDING_REQUEST_SUFFIX, InodeGone, MetaStore
 from .oserrors import translated
 from .recovery import RecoveryReport, recover
 from .records import (
@@ -63,6 +69,7 @@ from .records import (
     encode_key,
     inode_prefix,
 )
+from . import replication
 from .updateplan import Buffer, plan_update, validate_update
 
 __all__ = ["ChunkStore"]
@@ -81,13 +88,36 @@ def _check_chunk_id(chunk_id: ChunkId) -> ChunkId:
     return ChunkId(inode_id, chunk_index)
 
 
+_HISTORY_LIMIT = 16  # recent client requests remembered per chunk (retry recognition)
+_HISTORY_ENTRY = 24  # 16-byte request key + 8-byte version
+_PENDING_SUFFIX = PENDING_REQUEST_SUFFIX
+
+
 def _meta(chunk_id: ChunkId, rec: ChunkRecord | None) -> ChunkMeta:
     if rec is None:
         return ChunkMeta(chunk_id, False, 0, None, 0, 0, 0)
+    committed = rec.committed
     return ChunkMeta(
-        chunk_id, rec.committed, rec.commit_version, rec.pending_version,
-        rec.chain_version, rec.length, rec.crc32c,
+        chunk_id, committed, rec.commit_version, rec.pending_version,
+        rec.chain_version, rec.length if committed else 0, rec.crc32c if committed else 0,
+        rec.pending_digest,
     )
+
+
+def request_key(client_id: str, request_id: int) -> bytes:
+    """16 bytes naming one client request (what a chunk's history remembers)."""
+    return hashlib.blake2b(client_id.encode(), digest_size=8).digest() + request_id.to_bytes(8, "big")
+
+
+def _decode_history(raw: bytes | None) -> tuple[tuple[bytes, int], ...]:
+    if not raw:
+        return ()
+    return tuple((raw[i:i + 16], int.from_bytes(raw[i + 16:i + 24], "big"))
+                 for i in range(0, len(raw) - len(raw) % _HISTORY_ENTRY, _HISTORY_ENTRY))
+
+
+def _encode_history(history: tuple[tuple[bytes, int], ...]) -> bytes:
+    return b"".join(key + version.to_bytes(8, "big") for key, version in history)
 
 
 class ChunkStore:
@@ -164,15 +194,20 @@ class ChunkStore:
         chunk_size: int,
         *,
         data_crc32c: int | None = None,
+        sync: bool = False,
+        request: bytes = b"",
     ) -> PendingInfo:
         """Store `update_version` as the chunk's pending version (replacing any other
         pending version); the committed version stays readable until `commit`.
 
         WRITE puts `data` at `offset` (zero-filling a gap), TRUNCATE sets the length
-        to `length`, REPLACE makes `data` the whole chunk, REMOVE deletes the chunk at
+        to `length`, REPLACE makes `data` the whole chunk, REMOVE leaves a tombstone at
         commit. `data_crc32c`, when given, must match `data`. Nothing past
-        `chunk_size` is accepted. Any `update_version` >= 1 is stored: whether to
-        apply an update at all is the caller's decision (versions.decide_update).
+        `chunk_size` is accepted. The version must be above the committed one unless
+        `sync` (a resync target adopts its predecessor's versions; replication.py);
+        whether to apply an update at all is the caller's decision (decide_update).
+        `request`: the client request behind the update (request_id bytes + client_id),
+        remembered in the chunk's history at commit.
         """
         chunk_id = _check_chunk_id(chunk_id)
         kind = validate_update(kind, offset, data, length, update_version, chain_version,
@@ -181,6 +216,10 @@ class ChunkStore:
         chunk_path = self.paths.chunk(chunk_id)
         with translated("prepare"):
             before = self._db.get(key)
+            if before is not None and not replication.may_prepare(before.replica, update_version, sync=sync):
+                raise FailedPrecondition(
+                    f"chunk {tuple(chunk_id)}: pending version {update_version} is not above the committed "
+                    f"version {before.commit_version}: versions only grow")
             committed = before is not None and before.committed
             old_len, old_crc = (before.length, before.crc32c) if before and committed else (0, 0)
 
@@ -201,7 +240,12 @@ class ChunkStore:
                 pending_length=plan.length, pending_crc32c=plan.crc32c,
                 pending_chain_version=chain_version,
             )
-            self._db.write(key, before, after)
+            try:
+                self._db.write(key, before, after, unless_gone=inode_prefix(chunk_id.inode_id),
+                               side=[("history", key + _PENDING_SUFFIX, request or None)])
+            except InodeGone:
+                raise ChunkGone(f"chunk {tuple(chunk_id)}: its file was deleted and its chunks collected "
+                               "here; nothing is written") from None
         pending_path = self.paths.pending(chunk_id, update_version)
         try:
             with translated("prepare"):
@@ -217,35 +261,41 @@ class ChunkStore:
             # The committed version is untouched; drop the half-built pending one.
             files.unlink_quiet(*self.paths.pending_files(chunk_id, update_version))
             with translated("prepare (undo)"):
-                self._db.write(key, after, after.without_pending())
+                self._db.write(key, after, after.without_pending(),
+                               side=[("history", key + _PENDING_SUFFIX, None)])
             raise
         return PendingInfo(chunk_id, kind, update_version, base.commit_version, chain_version,
                            plan.length, plan.crc32c)
 
     def commit(self, chunk_id: ChunkId, update_version: int) -> ChunkMeta:
-        """Make pending `update_version` the committed version. Committing a version
-        that is already committed (a retry) returns the current state. A committed
-        REMOVE returns exists=False with commit_version `update_version`; the chunk's
-        record is gone, so `meta` reports version 0 afterwards."""
+        """Make pending `update_version` the committed version. Committing the version
+        that is already committed (a retry) returns the current state; any other
+        version is refused (replication.committed). A committed REMOVE leaves a
+        tombstone: exists=False at commit_version `update_version`."""
         chunk_id = _check_chunk_id(chunk_id)
         key = encode_key(chunk_id)
         chunk_path = self.paths.chunk(chunk_id)
         with translated("commit"):
             before = self._db.get(key)
-            if before is None or before.pending_version != update_version:
-                if before and before.committed and before.commit_version >= update_version:
-                    return _meta(chunk_id, before)
-                raise FailedPrecondition(f"chunk {chunk_id}: no pending version {update_version}")
+            try:
+                replication.committed(before.replica if before else replication.Replica(), update_version)
+            except ValueError as exc:
+                raise FailedPrecondition(f"chunk {tuple(chunk_id)}: {exc}") from None
+            assert before is not None
+            if before.pending_version != update_version:
+                return _meta(chunk_id, before)  # committed already: a retry
+            side = self._history_after_commit(key, update_version)
             if before.pending_kind == UpdateKind.REMOVE:
                 def unlink() -> None:
                     files.unlink_quiet(chunk_path)
                     if before.committed:
                         files.fsync_dir(self.paths.directory(chunk_id))
 
+                tomb = ChunkRecord(update_version, before.pending_chain_version, tombstone=True)
                 with self._gate.committing([key]):
-                    self._db.write(key, before, None, then=unlink)  # the file goes only if the record change fits
-                return ChunkMeta(chunk_id, False, update_version, None,
-                                 before.pending_chain_version, 0, 0)
+                    # The file goes only if the record change fits.
+                    self._db.write(key, before, tomb, then=unlink, side=side)
+                return _meta(chunk_id, tomb)
             pending_path = self.paths.pending(chunk_id, update_version)
             files.fsync_file(pending_path)
             after = ChunkRecord(update_version, before.pending_chain_version,
@@ -257,8 +307,51 @@ class ChunkStore:
             with self._gate.committing([key]):
                 # The rename runs inside the record's transaction, after its puts: a full
                 # map refuses the commit before the committed file is touched.
-                self._db.write(key, before, after, then=swap)
+                self._db.write(key, before, after, then=swap, side=side)
             return _meta(chunk_id, after)
+
+    def _history_after_commit(self, key: bytes, version: int) -> list[tuple[str, bytes, bytes | None]]:
+        """The history writes of a commit: the pending version's request joins the list."""
+        request = self._db.get_side("history", key + _PENDING_SUFFIX)
+        if not request:
+            return []
+        client_id = request[8:].decode(errors="replace")
+        entry = request_key(client_id, int.from_bytes(request[:8], "big"))
+        history = _decode_history(self._db.get_side("history", key))
+        history = replication.remembered(history, entry, version, _HISTORY_LIMIT)
+        return [("history", key, _encode_history(history)), ("history", key + _PENDING_SUFFIX, None)]
+
+    def applied(self, chunk_id: ChunkId, client_id: str, request_id: int) -> int | None:
+        """The committed version a client request produced here, if remembered."""
+        key = encode_key(_check_chunk_id(chunk_id))
+        with translated("history"):
+            history = _decode_history(self._db.get_side("history", key))
+        wanted = request_key(client_id, request_id)
+        return next((version for entry, version in history if entry == wanted), None)
+
+    def pending_request(self, chunk_id: ChunkId) -> bytes:
+        """The request behind the pending version (b"" when none is known)."""
+        with translated("history"):
+            return self._db.get_side("history", encode_key(_check_chunk_id(chunk_id)) + _PENDING_SUFFIX) or b""
+
+    def purge(self, chunk_id: ChunkId) -> None:
+        """Drop the chunk entirely: bytes, pending version, record, history (a resync
+        from a predecessor that has no record of it; GC)."""
+        chunk_id = _check_chunk_id(chunk_id)
+        key = encode_key(chunk_id)
+        with translated("purge"):
+            before = self._db.get(key)
+            if before is None:
+                return
+            with self._gate.committing([key]):
+                files.unlink_quiet(self.paths.chunk(chunk_id))
+                if (version := before.pending_version) is not None:
+                    files.unlink_quiet(*self.paths.pending_files(chunk_id, version))
+                directory = self.paths.directory(chunk_id)
+                if os.path.isdir(directory):
+                    files.fsync_dir(directory)
+                self._db.write(key, before, None, side=[("history", key, None),
+                                                        ("history", key + _PENDING_SUFFIX, None)])
 
     def abort(self, chunk_id: ChunkId, update_version: int) -> None:
         """Drop pending `update_version` (no-op if it is not the pending version)."""
@@ -269,21 +362,25 @@ class ChunkStore:
             if before is None or before.pending_version != update_version:
                 return
             files.unlink_quiet(*self.paths.pending_files(chunk_id, update_version))
-            self._db.write(key, before, before.without_pending())
+            self._db.write(key, before, before.without_pending(),
+                           side=[("history", key + _PENDING_SUFFIX, None)])
 
     # -- reads ---------------------------------------------------------------
 
-    def _open(self, chunk_id: ChunkId, version: int | None) -> tuple[int | None, ChunkMeta]:
+    def _open(self, chunk_id: ChunkId, version: int | None, *,
+              wait: bool = True) -> tuple[int | None, ChunkMeta]:
         """An open descriptor on the bytes of `version` (default: the committed one)
-        and the metadata that matches them; None when the chunk has no bytes."""
+        and the metadata that matches them; None when the chunk has no bytes.
+        wait=False: raise WouldBlock instead of waiting for a commit in progress
+        (a read on the event loop must never wait on the disk)."""
         key = encode_key(chunk_id)
         for _ in range(_READ_ATTEMPTS):
-            token = self._gate.enter(key)
+            token = self._gate.enter(key, wait=wait)
+            if token is None:
+                raise files.WouldBlock()
             rec = self._db.get(key)
             meta = _meta(chunk_id, rec)
-            if version is None or (meta.exists and version == meta.commit_version) or (
-                not meta.exists and version == 0
-            ):
+            if version is None or version == meta.commit_version:
                 if not meta.exists:
                     return None, meta
                 path = self.paths.chunk(chunk_id)
@@ -327,7 +424,7 @@ class ChunkStore:
         if offset < 0 or length < 0:
             raise InvalidArgument(f"bad read range: offset {offset}, length {length}")
         with translated("read"):
-            fd, meta = self._open(chunk_id, version)
+            fd, meta = self._open(chunk_id, version, wait=not cached_only)
             if fd is None:
                 return b"", meta
             try:
@@ -385,15 +482,30 @@ class ChunkStore:
 
     # -- listing, GC, statistics ---------------------------------------------
 
-    def list_chunks(self, inode_id: int | None = None, *,
-                    include_pending: bool = False) -> Iterator[ChunkMeta]:
-        """Chunks with committed bytes (and, if asked, pending-only ones), in
-        (inode, index) order: for resync dumps and GC."""
+    def list_chunks(self, inode_id: int | None = None, *, include_pending: bool = False,
+                    tombstones: bool = False) -> Iterator[ChunkMeta]:
+        """Chunks with committed bytes (and, if asked, tombstones and pending-only
+        ones), in (inode, index) order: for resync dumps and GC."""
         prefix = b"" if inode_id is None else inode_prefix(inode_id)
         with translated("list"):
             for key, rec in self._db.scan(prefix):
-                if rec.committed or include_pending:
+                if rec.committed or include_pending or (tombstones and rec.commit_version):
                     yield _meta(decode_key(key), rec)
+
+    def pending_chunks(self) -> list[ChunkId]:
+        """Chunks that hold a pending version."""
+        with translated("list"):
+            return [decode_key(key) for key in self._db.pending_keys()]
+
+    def mark_gone(self, inode_id: int) -> None:
+        """Record that `inode_id`'s chunks are being collected here: from now on every
+        prepare of one of them is refused (in the same LMDB transaction as its check)."""
+        with translated("mark gone"):
+            self._db.write_many((), side=[("gone", inode_prefix(inode_id), b"")])
+
+    def is_gone(self, inode_id: int) -> bool:
+        with translated("gone"):
+            return self._db.get_side("gone", inode_prefix(inode_id)) is not None
 
     def last_chunk(self, inode_id: int) -> ChunkMeta | None:
         """The committed chunk of `inode_id` with the highest index (file length
@@ -405,9 +517,11 @@ class ChunkStore:
         return _meta(decode_key(found[0]), found[1]) if found else None
 
     def remove_inode(self, inode_id: int) -> int:
-        """Remove every chunk of `inode_id` (GC); returns how many committed chunks
-        went. Files go before records: a crash in between leaves records whose
-        removal the collector retries, never unreferenced files."""
+        """Mark `inode_id` gone and remove every chunk of it (GC); returns how many
+        committed chunks went. Files go before records: a crash in between leaves
+        records whose removal the collector retries, never unreferenced files. The
+        caller holds the chunk locks (craq.py) or knows no update runs."""
+        self.mark_gone(inode_id)
         removed = 0
         with translated("remove inode"):
             while True:
@@ -425,7 +539,8 @@ class ChunkStore:
                     for path in dirs:
                         if os.path.isdir(path):
                             files.fsync_dir(path)
-                    self._db.write_many((key, rec, None) for key, rec in batch)
+                    side = [("history", k + suffix, None) for k, _ in batch for suffix in (b"", _PENDING_SUFFIX)]
+                    self._db.write_many(((key, rec, None) for key, rec in batch), side=side)
                 removed += sum(1 for _, rec in batch if rec.committed)
 
     def stats(self) -> TargetStats:

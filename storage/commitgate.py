@@ -48,11 +48,15 @@ class CommitGate:
                     if not self._active[s]:
                         self._conds[s].notify_all()
 
-    def enter(self, key: bytes) -> tuple[int, int]:
-        """Wait until no commit touches the key's stripe; return a snapshot token."""
+    def enter(self, key: bytes, *, wait: bool = True) -> tuple[int, int] | None:
+        """Wait until no commit touches the key's stripe; return a snapshot token.
+        wait=False: None at once when a commit is active (a caller on the event loop
+        must not wait for a commit's fsyncs)."""
         s = self._stripe(key)
         with self._conds[s]:
             while self._active[s]:
+                if not wait:
+                    return None
                 self._conds[s].wait()
             return s, self._generation[s]
 

@@ -1,18 +1,26 @@
 """The CRAQ operator: chunk writes, forwards, reads and housekeeping over this
 node's targets, independent of gRPC's server side (a bulk channel can reuse it).
+Every version decision is a call into replication.py; this module does the I/O.
 
-Write path (client -> head only), per DESIGN.md and versions.py:
+Write path (client -> head only):
   validate (fields, CRC32C) -> dedupe by (client_id, request_id) -> chain and
   version check (newer: refresh routing, re-check) -> chunk lock -> head_plan
-  (re-drive a pending version a failed forward left) -> prepare the pending
-  version copy-on-write -> Forward to the successor and await -> commit -> reply.
-A replica (Forward) re-validates, applies `decide_update`, forwards on, and
-commits when its successor's ack returns, so the tail commits first.
+  (re-drive a pending version an interrupted update left) -> the chunk's request
+  history (a retry that already committed is answered, not applied again) ->
+  prepare the pending version copy-on-write -> Forward to the successor and await
+  -> compare its ack (check_ack) -> commit -> reply.
+A replica (Forward) re-validates, applies `decide_update`, forwards on, compares
+its successor's ack, and commits, so the tail commits first.
 
 Invariants: nothing is written before a request is fully validated; updates of
-one chunk are serialised by a per-chunk asyncio lock; a forward failure leaves the
-pending version in place (never aborted) so the next head_plan re-drives it; all
-ChunkStore calls run in the I/O thread pool, never on the event loop.
+one chunk are serialised by a per-chunk asyncio lock; the locked work of an update
+runs in a task of its own that a cancelled handler (a caller's deadline, a dropped
+bulk connection) does not cancel, so the lock is released only once the store work
+is done; a forward failure leaves the pending version in place (never aborted) so
+the next head_plan re-drives it; a tail that finds a pending version outside a
+running update commits it before it answers (replication.read_plan TAKE_OVER);
+store calls run in the I/O thread pool, except reads of cached bytes, which never
+wait (not for the disk, not for a commit in progress).
 
 Failure rules (issue 5):
 - lease (lease.py): reads, writes and forwards are refused TargetNotServing while
@@ -43,10 +51,12 @@ import grpc
 
 from emberfs.common.chainstate import Chain, PublicState
 from emberfs.common.errors import (
+    ChunkGone,
     ChunkNotCommitted,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ReplicaDiverged,
     StaleChainVersion,
     TargetNotServing,
     Unavailable,
@@ -68,16 +78,28 @@ from .checks import (
     require_head,
 )
 from .chunkfiles import WouldBlock
-from .chunkstore import ChunkStore
+from .chunkstore import ChunkStore, request_key
 from .forwarding import FORWARD_TIMEOUT_S, Forwarder
 from .housekeeping import Housekeeping
 from .localstate import NodeHealth
 from .syncrecv import SyncReceiver
 from .oserrors import DiskFailure
 from emberfs.common.storagepool import StoragePool as PeerPool
-from .records import ChunkId, ChunkMeta, UpdateKind
+from .records import ChunkId, ChunkMeta, PendingInfo, UpdateKind
 from .region import ChunkRegion
-from .versions import DirtyRead, UpdateAction, decide_update, head_plan, resolve_dirty_read
+from .replication import (
+    ABSENT,
+    PURGE_VERSION,
+    Digest,
+    DirtyRead,
+    ReadPlan,
+    UpdateAction,
+    check_ack,
+    decide_update,
+    head_plan,
+    read_plan,
+    resolve_dirty_read,
+)
 
 __all__ = ["FORWARD_TIMEOUT_S", "Operator", "RoutingSource"]
 
@@ -103,8 +125,27 @@ class RoutingSource(Protocol):
 
 def _reply(meta: ChunkMeta) -> storage_pb2.WriteResponse:
     return storage_pb2.WriteResponse(
-        commit_version=meta.commit_version, chunk_length=meta.length, chunk_crc32c=meta.crc32c
+        commit_version=meta.commit_version, chunk_length=meta.length, chunk_crc32c=meta.crc32c,
+        chunk_exists=meta.exists,
     )
+
+
+def _digest(info: PendingInfo) -> Digest:
+    return Digest(False) if info.kind == UpdateKind.REMOVE else Digest(True, info.length, info.crc32c)
+
+
+def _request_of(header: common_pb2.RequestHeader) -> bytes:
+    """What a chunk remembers of the client request behind an update (chunkstore)."""
+    if not (header.client_id and header.request_id):
+        return b""
+    return header.request_id.to_bytes(8, "big") + header.client_id.encode()[:128]
+
+
+def _header_of(request: bytes) -> common_pb2.RequestHeader:
+    if len(request) < 8:
+        return common_pb2.RequestHeader()
+    return common_pb2.RequestHeader(client_id=request[8:].decode(errors="replace"),
+                                    request_id=int.from_bytes(request[:8], "big"))
 
 
 class Operator:
@@ -132,6 +173,27 @@ class Operator:
         self.forwarder = Forwarder(routing, peers)
         self.housekeeping = Housekeeping(self)
         self.sync = SyncReceiver(self)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def finish(self, coro: Any) -> Any:
+        """Run `coro` to its end even if our caller is cancelled: a handler cancelled at
+        its deadline must not release a chunk lock while the store work it started
+        still runs (issue 15, defect 2). The caller gets the result, or its own
+        CancelledError while the work goes on."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+        return await asyncio.shield(task)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that gave up leaves no "never retrieved" noise
+
+    async def drain(self) -> None:
+        """Wait for updates whose callers gave up (server shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -204,6 +266,10 @@ class Operator:
             if pending is not None:
                 return await asyncio.shield(pending)
             self.recent.begin(key)
+        return await self.finish(self._recorded_write(req, chunk, kind, key))
+
+    async def _recorded_write(self, req: storage_pb2.WriteRequest, chunk: ChunkId, kind: UpdateKind,
+                              key: tuple[str, int] | None) -> storage_pb2.WriteResponse:
         reply: storage_pb2.WriteResponse | None = None
         error: BaseException | None = None
         try:
@@ -228,44 +294,59 @@ class Operator:
         target = local_target(chain, self._local, self.node_id)
         require_head(chain, target)
         store = self.store_of(target)
+        header = req.header
         async with self.locks.hold((target, chunk)):
             meta = await self.tio(target, store.meta, chunk)
-            plan = head_plan(meta.commit_version, meta.pending_version)
+            plan = head_plan(meta.replica, remove=kind == UpdateKind.REMOVE)
+            if plan.noop:
+                return _reply(meta)  # removing a chunk that never existed
             if plan.redrive_pending is not None:
                 await self._redrive(chain, target, store, chunk, plan.redrive_pending, req.chunk_size)
+                meta = await self.tio(target, store.meta, chunk)
+                plan = head_plan(meta.replica, remove=kind == UpdateKind.REMOVE)
+            if header.client_id and header.request_id and await self.tio(
+                    target, store.applied, chunk, header.client_id, header.request_id) is not None:
+                return _reply(meta)  # a retry of a request that committed before (maybe on another head)
             u = plan.update_version
-            await self.tio(target, store.prepare, chunk, kind, req.offset, req.data, req.length, u,
-                           chain.chain_version, req.chunk_size, data_crc32c=req.crc32c)
-            await self._forward_on(chain, target, req, u, store)
+            info = await self.tio(target, store.prepare, chunk, kind, req.offset, req.data, req.length, u,
+                                  chain.chain_version, req.chunk_size, data_crc32c=req.crc32c,
+                                  request=_request_of(header))
+            await self._forward_on(chain, target, req, u, store, _digest(info))
             self.health.lease.check()  # frozen mid-write: the chain may have moved on
             return _reply(await self.tio(target, store.commit, chunk, u))
 
     async def _redrive(self, chain: Chain, target: int, store: ChunkStore, chunk: ChunkId,
                        version: int, chunk_size: int) -> None:
-        """Finish pending `version` left by a failed forward: send the pending whole
+        """Finish pending `version` left by an interrupted update: send the pending whole
         chunk (or its REMOVE) down the chain at that version, then commit it here."""
-        update = await self.whole_chunk_update(chain, target, store, chunk, chunk_size, version=version)
+        header = _header_of(await self.tio(target, store.pending_request, chunk))
+        update = await self.whole_chunk_update(chain, target, store, chunk, chunk_size, version=version,
+                                               header=header)
         log.info("target %d chunk %s: re-driving pending version %d (%s)", target, chunk, version,
                  UpdateKind(update.kind).name)
-        await self._forward_on(chain, target, update, version, store)
+        expected = Digest(True, len(update.data), update.crc32c) if update.kind == UpdateKind.REPLACE else ABSENT
+        await self._forward_on(chain, target, update, version, store, expected)
         await self.tio(target, store.commit, chunk, version)
 
     async def whole_chunk_update(self, chain: Chain, target: int, store: ChunkStore, chunk: ChunkId,
-                                 chunk_size: int, *, version: int | None) -> storage_pb2.WriteRequest:
+                                 chunk_size: int, *, version: int | None,
+                                 header: common_pb2.RequestHeader | None = None) -> storage_pb2.WriteRequest:
         """A REPLACE carrying the whole chunk at `version` (committed or pending; None:
         the committed one), or a REMOVE when that version has no bytes."""
         data, meta = await self.tio(target, store.read, chunk, 0, MAX_CHUNK_SIZE, version=version)
         kind = UpdateKind.REPLACE if meta.exists else UpdateKind.REMOVE
         return storage_pb2.WriteRequest(
-            header=common_pb2.RequestHeader(), chain_id=chain.chain_id, chain_version=chain.chain_version,
+            header=header or common_pb2.RequestHeader(), chain_id=chain.chain_id,
+            chain_version=chain.chain_version,
             chunk=storage_pb2.ChunkId(inode_id=chunk.inode_id, chunk_index=chunk.chunk_index),
             kind=kind, data=data, crc32c=crc32c.crc32c(data),
             chunk_size=max(chunk_size, _pow2_at_least(len(data))),
         )
 
     async def _forward_on(self, chain: Chain, target: int, update: storage_pb2.WriteRequest,
-                          version: int, store: ChunkStore) -> None:
-        """Send the update to `target`'s successor and await its ack (nothing at the tail)."""
+                          version: int, store: ChunkStore, expected: Digest) -> None:
+        """Send the update to `target`'s successor, await its ack and compare it with
+        `expected`, what `version` holds here (nothing to do at the tail)."""
         successor = chain.successor(target)
         if successor is None:
             return
@@ -274,19 +355,33 @@ class Operator:
         ):
             # The syncing successor may lack the bytes a WRITE/TRUNCATE applies to.
             chunk = ChunkId(update.chunk.inode_id, update.chunk.chunk_index)
-            update = await self.whole_chunk_update(chain, target, store, chunk, update.chunk_size, version=version)
-        await self.forwarder.send_forward(chain, storage_pb2.ForwardRequest(
+            update = await self.whole_chunk_update(chain, target, store, chunk, update.chunk_size, version=version,
+                                                   header=update.header)
+        reply = await self.forwarder.send_forward(chain, storage_pb2.ForwardRequest(
             update=update, update_version=version, from_target=target, to_target=successor))
+        acked = Digest(reply.chunk_exists, reply.chunk_length, reply.chunk_crc32c) if reply.chunk_exists else ABSENT
+        verdict = check_ack(version, expected, reply.commit_version, acked)
+        if not verdict.ok:
+            chunk = ChunkId(update.chunk.inode_id, update.chunk.chunk_index)
+            log.error("chain %d v%d chunk %s: target %d -> %d: %s", chain.chain_id, chain.chain_version,
+                      tuple(chunk), target, successor, verdict.why)
+            raise ReplicaDiverged(f"chunk {tuple(chunk)} of chain {chain.chain_id}: target {successor} "
+                                  f"answered for target {target}: {verdict.why}; the update is refused")
 
     async def forward(self, req: storage_pb2.ForwardRequest) -> storage_pb2.WriteResponse:
         if not req.HasField("update"):
             raise InvalidArgument("forward carries no update")
         update = req.update
         chunk, kind = check_write(update)
-        if req.update_version < 1:
-            raise InvalidArgument(f"update versions start at 1, not {req.update_version}")
+        if req.update_version < 1 and not (req.update_version == PURGE_VERSION and kind == UpdateKind.REMOVE):
+            raise InvalidArgument(f"update versions start at 1, not {req.update_version} "
+                                  "(version 0 is only a REMOVE to a syncing target)")
         self.health.lease.check()
         chain = await self.chain(update.chain_id, update.chain_version)
+        return await self.finish(self._tracked_forward(req, update, chunk, kind, chain))
+
+    async def _tracked_forward(self, req: storage_pb2.ForwardRequest, update: storage_pb2.WriteRequest,
+                               chunk: ChunkId, kind: UpdateKind, chain: Chain) -> storage_pb2.WriteResponse:
         with self.inflight.track(chain.chain_id, chain.chain_version):  # resync.py waits on these
             return await self._apply_forward(req, update, chunk, kind, chain)
 
@@ -308,24 +403,36 @@ class Operator:
             # Its bytes may be stale: a partial update must never land on them.
             raise FailedPrecondition(f"target {target} is SYNCING in chain {chain.chain_id} (version "
                                      f"{chain.chain_version}): it takes whole-chunk updates only, not {kind.name}")
-        sync = syncing
         store = self.store_of(target)
         u = req.update_version
+        if u == PURGE_VERSION and not syncing:
+            raise InvalidArgument(f"a REMOVE at version 0 goes only to a SYNCING target; target {target} is "
+                                  f"{chain.state_of(target).name} in chain {chain.chain_id}")  # type: ignore[union-attr]
         async with self.locks.hold((target, chunk)):
             meta = await self.tio(target, store.meta, chunk)
-            exists = meta.exists or meta.pending_version is not None
-            action = decide_update(meta.commit_version, meta.pending_version, u, exists=exists,
-                                   remove=kind == UpdateKind.REMOVE, sync=sync)
+            gone = await self.tio(target, store.is_gone, chunk.inode_id)
+            action = decide_update(meta.replica, u, sync=syncing, gone=gone)
             if action == UpdateAction.ALREADY_COMMITTED:
-                return _reply(meta)
+                return _reply(meta)  # the sender compares this with what it sent
+            if action == UpdateAction.GONE:
+                raise ChunkGone(f"target {target} chunk {tuple(chunk)}: the file was deleted and its chunks "
+                               "collected here; nothing is re-created")
+            if action == UpdateAction.AHEAD:
+                raise ReplicaDiverged(
+                    f"target {target} chunk {tuple(chunk)} holds version {meta.commit_version}, newer than "
+                    f"update {u} from target {req.from_target}: the replicas diverged; refused")
             if action == UpdateAction.MISSING:
                 raise FailedPrecondition(
                     f"target {target} chunk {tuple(chunk)} holds version {meta.commit_version} "
                     f"(pending {meta.pending_version}) but update {u} arrived: it missed updates and needs a resync"
                 )
-            await self.tio(target, store.prepare, chunk, kind, update.offset, update.data, update.length, u,
-                           chain.chain_version, update.chunk_size, data_crc32c=update.crc32c)
-            await self._forward_on(chain, target, update, u, store)
+            if u == PURGE_VERSION:
+                await self.tio(target, store.purge, chunk)
+                return storage_pb2.WriteResponse(commit_version=PURGE_VERSION)
+            info = await self.tio(target, store.prepare, chunk, kind, update.offset, update.data, update.length, u,
+                                  chain.chain_version, update.chunk_size, data_crc32c=update.crc32c, sync=syncing,
+                                  request=_request_of(update.header))
+            await self._forward_on(chain, target, update, u, store, _digest(info))
             return _reply(await self.tio(target, store.commit, chunk, u))
 
     # -- reads ---------------------------------------------------------------
@@ -369,9 +476,13 @@ class Operator:
                 return region
         for _ in range(READ_ATTEMPTS):
             data, meta = await self._read_store(target, store, chunk, req.offset, req.length)
-            if meta.pending_version is not None and not is_tail:
+            how_read = read_plan(meta.replica, is_tail=is_tail)
+            if how_read == ReadPlan.TAKE_OVER:
+                await self.take_over(target, store, chunk)
+                continue
+            if how_read == ReadPlan.ASK_TAIL:
                 tail_version = await self._tail_commit_version(chain, chunk)
-                how = resolve_dirty_read(meta.commit_version, meta.pending_version, tail_version)
+                how = resolve_dirty_read(meta.replica, tail_version)
                 if how == DirtyRead.RETRY:
                     continue
                 if how == DirtyRead.SERVE_PENDING:
@@ -393,7 +504,7 @@ class Operator:
         fd, meta = await self.tio(target, store.open_committed, chunk)
         if fd is None:
             return None
-        if length < meta.length or (meta.pending_version is not None and not is_tail):
+        if length < meta.length or meta.pending_version is not None:
             os.close(fd)
             return None
         try:
@@ -402,6 +513,19 @@ class Operator:
             os.close(fd)
             raise
         return ChunkRegion(fd, meta.length), meta.crc32c, meta
+
+    async def take_over(self, target: int, store: ChunkStore, chunk: ChunkId) -> ChunkMeta:
+        """As the tail, commit a pending version that no running update owns: a former
+        successor may have committed and served it (replication.read_plan)."""
+        async def locked() -> ChunkMeta:
+            async with self.locks.hold((target, chunk)):
+                meta = await self.tio(target, store.meta, chunk)
+                if meta.pending_version is None:
+                    return meta  # the update that held the lock committed it
+                log.info("target %d chunk %s: as the tail, committing pending version %d that no update owns",
+                         target, tuple(chunk), meta.pending_version)
+                return await self.tio(target, store.commit, chunk, meta.pending_version)
+        return await self.finish(locked())
 
     async def _tail_commit_version(self, chain: Chain, chunk: ChunkId) -> int:
         tail = chain.tail
@@ -427,7 +551,11 @@ class Operator:
         self.health.lease.check()
         chain = await self.chain(req.chain_id, req.chain_version)
         target = local_target(chain, self._local, self.node_id)
-        meta = await self.tio(target, self.store_of(target).meta, ChunkId(req.chunk.inode_id, req.chunk.chunk_index))
+        store = self.store_of(target)
+        chunk = ChunkId(req.chunk.inode_id, req.chunk.chunk_index)
+        meta = await self.tio(target, store.meta, chunk)
+        if chain.tail == target and read_plan(meta.replica, is_tail=True) == ReadPlan.TAKE_OVER:
+            meta = await self.take_over(target, store, chunk)
         return storage_pb2.GetCommitVersionResponse(commit_version=meta.commit_version, exists=meta.exists)
 
 

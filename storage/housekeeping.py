@@ -5,6 +5,10 @@ apart so the CRAQ module holds only the replication rules.
 GC needs no lease and no chain-version match: removing a deleted file's chunks is
 safe in any chain state, and a target that was down when the file was deleted is
 cleared when it returns (the collector retries until every target answered).
+Removal first marks the file gone on the target (after that, every prepare of its
+chunks is refused, checked in the prepare's own LMDB transaction), then removes
+each chunk under its chunk lock, so no update or resync send that started earlier
+can re-create a chunk behind the collector's back (issue 15, defect 6).
 """
 
 from __future__ import annotations
@@ -30,7 +34,19 @@ class Housekeeping:
         if req.target_id == 0:
             raise InvalidArgument("RemoveChunks must name its target_id")
         target = self.op._my_target(chain, req.target_id)
-        removed = await self.op.tio(target, self.op.store_of(target).remove_inode, req.inode_id)
+        return await self.op.finish(self._remove(target, req.inode_id))
+
+    async def _remove(self, target: int, inode_id: int) -> storage_pb2.RemoveChunksResponse:
+        op = self.op
+        store = op.store_of(target)
+        await op.tio(target, store.mark_gone, inode_id)
+        metas = await op.tio(target, lambda: list(store.list_chunks(inode_id, include_pending=True)))
+        removed = 0
+        for meta in metas:
+            async with op.locks.hold((target, meta.chunk_id)):
+                now = await op.tio(target, store.meta, meta.chunk_id)
+                await op.tio(target, store.purge, meta.chunk_id)
+            removed += now.exists
         return storage_pb2.RemoveChunksResponse(removed=removed)
 
     async def query_last_chunk(self, req: storage_pb2.QueryLastChunkRequest

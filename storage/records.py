@@ -7,7 +7,8 @@ Keys: a chunk is `(inode_id, chunk_index)`, stored as 8-byte big-endian inode th
 Values: one fixed-size record per chunk holding the committed version and, while a
 write is in flight, the pending one (with the length and CRC32C the chunk will have
 once it commits, which crash recovery uses to tell whether a commit reached the
-chunk file before the crash).
+chunk file before the crash). A committed REMOVE leaves a *tombstone*: the record
+keeps its version with no bytes, so versions only grow (replication.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
+
+from .replication import Digest, Replica
 
 __all__ = [
     "ChunkId",
@@ -35,8 +38,11 @@ _KEY = struct.Struct(">QI")
 _INODE = struct.Struct(">Q")
 # format, commit_version, chain_version, length, crc32c,
 # pending_version (0: none), pending_kind, pending_length, pending_crc32c, pending_chain_version
-_RECORD = struct.Struct(">BQQIIQBIIQ")
-_RECORD_FORMAT = 1
+_RECORD_V1 = struct.Struct(">BQQIIQBIIQ")
+# format 2 adds flags (bit 0: the committed version is a tombstone)
+_RECORD = struct.Struct(">BQQIIQBIIQB")
+_RECORD_FORMAT = 2
+_TOMBSTONE = 1
 
 
 class UpdateKind(IntEnum):
@@ -71,16 +77,37 @@ class ChunkRecord:
     pending_length: int = 0
     pending_crc32c: int = 0
     pending_chain_version: int = 0
+    tombstone: bool = False
+    """The committed version is a REMOVE: no bytes, the version is kept."""
 
     @property
     def committed(self) -> bool:
-        return self.commit_version > 0
+        """Committed bytes exist (not a tombstone, not pending-only)."""
+        return self.commit_version > 0 and not self.tombstone
 
     def without_pending(self) -> ChunkRecord | None:
         """The record once its pending version is dropped (None: nothing left)."""
-        if not self.committed:
+        if self.commit_version == 0:
             return None
-        return ChunkRecord(self.commit_version, self.chain_version, self.length, self.crc32c)
+        return ChunkRecord(self.commit_version, self.chain_version, self.length, self.crc32c,
+                           tombstone=self.tombstone)
+
+    @property
+    def committed_digest(self) -> Digest:
+        return Digest(True, self.length, self.crc32c) if self.committed else Digest(False)
+
+    @property
+    def pending_digest(self) -> Digest | None:
+        if self.pending_version is None:
+            return None
+        if self.pending_kind == UpdateKind.REMOVE:
+            return Digest(False)
+        return Digest(True, self.pending_length, self.pending_crc32c)
+
+    @property
+    def replica(self) -> Replica:
+        """This record as the replication rules see it."""
+        return Replica(self.commit_version, self.committed_digest, self.pending_version, self.pending_digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +121,19 @@ class ChunkMeta:
     chain_version: int
     length: int
     crc32c: int  # CRC32C of the whole committed chunk
+    pending: Digest | None = None  # what the pending version holds
+
+    @property
+    def digest(self) -> Digest:
+        return Digest(True, self.length, self.crc32c) if self.exists else Digest(False)
+
+    @property
+    def replica(self) -> Replica:
+        """The chunk as the replication rules see it (a tombstone keeps its version)."""
+        pending = self.pending
+        if self.pending_version is not None and pending is None:
+            raise ValueError("ChunkMeta with a pending version but no pending digest")
+        return Replica(self.commit_version, self.digest, self.pending_version, pending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +182,19 @@ def encode_record(record: ChunkRecord) -> bytes:
         record.pending_length,
         record.pending_crc32c,
         record.pending_chain_version,
+        _TOMBSTONE if record.tombstone else 0,
     )
 
 
 def decode_record(value: bytes) -> ChunkRecord:
-    fmt, commit, chain, length, crc, pend, kind, plen, pcrc, pchain = _RECORD.unpack(value)
-    if fmt != _RECORD_FORMAT:
+    fmt = value[0] if value else 0
+    if fmt == 1:  # written before tombstones: a record always had bytes or only a pending version
+        flags = 0
+        _, commit, chain, length, crc, pend, kind, plen, pcrc, pchain = _RECORD_V1.unpack(value)
+    elif fmt == _RECORD_FORMAT:
+        _, commit, chain, length, crc, pend, kind, plen, pcrc, pchain, flags = _RECORD.unpack(value)
+    else:
         raise ValueError(f"unknown chunk record format {fmt}")
     pending_kind = UpdateKind(kind) if kind else None
-    return ChunkRecord(commit, chain, length, crc, pend or None, pending_kind, plen, pcrc, pchain)
+    return ChunkRecord(commit, chain, length, crc, pend or None, pending_kind, plen, pcrc, pchain,
+                       tombstone=bool(flags & _TOMBSTONE))

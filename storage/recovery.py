@@ -2,16 +2,20 @@
 
 A crash can leave, for a chunk with a pending version (found through the pending
 index, so no directory walk is needed):
-- a pending file, complete or half-built, and the committed file untouched: the
-  pending version is discarded; CRAQ recovers it from the chain (the predecessor
-  retries the update, or a resync replaces the chunk);
+- a pending file and the committed file untouched: a whole pending file (its
+  length and CRC32C are the recorded ones) is kept pending, since a former
+  successor may have committed and served that version (replication.recovered);
+  a half-built one is discarded;
 - the pending file already renamed over the chunk file, the metadata not yet
   updated: the chunk file then holds exactly the pending length and CRC32C, and
   the commit is finished (rolled forward) instead, because the data on disk is no
   longer the committed version the metadata names;
-- for a pending REMOVE, the chunk file already unlinked: the removal is finished.
-When the pending bytes equal the committed bytes, discarding is chosen: both
-outcomes hold the same data, and the chain's retry settles the version.
+- for a pending REMOVE, the chunk file already unlinked: the removal is finished
+  (a tombstone).
+When the pending bytes equal the committed bytes, the pending version stays
+pending: both outcomes hold the same data, and the chain settles the version.
+A restarted target serves nothing before it is resynced (or, as its chain's last
+serving replica, takes over what it holds pending), so keeping is always safe.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import os
 from dataclasses import dataclass
 
 from . import chunkfiles as files
-from .metastore import MetaStore
+from . import replication
+from .metastore import PENDING_REQUEST_SUFFIX, MetaStore
 from .records import ChunkId, ChunkRecord, UpdateKind, decode_key
 
 __all__ = ["RecoveryReport", "recover"]
@@ -30,6 +35,7 @@ __all__ = ["RecoveryReport", "recover"]
 class RecoveryReport:
     rolled_forward: tuple[ChunkId, ...] = ()
     discarded: tuple[ChunkId, ...] = ()
+    kept_pending: tuple[ChunkId, ...] = ()
 
 
 def _landed(rec: ChunkRecord, chunk_path: str) -> bool:
@@ -42,9 +48,17 @@ def _landed(rec: ChunkRecord, chunk_path: str) -> bool:
     return on_disk == pending and on_disk != committed
 
 
+def _pending_whole(rec: ChunkRecord, pending_path: str) -> bool:
+    """Is the pending version's file complete (a REMOVE needs no file)?"""
+    if rec.pending_kind == UpdateKind.REMOVE:
+        return True
+    return files.file_crc32c(pending_path) == (rec.pending_length, rec.pending_crc32c)
+
+
 def recover(db: MetaStore, paths: files.ChunkPaths) -> RecoveryReport:
     rolled: list[ChunkId] = []
     discarded: list[ChunkId] = []
+    kept: list[ChunkId] = []
     for key in db.pending_keys():
         rec = db.get(key)
         if rec is None or rec.pending_version is None:
@@ -56,16 +70,21 @@ def recover(db: MetaStore, paths: files.ChunkPaths) -> RecoveryReport:
         after: ChunkRecord | None
         if _landed(rec, chunk_path):
             if rec.pending_kind == UpdateKind.REMOVE:
-                after = None
+                after = ChunkRecord(version, rec.pending_chain_version, tombstone=True)
             else:
                 after = ChunkRecord(version, rec.pending_chain_version, rec.pending_length,
                                     rec.pending_crc32c)
                 files.fsync_file(chunk_path)  # what we saw may be only in the page cache
             files.fsync_dir(paths.directory(chunk_id))
             rolled.append(chunk_id)
+        elif replication.recovered(rec.replica, pending_whole=_pending_whole(rec, paths.pending(chunk_id, version))
+                                   ).pending_version is not None:
+            files.unlink_quiet(paths.partial(chunk_id, version))
+            kept.append(chunk_id)
+            continue
         else:
             after = rec.without_pending()
             discarded.append(chunk_id)
         files.unlink_quiet(*paths.pending_files(chunk_id, version))
-        db.write(key, rec, after)
-    return RecoveryReport(tuple(rolled), tuple(discarded))
+        db.write(key, rec, after, side=[("history", key + PENDING_REQUEST_SUFFIX, None)])
+    return RecoveryReport(tuple(rolled), tuple(discarded), tuple(kept))

@@ -9,14 +9,17 @@ refuses requests naming an older version anyway). One job:
     drain                    wait until no update admitted under an older chain
                              version is in progress here (those forward along the
                              old chain, which lacks the successor: checks.py)
-    SyncDump(successor)      its committed chunk metas
+    SyncDump(successor)      its committed chunk metas and tombstones (it drops its
+                             pending versions: replication.sync_start)
     sync_diff(mine, theirs)  chunks to SEND, chunks to REMOVE
     for each (bounded concurrency), under MY chunk lock:
         re-read my chunk     a live write may have changed it since the listing
-        Forward              REPLACE of my whole committed chunk at its version, or
-                             REMOVE; applied with sync semantics (the successor is
-                             SYNCING); the data CRC32C is checked on arrival and the
-                             successor's resulting length/CRC32C against mine here
+        Forward              REPLACE of my whole committed chunk at its version, my
+                             tombstone as a REMOVE at its version, or (no record
+                             here) a REMOVE at PURGE_VERSION; applied with sync
+                             semantics (the successor is SYNCING); the data CRC32C
+                             is checked on arrival and the successor's ack against
+                             mine here (replication.check_ack)
     SyncDone(successor)      it reports LOCAL_UPTODATE; the manager makes it SERVING
 
 Holding the chunk lock orders each send against live writes of the same chunk, which
@@ -33,13 +36,14 @@ import time
 from dataclasses import dataclass
 
 from emberfs.common.chainstate import Chain
-from emberfs.common.errors import ChecksumMismatch, EmberError, Unavailable
+from emberfs.common.errors import ChunkGone, EmberError, ReplicaDiverged, Unavailable
 from emberfs.proto import common_pb2, storage_pb2
 
 from .checks import MIN_CHUNK_SIZE
 from .chunkstore import ChunkStore
 from .craq import FORWARD_TIMEOUT_S, Operator
 from .records import ChunkId, UpdateKind
+from .replication import ABSENT, Digest, check_ack
 from .syncdiff import SyncMeta, sync_diff, sync_jobs
 
 __all__ = ["RETRY_DELAY_S", "SEND_CONCURRENCY", "ResyncWorker"]
@@ -139,10 +143,10 @@ class ResyncWorker:
         dump = await stub.SyncDump(storage_pb2.SyncDumpRequest(
             header=common_pb2.RequestHeader(), chain_id=chain.chain_id, chain_version=chain.chain_version,
             target_id=dest), timeout=DUMP_TIMEOUT_S, wait_for_ready=True)  # it may have just restarted
-        theirs = [SyncMeta(ChunkId(c.chunk.inode_id, c.chunk.chunk_index), c.commit_version, c.length, c.crc32c)
-                  for c in dump.chunks]
-        mine = await op.tio(source, lambda: [SyncMeta(m.chunk_id, m.commit_version, m.length, m.crc32c)
-                                             for m in store.list_chunks()])
+        theirs = [SyncMeta(ChunkId(c.chunk.inode_id, c.chunk.chunk_index), c.commit_version, c.length, c.crc32c,
+                           not c.tombstone) for c in dump.chunks]
+        mine = await op.tio(source, lambda: [SyncMeta(m.chunk_id, m.commit_version, m.length, m.crc32c, m.exists)
+                                             for m in store.list_chunks(tombstones=True)])
         plan = sync_diff(mine, theirs)
         log.info("resync chain %d v%d: target %d -> %d: %d chunks to send, %d to remove, %d already equal",
                  chain.chain_id, chain.chain_version, source, dest, plan.sends, plan.removes, plan.unchanged)
@@ -175,18 +179,26 @@ class ResyncWorker:
                           tally: _Tally) -> None:
         op = self.op
         op.health.lease.check()
-        async with op.locks.hold((source, chunk)):
-            meta = await op.tio(source, store.meta, chunk)
-            update = await op.whole_chunk_update(chain, source, store, chunk, MIN_CHUNK_SIZE, version=None)
-            version = max(meta.commit_version, 1)
-            reply = await op.forwarder.send_forward(chain, storage_pb2.ForwardRequest(
-                update=update, update_version=version, from_target=source, to_target=dest))
+        async def locked() -> storage_pb2.WriteRequest:
+            async with op.locks.hold((source, chunk)):
+                meta = await op.tio(source, store.meta, chunk)
+                update = await op.whole_chunk_update(chain, source, store, chunk, MIN_CHUNK_SIZE, version=None)
+                version = meta.commit_version  # PURGE_VERSION (0) when this target has no record
+                sent = Digest(True, len(update.data), update.crc32c) if update.kind == UpdateKind.REPLACE else ABSENT
+                reply = await op.forwarder.send_forward(chain, storage_pb2.ForwardRequest(
+                    update=update, update_version=version, from_target=source, to_target=dest))
+                acked = Digest(True, reply.chunk_length, reply.chunk_crc32c) if reply.chunk_exists else ABSENT
+                verdict = check_ack(version, sent, reply.commit_version, acked)
+                if not verdict.ok:
+                    raise ReplicaDiverged(f"resync of chunk {tuple(chunk)} to target {dest}: {verdict.why}")
+                return update
+
+        try:
+            update = await op.finish(locked())  # a cancelled job never leaves a send half-done under the lock
+        except ChunkGone:
+            return  # deleted and collected on the successor meanwhile: GC removes ours too
         if update.kind == UpdateKind.REMOVE:
             tally.removed += 1
             return
-        if (reply.chunk_length, reply.chunk_crc32c) != (len(update.data), update.crc32c):
-            raise ChecksumMismatch(
-                f"chunk {tuple(chunk)}: target {dest} stored {reply.chunk_length} bytes with CRC32C "
-                f"{reply.chunk_crc32c:#x}, target {source} sent {len(update.data)} bytes with {update.crc32c:#x}")
         tally.sent += 1
         tally.bytes += len(update.data)

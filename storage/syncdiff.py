@@ -4,17 +4,18 @@ job, which chunks it sends or removes (`sync_diff`).
 The resync diff: which chunks a predecessor sends to, or removes from, its syncing
 successor. Pure (3FS: the storage `SyncWorker` compares chunk metadata the same way).
 
-Input: the predecessor's committed chunks and the successor's committed chunks
-(its SyncDump), each as `SyncMeta`. Output, in chunk order:
+Input: the predecessor's committed chunks and tombstones and the successor's (its
+SyncDump), each as `SyncMeta`. Output, in chunk order:
 
     predecessor has     successor has                       op
-    chunk (v, len, crc) nothing                             SEND
-    chunk (v, len, crc) a different version/length/CRC      SEND
-    chunk (v, len, crc) the same version, length and CRC    nothing
-    nothing             a chunk                             REMOVE
+    chunk or tombstone  nothing                             SEND
+    chunk or tombstone  another version, digest or kind     SEND
+    chunk or tombstone  the same                            nothing
+    nothing             a chunk or tombstone                REMOVE
 
-SEND carries the whole committed chunk as a REPLACE at the predecessor's version;
-REMOVE deletes the successor's chunk. The worker re-reads the predecessor's chunk
+SEND carries the whole committed chunk as a REPLACE at the predecessor's version
+(a tombstone as a REMOVE at its version); REMOVE drops the successor's record (a
+REMOVE at replication.PURGE_VERSION). The worker re-reads the predecessor's chunk
 under its chunk lock before acting (a live write may have changed it since the
 listing), so this diff only chooses which chunks to look at again.
 """
@@ -40,13 +41,16 @@ class SyncMeta:
     commit_version: int
     length: int
     crc32c: int
+    exists: bool = True
+    """False: a tombstone (a REMOVE committed at commit_version)."""
 
 
 class SyncOp(Enum):
     SEND = "send"
-    """Send the predecessor's whole committed chunk (a REPLACE at its version)."""
+    """Send the predecessor's whole committed chunk (a REPLACE at its version), or its
+    tombstone (a REMOVE at its version)."""
     REMOVE = "remove"
-    """The predecessor has no such chunk: remove it from the successor."""
+    """The predecessor has no record of the chunk: drop the successor's."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,11 @@
 predecessor's dump request and is told when the sync is done). Part of
 craq.Operator (its `sync` attribute).
 
-- SyncDump: the committed chunks of a target that is SYNCING in the named chain
-  version; the predecessor diffs them against its own (syncdiff.py).
+- SyncDump: the committed chunks and tombstones of a target that is SYNCING in the
+  named chain version, after it dropped its pending versions (replication.sync_start:
+  what it must hold is what its predecessor sends; a stale pending version would
+  otherwise be taken over once it is the tail); the predecessor diffs them against
+  its own (syncdiff.py).
 - The chunks themselves arrive as ordinary Forwards (REPLACE/REMOVE, applied with
   decide_update's sync row).
 - SyncDone: the target is marked synced at that chain version (localstate.py), so
@@ -21,6 +24,8 @@ from typing import TYPE_CHECKING
 from emberfs.common.chainstate import Chain, PublicState
 from emberfs.common.errors import FailedPrecondition, InvalidArgument
 from emberfs.proto import storage_pb2
+
+from .replication import sync_start
 
 if TYPE_CHECKING:
     from .craq import Operator
@@ -49,14 +54,20 @@ class SyncReceiver:
 
     async def sync_dump(self, req: storage_pb2.SyncDumpRequest) -> storage_pb2.SyncDumpResponse:
         _, target = await self._syncing_target(req.chain_id, req.chain_version, req.target_id)
-        store = self.op.store_of(target)
-        metas = await self.op.tio(target, lambda: list(store.list_chunks()))
+        op = self.op
+        store = op.store_of(target)
+        for chunk in await op.tio(target, store.pending_chunks):
+            async with op.locks.hold((target, chunk)):
+                meta = await op.tio(target, store.meta, chunk)
+                if meta.pending_version is not None and sync_start(meta.replica).pending_version is None:
+                    await op.tio(target, store.abort, chunk, meta.pending_version)
+        metas = await op.tio(target, lambda: list(store.list_chunks(tombstones=True)))
         log.info("target %d: sync dump of %d committed chunks for chain %d v%d", target, len(metas),
                  req.chain_id, req.chain_version)
         return storage_pb2.SyncDumpResponse(chunks=[
             storage_pb2.ChunkMeta(
                 chunk=storage_pb2.ChunkId(inode_id=m.chunk_id.inode_id, chunk_index=m.chunk_id.chunk_index),
-                commit_version=m.commit_version, length=m.length, crc32c=m.crc32c,
+                commit_version=m.commit_version, length=m.length, crc32c=m.crc32c, tombstone=not m.exists,
             ) for m in metas
         ])
 

@@ -169,4 +169,4 @@ def test_a_target_with_a_full_map_opens_again(tmp_path: Path) -> None:
     with ChunkStore(tmp_path / "target", map_size=TARGET_MAP) as store:  # recovery grows the map
         data, meta = store.read(chunk, 0, CS)
         assert (data, meta.commit_version) == (b"version one", 1)  # the refused commit never happened
-        assert store.verify(chunk) and store.meta(chunk).pending_version is None
+        assert store.verify(chunk) and store.meta(chunk).pending_version == 2  # whole: kept pending

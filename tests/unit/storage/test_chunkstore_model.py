@@ -2,8 +2,9 @@
 
 Every step is checked in full: each chunk's bytes, version, length and CRC, the
 listing, the totals and the last chunk per inode. Aborted updates, crashes (a
-prepared update left behind by a store that is closed and reopened) and GC are
-mixed in. Runs on tmpfs when there is one: fsync there is free, the logic is not.
+prepared update left behind by a store that is closed and reopened: a whole one is
+kept pending), removes (a tombstone keeps the version) and GC (the file is gone for
+good) are mixed in. Runs on tmpfs when there is one: fsync there is free, the logic is not.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import os
 import tempfile
 
 import crc32c
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emberfs.common.errors import NotFound
 from emberfs.storage.chunkstore import ChunkStore
 from emberfs.storage.records import ChunkId, UpdateKind
 
@@ -96,7 +99,7 @@ def check(store: ChunkStore, model: dict[ChunkId, bytearray], versions: dict[Chu
             assert data == want and meta.length == len(want) and meta.crc32c == crc32c.crc32c(want)
             tail = store.read(cid, 3, 7)[0]
             assert tail == want[3:10]
-    assert [m.chunk_id for m in store.list_chunks(include_pending=True)] == sorted(model)
+    assert [m.chunk_id for m in store.list_chunks()] == sorted(model)
     stats = store.stats()
     assert (stats.chunks, stats.bytes, stats.pending) == (len(model), sum(map(len, model.values())), 0)
     for inode in INODES:
@@ -113,33 +116,39 @@ def test_store_matches_the_model(ops) -> None:
         store = ChunkStore(root)
         model: dict[ChunkId, bytearray] = {}
         versions: dict[ChunkId, int] = {}
+        gone: set[int] = set()
         try:
             for op in ops:
                 if op[0] == "reopen":
                     store.close()
                     store = ChunkStore(root)
                 elif op[0] == "remove_inode":
-                    gone = [c for c in model if c.inode_id == op[1]]
-                    assert store.remove_inode(op[1]) == len(gone)
-                    for cid in gone:
+                    removed = [c for c in model if c.inode_id == op[1]]
+                    assert store.remove_inode(op[1]) == len(removed)
+                    for cid in removed:
                         del model[cid]
-                        versions.pop(cid, None)
+                    for cid in [c for c in versions if c.inode_id == op[1]]:
+                        del versions[cid]
+                    gone.add(op[1])
+                elif op[1].inode_id in gone:
+                    with pytest.raises(NotFound):  # nothing re-creates a collected file's chunks
+                        store_prepare(store, op)
                 else:
                     version = store_prepare(store, op)
                     fate = op[-1]
                     if fate == "commit":
                         store.commit(op[1], version)
                         model_apply(model, op)
-                        if op[0] == "remove":
-                            versions.pop(op[1], None)
-                        else:
-                            versions[op[1]] = version
+                        versions[op[1]] = version  # a REMOVE leaves a tombstone at its version
                     elif fate == "abort":
                         store.abort(op[1], version)
-                    else:  # crash before commit: the pending version must vanish
+                    else:  # crash before commit: the whole pending version is kept, then dropped
                         store.close()
                         store = ChunkStore(root)
                         assert store.recovered.rolled_forward == ()
+                        assert store.recovered.kept_pending == (op[1],)
+                        assert store.meta(op[1]).pending_version == version
+                        store.abort(op[1], version)
                 check(store, model, versions)
             leftovers = [f for _, _, fs in os.walk(store.paths.root) for f in fs if ".pending" in f]
             assert leftovers == []

@@ -38,10 +38,30 @@ def crashed_store(tmp_path, *, committed: bytes | None, pending, kind=W) -> str:
     return str(root)
 
 
-def test_uncommitted_pending_version_is_discarded(tmp_path) -> None:
+def corrupt_pending(root: str, version: int) -> None:
+    """Cut the pending file short, as a crash before its pages reached the disk may."""
+    path = chunkfiles.ChunkPaths(root).pending(CID, version)
+    with open(path, "r+b") as f:
+        f.truncate(1)
+
+
+def test_whole_pending_version_is_kept(tmp_path) -> None:
+    # A former successor may have committed (and served) this version: keep it pending.
     root = crashed_store(tmp_path, committed=b"committed", pending=b"PENDING")
     with ChunkStore(root) as store:
-        assert store.recovered.discarded == (CID,) and store.recovered.rolled_forward == ()
+        assert store.recovered.kept_pending == (CID,) and store.recovered.rolled_forward == ()
+        data, meta = store.read(CID, 0, CS)
+        assert data == b"committed" and meta.commit_version == 1 and meta.pending_version == 2
+        assert store.read(CID, 0, CS, version=2)[0] == b"PENDINGed"  # a WRITE over "committed"
+        assert store.commit(CID, 2).commit_version == 2
+        assert store.read(CID, 0, CS)[0] == b"PENDINGed" and stray_files(store) == []
+
+
+def test_damaged_pending_version_is_discarded(tmp_path) -> None:
+    root = crashed_store(tmp_path, committed=b"committed", pending=b"PENDING")
+    corrupt_pending(root, 2)
+    with ChunkStore(root) as store:
+        assert store.recovered.discarded == (CID,) and store.recovered.kept_pending == ()
         data, meta = store.read(CID, 0, CS)
         assert data == b"committed" and meta.commit_version == 1 and meta.pending_version is None
         assert stray_files(store) == [] and store.stats().pending == 0
@@ -50,8 +70,9 @@ def test_uncommitted_pending_version_is_discarded(tmp_path) -> None:
         assert store.commit(CID, 2).commit_version == 2
 
 
-def test_pending_first_version_is_discarded_entirely(tmp_path) -> None:
+def test_damaged_first_version_is_discarded_entirely(tmp_path) -> None:
     root = crashed_store(tmp_path, committed=None, pending=b"new")
+    corrupt_pending(root, 1)
     with ChunkStore(root) as store:
         assert not store.meta(CID).exists
         assert list(store.list_chunks(include_pending=True)) == []
@@ -64,7 +85,8 @@ def test_half_built_pending_file_is_removed(tmp_path) -> None:
     with open(partial, "wb") as f:
         f.write(b"half")
     with ChunkStore(root) as store:
-        assert store.read(CID, 0, CS)[0] == b"base" and stray_files(store) == []
+        assert store.read(CID, 0, CS)[0] == b"base"
+        assert stray_files(store) == [os.path.basename(store.paths.pending(CID, 2))]
 
 
 def test_commit_that_reached_the_file_is_rolled_forward(tmp_path) -> None:
@@ -90,11 +112,12 @@ def test_commit_of_a_new_chunk_that_reached_the_file_is_rolled_forward(tmp_path)
         assert store.stats().chunks == 1
 
 
-def test_pending_equal_to_committed_is_discarded(tmp_path) -> None:
-    # Same bytes either way: keep the committed version; the chain's retry settles it.
+def test_pending_equal_to_committed_stays_pending(tmp_path) -> None:
+    # Same bytes either way: the committed version stays, the chain settles the version.
     root = crashed_store(tmp_path, committed=b"same", pending=b"same", kind=R)
     with ChunkStore(root) as store:
-        assert store.meta(CID).commit_version == 1 and store.recovered.discarded == (CID,)
+        meta = store.meta(CID)
+        assert (meta.commit_version, meta.pending_version) == (1, 2) and store.recovered.kept_pending == (CID,)
 
 
 def test_remove_that_reached_the_file_is_finished(tmp_path) -> None:
@@ -102,13 +125,14 @@ def test_remove_that_reached_the_file_is_finished(tmp_path) -> None:
     os.unlink(chunkfiles.ChunkPaths(root).chunk(CID))
     with ChunkStore(root) as store:
         assert store.recovered.rolled_forward == (CID,)
-        assert not store.meta(CID).exists and store.stats().chunks == 0
+        meta = store.meta(CID)
+        assert not meta.exists and meta.commit_version == 2 and store.stats().chunks == 0  # a tombstone
 
 
-def test_remove_that_did_not_start_is_discarded(tmp_path) -> None:
+def test_remove_that_did_not_start_stays_pending(tmp_path) -> None:
     root = crashed_store(tmp_path, committed=b"kept", pending=b"", kind=X)
     with ChunkStore(root) as store:
-        assert store.read(CID, 0, CS)[0] == b"kept"
+        assert store.read(CID, 0, CS)[0] == b"kept" and store.meta(CID).pending_version == 2
 
 
 def test_kill_9_during_a_write(tmp_path) -> None:
@@ -131,8 +155,9 @@ def test_kill_9_during_a_write(tmp_path) -> None:
     assert proc.returncode == -9, proc.stderr.decode()
     with ChunkStore(root) as store:
         data, meta = store.read(CID, 0, CS)
-        assert data == b"durable" and meta.commit_version == 1 and meta.pending_version is None
-        assert stray_files(store) == []
+        # The prepare finished before the kill: its whole pending version is kept.
+        assert data == b"durable" and meta.commit_version == 1 and meta.pending_version == 2
+        assert store.read(CID, 0, CS, version=2)[0] == b"dur" + b"XXXX"
 
 
 @pytest.mark.parametrize("err,exc", [(errno.ENOSPC, e.NoSpace), (errno.EDQUOT, e.NoSpace),

@@ -156,15 +156,36 @@ def test_dirty_read_at_a_middle_replica_asks_the_tail(chain3: Any) -> None:
         async with chain3() as (nodes, routing):
             await nodes[0].op.write(write(b"old"))
             middle, tail = nodes[1], nodes[2]
+            middle.store.prepare(CID, UpdateKind.WRITE, 0, b"new", 0, 2, 1, K64)
+            read = storage_pb2.ReadRequest(chain_id=1, chain_version=1, offset=0, length=10, target_id=201,
+                                           chunk=storage_pb2.ChunkId(inode_id=CID.inode_id))
+            reply = await middle.op.read(read)  # the tail has not got 2: serve committed
+            assert (reply.data, reply.commit_version) == (b"old", 1)
+            tail.store.prepare(CID, UpdateKind.WRITE, 0, b"new", 0, 2, 1, K64)
+            tail.store.commit(CID, 2)
+            reply = await middle.op.read(read)  # the tail committed 2: serve the pending bytes
+            assert (reply.data, reply.commit_version, reply.crc32c) == (b"new", 2, crc32c.crc32c(b"new"))
+
+    asyncio.run(body())
+
+
+def test_the_tail_takes_over_a_pending_version_no_update_owns(chain3: Any) -> None:
+    # A middle replica that becomes the tail may hold a version its former successor
+    # committed and served: it commits it before answering, so reads never go back.
+    async def body() -> None:
+        async with chain3() as (nodes, routing):
+            await nodes[0].op.write(write(b"old"))
+            middle, tail = nodes[1], nodes[2]
             for node in (middle, tail):
                 node.store.prepare(CID, UpdateKind.WRITE, 0, b"new", 0, 2, 1, K64)
             read = storage_pb2.ReadRequest(chain_id=1, chain_version=1, offset=0, length=10, target_id=201,
                                            chunk=storage_pb2.ChunkId(inode_id=CID.inode_id))
-            reply = await middle.op.read(read)  # the tail has not committed 2: serve committed
-            assert (reply.data, reply.commit_version) == (b"old", 1)
-            tail.store.commit(CID, 2)
-            reply = await middle.op.read(read)  # the tail committed 2: serve the pending bytes
-            assert (reply.data, reply.commit_version, reply.crc32c) == (b"new", 2, crc32c.crc32c(b"new"))
+            reply = await middle.op.read(read)  # asks the tail, which takes version 2 over
+            assert (reply.data, reply.commit_version) == (b"new", 2)
+            assert tail.store.meta(CID).pending_version is None and tail.store.meta(CID).commit_version == 2
+            read.target_id = 301
+            reply = await tail.op.read(read)
+            assert (reply.data, reply.commit_version) == (b"new", 2)
 
     asyncio.run(body())
 
