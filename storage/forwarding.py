@@ -10,7 +10,7 @@ worker all forward through `send_forward`).
   with StaleChainVersion naming the new version (retryable; the caller refreshes
   routing), instead of holding the chunk lock for the whole forward timeout.
 Either way the update stays pending here and the next write re-drives it
-(versions.head_plan), so nothing acknowledged is lost and nothing is half-applied.
+(replication.head_plan), so nothing acknowledged is lost and nothing is half-applied.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
     bulk: BulkServer | None = None
     agent_task: asyncio.Task[None] | None = None
     resync_task: asyncio.Task[None] | None = None
+    operator: Operator | None = None
     node_health = NodeHealth(Lease())
     server = grpc.aio.server(options=server_options(), interceptors=server_interceptors(tokens))
     try:
@@ -117,6 +118,12 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         resync_task.cancel()
         await agent.farewell()
         await server.stop(GRACE_S)
+        if bulk is not None:
+            await bulk.close()
+        try:  # updates whose callers gave up still finish their store work
+            await asyncio.wait_for(operator.drain(), GRACE_S)
+        except asyncio.TimeoutError:
+            log.warning("updates still running after %.1f s; stopping anyway (they stay pending)", GRACE_S)
     finally:
         for task in (agent_task, resync_task):
             if task is not None:
@@ -125,6 +132,8 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         await server.stop(0)
         if bulk is not None:
             await bulk.close()
+        if operator is not None:
+            await operator.cancel_all()
         if agent is not None:
             await agent.close()
         await peers.close()
