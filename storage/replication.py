@@ -33,7 +33,8 @@ Head, for a client write (`head_plan`), holding the chunk lock:
     replica state                  plan
     pending p                      re-drive p first (forward it as a whole chunk,
                                    commit), then the write gets max(c, p) + 1
-    REMOVE, no record, clean       nothing to remove: answer at once (NOOP)
+    REMOVE, clean, no bytes (no    nothing to remove: answer at once (NOOP); the
+      record, or a tombstone)      replicas hold the same, having acked it
     otherwise                      the write gets c + 1
 
 Replica, for an update with version u from its predecessor (`decide_update`),
@@ -168,7 +169,7 @@ class HeadPlan:
     redrive_pending: int | None
     """A pending version left by an interrupted update, to finish first; None if clean."""
     noop: bool = False
-    """A REMOVE of a chunk that has no record anywhere: nothing to do."""
+    """A REMOVE of a chunk that holds no bytes (no record, or a tombstone): nothing to do."""
 
 
 class ReadPlan(Enum):
@@ -202,7 +203,7 @@ def head_plan(r: Replica, *, remove: bool = False) -> HeadPlan:
     _check(r)
     if r.pending_version is not None:
         return HeadPlan(max(r.commit_version, r.pending_version) + 1, r.pending_version)
-    if remove and r.commit_version == 0:
+    if remove and not r.committed.exists:
         return HeadPlan(0, None, noop=True)
     return HeadPlan(r.commit_version + 1, None)
 
