@@ -486,7 +486,7 @@ class Operator:
             data, meta = await self._read_store(target, store, chunk, req.offset, req.length)
             how_read = read_plan(meta.replica, is_tail=is_tail)
             if how_read == ReadPlan.TAKE_OVER:
-                await self.take_over(target, store, chunk)
+                await self.take_over(chain, target, store, chunk)
                 continue
             if how_read == ReadPlan.ASK_TAIL:
                 tail_version = await self._tail_commit_version(chain, chunk)
@@ -522,18 +522,33 @@ class Operator:
             raise
         return ChunkRegion(fd, meta.length), meta.crc32c, meta
 
-    async def take_over(self, target: int, store: ChunkStore, chunk: ChunkId) -> ChunkMeta:
+    async def take_over(self, chain: Chain, target: int, store: ChunkStore, chunk: ChunkId) -> ChunkMeta:
         """As the tail, commit a pending version that no running update owns: a former
-        successor may have committed and served it (replication.read_plan)."""
+        successor may have committed and served it (replication.read_plan). A SYNCING
+        successor gets it first, as a whole chunk: the commit must not skip a target on
+        the write path, or its next update would find a version missing."""
         async def locked() -> ChunkMeta:
             async with self.locks.hold((target, chunk)):
                 meta = await self.tio(target, store.meta, chunk)
-                if meta.pending_version is None:
+                p = meta.pending_version
+                if p is None:
                     return meta  # the update that held the lock committed it
                 log.info("target %d chunk %s: as the tail, committing pending version %d that no update owns",
-                         target, tuple(chunk), meta.pending_version)
-                return await self.tio(target, store.commit, chunk, meta.pending_version)
+                         target, tuple(chunk), p)
+                if chain.successor(target) is not None:
+                    update = await self.whole_chunk_update(chain, target, store, chunk, 0, version=p)
+                    await self._forward_on(chain, target, update, p, store, meta.replica.pending or ABSENT)
+                return await self.tio(target, store.commit, chunk, p)
         return await self.finish(locked())
+
+    async def take_over_all(self, chain: Chain, target: int) -> int:
+        """take_over every pending version of `target` (a resync source lists its chunks
+        only after this, so it never sends an older version than the chain served)."""
+        store = self.store_of(target)
+        chunks = await self.tio(target, store.pending_chunks)
+        for chunk in chunks:
+            await self.take_over(chain, target, store, chunk)
+        return len(chunks)
 
     async def _tail_commit_version(self, chain: Chain, chunk: ChunkId) -> int:
         tail = chain.tail
@@ -563,7 +578,7 @@ class Operator:
         chunk = ChunkId(req.chunk.inode_id, req.chunk.chunk_index)
         meta = await self.tio(target, store.meta, chunk)
         if chain.tail == target and read_plan(meta.replica, is_tail=True) == ReadPlan.TAKE_OVER:
-            meta = await self.take_over(target, store, chunk)
+            meta = await self.take_over(chain, target, store, chunk)
         return storage_pb2.GetCommitVersionResponse(commit_version=meta.commit_version, exists=meta.exists)
 
 

@@ -140,6 +140,11 @@ class ResyncWorker:
                 raise Unavailable(f"updates admitted before chain {chain.chain_id} v{chain.chain_version} still "
                                   f"in progress after {DRAIN_TIMEOUT_S:g} s")
             await asyncio.sleep(DRAIN_POLL_S)
+        # As the tail, first commit what no update owns: a former tail may have served it.
+        taken = await op.take_over_all(chain, source)
+        if taken:
+            log.info("resync chain %d v%d: target %d took over %d pending versions before listing",
+                     chain.chain_id, chain.chain_version, source, taken)
         dump = await stub.SyncDump(storage_pb2.SyncDumpRequest(
             header=common_pb2.RequestHeader(), chain_id=chain.chain_id, chain_version=chain.chain_version,
             target_id=dest), timeout=DUMP_TIMEOUT_S, wait_for_ready=True)  # it may have just restarted
