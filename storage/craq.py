@@ -78,7 +78,7 @@ from .checks import (
     require_head,
 )
 from .chunkfiles import WouldBlock
-from .chunkstore import ChunkStore, request_key
+from .chunkstore import ChunkStore
 from .forwarding import FORWARD_TIMEOUT_S, Forwarder
 from .housekeeping import Housekeeping
 from .localstate import NodeHealth
