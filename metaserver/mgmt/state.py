@@ -185,8 +185,8 @@ def register(state: ClusterState, reg: Registration) -> ClusterState:
                 f"not node {reg.node_id}"
             )
     node = NodeRecord(reg.node_id, reg.address, reg.bulk_address, reg.incarnation)
-    known = state.nodes.get(reg.node_id)
-    restarted = known is not None and known.incarnation != reg.incarnation
+    recorded = state.nodes.get(reg.node_id)
+    restarted = recorded is not None and recorded.incarnation != reg.incarnation
     targets = dict(state.targets)
     stats = dict(state.stats)
     listed = {r.target_id for r in reg.reports}
