@@ -1,6 +1,6 @@
 """The chunk data path: reads, writes and truncates of file bytes on the storage servers.
 
-Layers (DESIGN.md "Client"): the pure plans of `_plan.py` (which chunk requests, which
+Layers (docs/ARCHITECTURE.md "Processes"): the pure plans of `_plan.py` (which chunk requests, which
 replica) -> `DataPath`, which sends chunk requests concurrently under its bounds and
 retries each one -> `StoragePool` (channels) and `RoutingCache` (chains).
 

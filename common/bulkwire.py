@@ -2,7 +2,7 @@
 
 Chunk payloads (client reads and writes, chain forwards, resync transfers) travel on
 a length-prefixed binary protocol over TCP beside each storage server's gRPC port;
-control stays on gRPC (DESIGN.md, "Bulk channel"). All integers are little-endian.
+control stays on gRPC (docs/ARCHITECTURE.md, "On the wire"). All integers are little-endian.
 
 A connection opens with a hello each way:
 

@@ -40,7 +40,7 @@ no target allowed to serve first when it returns). A target missing from
 `local_states` (no heartbeat) counts as OFFLINE.
 
 Result order: SERVING (head..tail, relative order kept), LASTSRV, SYNCING,
-WAITING, OFFLINE (DESIGN.md, 3FS). Any change of order or state bumps
+WAITING, OFFLINE (docs/ARCHITECTURE.md, 3FS). Any change of order or state bumps
 `chain_version` by exactly one; no change keeps it, so `next_chain` is idempotent.
 
 Invariants (checked by the property tests), for chains built by `new_chain`:

@@ -2,7 +2,7 @@
 
 A file is cut into fixed-size chunks; chunk *i* covers file bytes
 [i * chunk_size, (i + 1) * chunk_size) and lives on chain `chain_ids[i % stripe]`
-(DESIGN.md, "Identifiers and layout"; 3FS stripes the same way). The chain list is
+(docs/ARCHITECTURE.md, "Where each rule lives"; 3FS stripes the same way). The chain list is
 fixed when the file is created (`pick_chains`) and stored in the inode, so a change
 of the chain table never moves existing data.
 

@@ -2,7 +2,7 @@
 
 Keys: a chunk is `(inode_id, chunk_index)`, stored as 8-byte big-endian inode then
 4-byte big-endian index, so one file's chunks are contiguous and ordered in LMDB
-(DESIGN.md, "Identifiers and layout").
+(docs/ARCHITECTURE.md, "On disk").
 
 Values: one fixed-size record per chunk holding the committed version and, while a
 write is in flight, the pending one (with the length and CRC32C the chunk will have

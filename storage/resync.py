@@ -1,5 +1,5 @@
 """The resync worker: a SERVING target brings its SYNCING successor up to date
-(3FS-style, predecessor-driven; DESIGN.md "Storage service").
+(3FS-style, predecessor-driven; docs/ARCHITECTURE.md "Processes").
 
 `ResyncWorker.run` watches routing. `syncdiff.sync_jobs` names the jobs this node
 owes: one per (chain, syncing target), run by the local target right before it on
