@@ -6,7 +6,8 @@
     ├── NotFound                    ENOENT        NOT_FOUND
     ├── AlreadyExists               EEXIST        ALREADY_EXISTS
     ├── PermissionDenied            EACCES        PERMISSION_DENIED
-    │   └── NotPermitted            EPERM         PERMISSION_DENIED
+    │   ├── NotPermitted            EPERM         PERMISSION_DENIED
+    │   └── CapabilityRefused       EACCES        PERMISSION_DENIED (a storage server refused a capability)
     ├── Unauthenticated             EACCES        UNAUTHENTICATED
     ├── FailedPrecondition          EINVAL        FAILED_PRECONDITION
     │   ├── NotADirectory           ENOTDIR
@@ -40,6 +41,7 @@ __all__ = [
     "ERROR_METADATA_KEY",
     "AlreadyExists",
     "Busy",
+    "CapabilityRefused",
     "ChecksumMismatch",
     "ChunkNotCommitted",
     "DirectoryNotEmpty",
@@ -120,6 +122,15 @@ class PermissionDenied(EmberError):
 class NotPermitted(PermissionDenied):
     code = "NotPermitted"
     errno = _errno.EPERM
+
+
+class CapabilityRefused(PermissionDenied):
+    """A storage server refused the capability a chunk request carried (missing,
+    forged, expired, for another inode or without the right). The client renews its
+    capability from the metaserver once and retries; the metaserver's answer to that
+    renewal is then the verdict."""
+
+    code = "CapabilityRefused"
 
 
 class Unauthenticated(EmberError):
