@@ -172,6 +172,7 @@ class EmberFile:
                 path=path,
             )
             inode = resp.inode
+            client._caps.offer(inode.inode_id, resp.capability)  # before the removals below use it
             if mode.truncate and inode.inode_id == old_inode and old_length:
                 # The old bytes must be gone before any new write lands in their chunks.
                 file = FileLayout(inode.inode_id, inode.layout)
@@ -191,6 +192,9 @@ class EmberFile:
     def _bind(self, resp: Any) -> None:
         self._file = FileLayout(resp.inode.inode_id, resp.inode.layout)
         self._session_id = resp.session_id
+        # The capability the open was granted: the data path sends it, and renews it
+        # while this file stays open.
+        self._client._caps.offer(resp.inode.inode_id, resp.capability)
 
     async def _existing_length(self) -> tuple[int, int]:
         """(inode id, length) of the file a truncating open will empty; (0, 0) if none."""

@@ -98,7 +98,7 @@ POLICY: Mapping[str, Mapping[str, frozenset[Role]]] = {
     "emberfs.Meta": {
         name: _PEOPLE
         for name in ("Stat", "List", "Readlink", "StatFs", "Create", "Mkdir", "Remove", "Rename", "Link",
-                     "Symlink", "SetAttr", "Truncate", "Open", "Close", "Sync")
+                     "Symlink", "SetAttr", "Truncate", "Open", "Close", "Sync", "GetCapability")
     },
     "emberfs.Mgmt": {
         "GetRouting": ANY_ROLE,  # clients route by it; `emberfs cluster` and df show it

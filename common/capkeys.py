@@ -24,6 +24,7 @@ it had, so a half-copied file cannot take the data path down.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import dataclasses
@@ -46,6 +47,8 @@ __all__ = [
     "KeysFileError",
     "MIN_KEY_BYTES",
     "default_keys_path",
+    "keyring_for",
+    "watch",
     "generate_keys",
     "load_keys_file",
     "parse_keys",
@@ -231,6 +234,33 @@ class KeyRing:
         for listener in self._listeners:
             listener(keyset)
         return True
+
+
+def keyring_for(tokens_file: str | os.PathLike[str] | None,
+                keys_file: str | os.PathLike[str] | None) -> KeyRing | None:
+    """A server's key ring: none without tokens (nothing to check capabilities against:
+    every caller is trusted anyway); with tokens, `keys_file` or the default beside the
+    tokens file, which must exist. KeysFileError says how to make one."""
+    if tokens_file is None:
+        return None
+    path = Path(keys_file) if keys_file else default_keys_path(tokens_file)
+    assert path is not None
+    if not path.exists():
+        raise KeysFileError(
+            f"keys file {path} does not exist: with tokens, capability keys are required (make them with "
+            f"`python -m emberfs.common.capkeys new {path}`, or `python -m emberfs.common.auth DIR` for tokens "
+            "and keys together, and give every server the same file)")
+    return KeyRing(path)
+
+
+async def watch(ring: KeyRing, interval_s: float = 1.0) -> None:
+    """Re-read the keys file whenever it changes, until cancelled."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            ring.reload_if_changed()
+        except Exception:  # a listener's bug must not end the watch
+            log.exception("reloading the capability keys failed")
 
 
 def _main(argv: list[str]) -> int:

@@ -111,15 +111,17 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "Mgmt.InitChains": (UNAUTH, UNAUTH, DENIED, OK, DENIED),
     "Mgmt.SetTargetAdminState": (UNAUTH, UNAUTH, DENIED, OK, DENIED),
     "Mgmt.Heartbeat": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
-    "Storage.Read": (UNAUTH, UNAUTH, OK, OK, OK),
+    # Without a capability (none is sent here) a person's token reads and writes nothing;
+    # a server token needs none (tests below: the data path's own refusal table).
+    "Storage.Read": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
     "Storage.TargetStats": (UNAUTH, UNAUTH, OK, OK, OK),
     "Storage.RemoveChunks": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
     "Storage.GetCommitVersion": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
     "Storage.Forward": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
     "Health.Check (meta)": (OK, OK, OK, OK, OK),
     "Health.Check (storage)": (OK, OK, OK, OK, OK),
-    "bulk hello + READ": (UNAUTH, UNAUTH, OK, OK, OK),
-    "bulk WRITE": (UNAUTH, UNAUTH, OK, OK, OK),
+    "bulk hello + READ": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
+    "bulk WRITE": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
     "bulk FORWARD": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
 }
 
@@ -335,7 +337,7 @@ def test_gc_removes_chunks_with_the_server_token(auth_cluster: LocalCluster) -> 
                 reply = await storage_pb2_grpc.StorageStub(channel).Read(storage_pb2.ReadRequest(
                     header=common_pb2.RequestHeader(), chain_id=chain.chain_id, chain_version=chain.chain_version,
                     chunk=storage_pb2.ChunkId(inode_id=inode_id, chunk_index=0), offset=0, length=16,
-                    target_id=target.target_id), metadata=bearer_metadata(TOKENS["user"]))
+                    target_id=target.target_id), metadata=bearer_metadata(TOKENS["server"]))  # reads any replica
             found.append(reply.exists)
         return found
 
