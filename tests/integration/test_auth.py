@@ -9,6 +9,9 @@
 - a bad tokens file stops emberfs-meta and emberfs-storage with exit 1 and a clear
   message that quotes no token.
 
+The data path's own refusal table (capabilities: every read and write API, raw frames
+with bad capabilities, revocation, key rotation, fuzzing) is in test_auth_datapath.py.
+
 Run: python -m pytest tests/integration/test_auth.py -q -s -p no:cacheprovider
 """
 
@@ -420,14 +423,18 @@ def test_bad_tokens_file_exits_1(program: str, tmp_path: Path) -> None:
                 assert entry["token"] not in err, "a token value leaked into the error message"
 
 
-def test_local_cluster_auth_subprocess(local_cluster_cli: Any) -> None:
-    """`emberfs local-cluster --auth`: tokens made in the data dir (0600), every server
-    started with them, and stderr says how the client presents its token."""
+def test_local_cluster_auth_subprocess(local_cluster_cli: Any, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`emberfs local-cluster --auth`: tokens and capability keys made in the data dir
+    (0600), every server started with them, the user token not root, and stderr says
+    which token is which. Issue 16's report: root's 0600 file is refused to the user
+    token by `emberfs cat`, `open(rb)`, `read_range` and `read_file` alike."""
     data_dir = local_cluster_cli.data_dir
     meta = local_cluster_cli.start("--auth")
-    for name in ("tokens.json", "admin.token", "user.token"):
+    for name in ("tokens.json", "admin.token", "user.token", "keys.json"):
         assert (data_dir / name).stat().st_mode & 0o777 == 0o600
     user = (data_dir / "user.token").read_text().strip()
+    admin = (data_dir / "admin.token").read_text().strip()
 
     async def io() -> None:
         async with Client(meta, token=user) as fs:
@@ -435,8 +442,24 @@ def test_local_cluster_auth_subprocess(local_cluster_cli: Any) -> None:
         async with Client(meta, token=CREDENTIALS["wrong"]) as fs:
             with pytest.raises(PermissionError, match="missing or invalid token"):
                 await fs.stat("/")
+        async with Client(meta, token=admin, uid=0, gid=0, groups=[]) as root:
+            await root.write_file("/root-only", b"the secret", mode=0o600)
+        async with Client(meta, token=user) as fs:
+            for read in (fs.read_file("/root-only"), fs.read_range("/root-only", 0, 4)):
+                with pytest.raises(PermissionError):
+                    await read
+            with pytest.raises(PermissionError):
+                await fs.open("/root-only", "rb")
 
     _run(io())
+    monkeypatch.delenv("EMBERFS_TOKEN", raising=False)
+    capsys.readouterr()
+    assert cli_main(["--meta", meta, "--token-file", str(data_dir / "user.token"), "cat", "/root-only"]) == 1
+    out, cli_err = capsys.readouterr()
+    assert "Permission denied" in cli_err and "the secret" not in out
     err = local_cluster_cli.stop()
     assert f"--token-file {data_dir / 'user.token'}" in err
-    assert user not in err
+    assert "a user token, uid " in err and "uid 0 " not in err
+    assert "the admin token" in err
+    assert user not in err and admin not in err
+    assert (data_dir / "keys.json").read_text().split('"key": "')[1][:20] not in err  # no key bytes either
