@@ -12,7 +12,8 @@ Key bytes never appear in a message, a repr or a log line.
 Rotation without a restart (two keys valid during the roll):
 1. `python -m emberfs.common.capkeys rotate FILE` adds a key with the next id and makes
    it the signing key; the old one stays for verification. Copy the file to every
-   server; they re-read it when its mtime changes (polled each second) or on SIGHUP.
+   storage server first and to the metaserver last (a server refuses what a key it
+   lacks signed); they re-read it when its mtime changes (polled each second) or on SIGHUP.
 2. After the longest capability lifetime (the metaserver's --capability-ttl) has
    passed, `python -m emberfs.common.capkeys retire FILE` drops every key but the
    signing one; copy it out again. Capabilities signed with a retired key are refused,
