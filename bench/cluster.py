@@ -141,9 +141,10 @@ class EmberCluster:
         async def connect() -> None:
             for transport in self.transports:
                 # With tokens: the admin token, acting as root (uid 0), as the bench did without them.
-                token = {"token": self.cluster.admin_token, "uid": 0, "gid": 0, "groups": []} if (
-                    self.cluster.admin_token) else {}
-                fs = await self._stack.enter_async_context(Client(address, transport=transport, **token))
+                admin = self.cluster.admin_token
+                fs = await self._stack.enter_async_context(
+                    Client(address, transport=transport, token=admin) if admin is None else
+                    Client(address, transport=transport, token=admin, uid=0, gid=0, groups=[]))
                 self._clients[transport] = fs
                 await self._warm_up(fs, transport)
 
