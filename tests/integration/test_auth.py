@@ -423,6 +423,28 @@ def test_bad_tokens_file_exits_1(program: str, tmp_path: Path) -> None:
                 assert entry["token"] not in err, "a token value leaked into the error message"
 
 
+@pytest.mark.parametrize("program", ["emberfs.metaserver", "emberfs.storage"])
+def test_tokens_without_usable_keys_exit_1(program: str, tmp_path: Path) -> None:
+    """With tokens, capability keys are required: a missing or broken keys file stops the
+    server at start with exit 1 and a message that says how to make one, quoting no key."""
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text(json.dumps(_tokens_document()))
+    broken = tmp_path / "broken-keys.json"
+    secret_text = "c2VjcmV0LWtleS1ieXRlcy1ub3QtbG9uZy1lbm91Z2g"
+    broken.write_text(json.dumps({"signing": 1, "keys": [{"id": 1, "key": secret_text[:20]}]}))
+    argv = [sys.executable, "-m", program, "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0",
+            "--tokens-file", str(tokens_file)]
+    if program == "emberfs.storage":
+        argv += ["--meta", "127.0.0.1:1", "--node-id", "1"]
+    cases = {"missing (default beside the tokens file)": ([], "does not exist: with tokens, capability keys"),
+             "broken": (["--keys-file", str(broken)], "at least 32 bytes")}
+    for case, (extra, message) in cases.items():
+        proc = subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1, (case, proc.stdout, proc.stderr)
+        assert message in proc.stderr, (case, proc.stderr)
+        assert secret_text[:20] not in proc.stderr
+
+
 def test_local_cluster_auth_subprocess(local_cluster_cli: Any, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """`emberfs local-cluster --auth`: tokens and capability keys made in the data dir
