@@ -149,6 +149,9 @@ async def serve(
                  else "no tokens (open to all)")
         log.info("TLS: %s; calls storage servers %s", "on" if config.tls is not None else "off (plaintext)",
                  f"over TLS (CA {config.tls_ca})" if config.tls_ca else "in plaintext")
+        if config.keys is not None:  # ids only: key bytes never reach a log
+            log.info("capabilities: signed with key %d of %s (keys %s), valid %g s", config.keys.keys.signing,
+                     config.keys.path, sorted(config.keys.keys.keys), config.capability_ttl_s)
         await stop.wait()
         log.info("stopping: grace %.1f s for in-flight calls", GRACE_S)
         await meta.stop(GRACE_S)

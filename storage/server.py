@@ -117,6 +117,8 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
                  f"tokens required ({len(tokens)} known)" if tokens is not None else "no tokens (open to all)")
         log.info("TLS: %s; calls the metaserver and peers %s", "on" if config.tls is not None else "off (plaintext)",
                  f"over TLS (CA {config.tls_ca})" if config.tls_ca else "in plaintext")
+        if keys is not None:  # ids only: key bytes never reach a log
+            log.info("capabilities required on client Read/Write: keys %s from %s", sorted(keys.keys.keys), keys.path)
         agent_task = loop.create_task(agent.run())
         if keys is not None:
             keys_task = loop.create_task(watch(keys))

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from hypothesis import strategies as st
 from emberfs.client import Client, SyncClient
 from emberfs.client._launch import LocalCluster
 from emberfs.client.cli import main as cli_main
+from emberfs.common import bulkwire as w
 from emberfs.common import capability, capkeys, errors
 from emberfs.common.authgrpc import bearer_metadata
 from emberfs.common.bulkclient import BulkPool
@@ -292,6 +294,61 @@ def test_raw_grpc_and_bulk_refuse_bad_capabilities(cluster: LocalCluster) -> Non
         print(f"  {case:26} {row['gRPC']:20} {row['bulk']}")
     assert all(row == {"gRPC": DENIED, "bulk": DENIED} for row in table.values()), table
     _run(_secret_unchanged(cluster))
+
+
+def _exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        got = sock.recv(n - len(data))
+        assert got, "the server closed the connection"
+        data += got
+    return data
+
+
+def test_raw_bulk_frames_on_one_socket(cluster: LocalCluster) -> None:
+    """Hand-made frames on one TCP connection: a forged capability, an ext whose
+    capability length lies, a read-only capability on a WRITE, each get their own error
+    frame; the same connection then serves a good READ, and the WRITE left no trace."""
+    spot = Spot(cluster)
+    _run(spot.load())
+    host, _, port = spot.bulk_address.rpartition(":")
+
+    async def first_bytes() -> bytes:
+        async with Client(cluster.meta_address, token=TOKENS["alice"]) as alice:
+            return await alice.read_range("/open/alice", 0, 17)
+
+    before = _run(first_bytes())
+    now_ms = int(time.time() * 1000)
+    forged = capability.sign(1, b"not the cluster key, 32 bytes!!!", spot.alice_file, 1, now_ms + 60_000)
+    header = common_pb2.RequestHeader(client_id="raw", request_id=1).SerializeToString()
+    data = b"RAW WRITE"
+
+    def read_head(request_id: int) -> w.Request:
+        return w.Request(w.OP_READ, request_id, chain_id=spot.chain.chain_id, chain_version=spot.chain.chain_version,
+                         inode_id=spot.alice_file, chunk_index=0, offset=0, length=17, target_id=spot.head)
+
+    write = w.Request(w.OP_WRITE, 3, kind=storage_pb2.WRITE, chain_id=spot.chain.chain_id,
+                      chain_version=spot.chain.chain_version, inode_id=spot.alice_file, chunk_index=0,
+                      crc32c=crc32c.crc32c(data), length=len(data), chunk_size=CHUNK, payload_length=len(data))
+    frames = [(read_head(1), w.pack_client_ext(forged), b""),
+              (read_head(2), b"\x40\x00" + b"short", b""),  # announces 64 capability bytes, has 5
+              (write, w.pack_client_ext(spot.alice_read.blob, header), data),
+              (read_head(4), w.pack_client_ext(spot.alice_read.blob), b"")]
+    answers: dict[int, tuple[w.Response, bytes, bytes]] = {}
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(w.pack_hello(w.VERSION, 0, TOKENS["alice"].encode()))
+        hello = w.unpack_hello(_exactly(sock, w.HELLO.size), max_body=w.MAX_EXT)
+        _exactly(sock, hello.body_length)
+        assert hello.field == w.STATUS_OK
+        for head, ext, payload in frames:
+            head.ext_length = len(ext)
+            sock.sendall(w.pack_request(head) + ext + payload)
+        while len(answers) < len(frames):
+            reply = w.unpack_response(_exactly(sock, w.RESPONSE.size))
+            answers[reply.request_id] = (reply, _exactly(sock, reply.ext_length), _exactly(sock, reply.payload_length))
+    codes = {i: w.decode_error(ext)[0] if r.status == w.STATUS_ERROR else OK for i, (r, ext, _) in answers.items()}
+    assert codes == {1: "CapabilityRefused", 2: "InvalidArgument", 3: "CapabilityRefused", 4: OK}, codes
+    assert answers[4][2] == before and not before.startswith(data)  # the refused WRITE changed nothing
 
 
 def test_a_good_capability_reads_and_writes(cluster: LocalCluster) -> None:
