@@ -31,6 +31,8 @@ from hypothesis import strategies as st
 
 from emberfs.client import Client, SyncClient
 from emberfs.client._launch import LocalCluster
+from emberfs.client.data import RecordWriter
+from emberfs.client.datasets import FileDataset, RecordDataset
 from emberfs.client.cli import main as cli_main
 from emberfs.common import bulkwire as w
 from emberfs.common import capability, capkeys, errors
@@ -139,10 +141,16 @@ def test_every_client_api_refuses_another_users_0600_file(cluster: LocalCluster,
                     table[name] = f"PermissionError ({exc.strerror})"
 
     _run(async_apis())
+    with SyncClient(address, token=TOKENS["admin"], uid=0, gid=0, groups=[]) as sync_root:
+        with RecordWriter(sync_root, "/secret.rec") as shard:
+            shard.write(b"sample zero")
+        sync_root.chmod("/secret.rec", 0o600)
     with SyncClient(address, token=TOKENS["bob"]) as sync_bob:
         for name, sync_call in {"SyncClient.read_file": lambda: sync_bob.read_file("/secret"),
                                 "SyncClient.open rb": lambda: sync_bob.open("/secret", "rb").read(),
-                                "SyncClient.write_file": lambda: sync_bob.write_file("/secret", b"x")}.items():
+                                "SyncClient.write_file": lambda: sync_bob.write_file("/secret", b"x"),
+                                "RecordDataset[0]": lambda: RecordDataset(sync_bob, ["/secret.rec"])[0],
+                                "FileDataset[0]": lambda: FileDataset(sync_bob, ["/secret"])[0]}.items():
             try:
                 sync_call()
                 table[name] = OK
