@@ -243,6 +243,9 @@ def keyring_for(tokens_file: str | os.PathLike[str] | None,
     every caller is trusted anyway); with tokens, `keys_file` or the default beside the
     tokens file, which must exist. KeysFileError says how to make one."""
     if tokens_file is None:
+        if keys_file:
+            print(f"warning: keys file {os.fspath(keys_file)} ignored: capabilities are checked only with "
+                  "--tokens-file", file=sys.stderr)
         return None
     path = Path(keys_file) if keys_file else default_keys_path(tokens_file)
     assert path is not None

@@ -177,3 +177,15 @@ def test_token_files_include_keys_and_a_non_root_user(tmp_path: Path) -> None:
     assert user["uid"] != 0
     assert user["uid"] == (os.getuid() or auth.NON_ROOT_UID)
     assert capkeys.default_keys_path(tokens) == tmp_path / "keys.json"
+
+
+def test_keyring_for(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(capkeys.KEYS_FILE_ENV, raising=False)
+    assert capkeys.keyring_for(None, None) is None
+    assert capkeys.keyring_for(None, tmp_path / "k.json") is None
+    assert "ignored" in capsys.readouterr().err
+    with pytest.raises(capkeys.KeysFileError, match="does not exist"):
+        capkeys.keyring_for(tmp_path / "tokens.json", None)
+    capkeys.write_keys_file(tmp_path / "keys.json")
+    ring = capkeys.keyring_for(tmp_path / "tokens.json", None)
+    assert ring is not None and ring.path == tmp_path / "keys.json"
