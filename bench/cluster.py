@@ -96,16 +96,16 @@ class EmberCluster:
     role = EMBERFS
 
     def __init__(self, directory: Path, chunk_size: int, *, nodes: int, replicas: int, event_loop: str,
-                 transports: tuple[str, ...], label_loop: bool) -> None:
+                 transports: tuple[str, ...], label_loop: bool, auth: bool = False) -> None:
         self.chunk_size = chunk_size
         self.event_loop = event_loop
         self.transports = transports
-        self.system = f"emberfs {size_label(chunk_size)} chunks"
+        self.system = f"emberfs {size_label(chunk_size)} chunks" + (", tokens" if auth else "")
         self._loop_label = f", {event_loop}" if label_loop else ""
         self.nodes, self.replicas = nodes, replicas
         self.unavailable = loop_unavailable(event_loop)  # rows then say why instead of a figure
         self.cluster = LocalCluster(directory, nodes=nodes, replicas=replicas, chunk_size=chunk_size,
-                                    env={_EVENT_LOOP_ENV: event_loop})
+                                    env={_EVENT_LOOP_ENV: event_loop}, auth=auth)
         self.loop = ClientLoop(event_loop)
         self._clients: dict[str, Client] = {}
         self._stack = contextlib.AsyncExitStack()  # the clients (and pread handles), on self.loop
@@ -140,7 +140,11 @@ class EmberCluster:
 
         async def connect() -> None:
             for transport in self.transports:
-                fs = await self._stack.enter_async_context(Client(address, transport=transport))
+                # With tokens: the admin token, acting as root (uid 0), as the bench did without them.
+                admin = self.cluster.admin_token
+                fs = await self._stack.enter_async_context(
+                    Client(address, transport=transport, token=admin) if admin is None else
+                    Client(address, transport=transport, token=admin, uid=0, gid=0, groups=[]))
                 self._clients[transport] = fs
                 await self._warm_up(fs, transport)
 

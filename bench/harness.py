@@ -126,7 +126,8 @@ async def _measure(config: BenchConfig, root: Path, data: bytes, file: Path) -> 
     label_loop = config.event_loops != ("asyncio",)
     clusters = [
         EmberCluster(root / f"cluster-{size_label(c).replace(' ', '')}-{loop}", c, nodes=config.nodes,
-                     replicas=config.replicas, event_loop=loop, transports=config.transports, label_loop=label_loop)
+                     replicas=config.replicas, event_loop=loop, transports=config.transports, label_loop=label_loop,
+                     auth=config.auth)
         for c in config.chunk_sizes for loop in config.event_loops
     ]
     if not data_work and "loader" not in config.workloads:

@@ -53,6 +53,7 @@ class BenchConfig:
     loader_batch: int = 64  # DataLoader batch size
     quick: bool = False
     no_install: bool = False  # do not apt-get install nginx when it is missing
+    auth: bool = False  # clusters require tokens (and so capabilities); the client holds the admin token
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -64,7 +65,7 @@ class BenchConfig:
             "event_loops": list(self.event_loops), "loader_sizes": list(self.loader_sizes),
             "loader_mib": self.loader_mib, "loader_shards": self.loader_shards,
             "loader_workers": self.loader_workers, "loader_batch": self.loader_batch,
-            "quick": self.quick,
+            "quick": self.quick, "auth": self.auth,
         }
 
 
@@ -160,6 +161,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-dir", type=Path, default=None, metavar="DIR",
                    help="run in DIR and keep it (server logs) instead of a temporary directory")
     p.add_argument("--quick", action="store_true", help="a smoke run: small sizes, a few seconds")
+    p.add_argument("--auth", action="store_true",
+                   help="start the EmberFS clusters with tokens (local-cluster --auth): every chunk request then "
+                        "carries a capability that the storage servers check")
     p.add_argument("--no-install", action="store_true",
                    help="do not install Debian's nginx-light when nginx is missing (its rows then say so)")
 
@@ -177,7 +181,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         random_apis=args.random_apis, transports=args.transports, event_loops=args.event_loops,
         loader_workers=args.loader_workers, loader_batch=args.loader_batch,
         json_path=args.json_path, plot_path=args.plot_path, keep_dir=args.keep_dir, quick=args.quick,
-        no_install=args.no_install,
+        no_install=args.no_install, auth=args.auth,
     )
     if config.size_mib < 1:
         raise SystemExit("emberfs bench: --size-mib must be at least 1")

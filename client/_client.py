@@ -30,6 +30,7 @@ from emberfs.common.layout import ChunkRead, ChunkSpan, chunk_span
 from emberfs.common.storagepool import StoragePool
 from emberfs.proto import common_pb2, meta_pb2, mgmt_pb2
 
+from ._caps import CapabilityCache
 from ._data import DataPath, FileLayout, bounded_all
 from ._errors import os_error
 from ._file import EmberFile
@@ -130,10 +131,12 @@ class Client:
         self._routing = RoutingCache(self._fetch_routing)
         self._storage = StoragePool(bulk=transport == "bulk", token=token, tls_ca=tls_ca)
         self.readahead = readahead
+        self._caps = CapabilityCache(self._fetch_capability)
         self._data = DataPath(
             self._routing,
             self._storage,
             self._meta.header,
+            self._caps,
             retry=retry,
             timeout=timeout,
             verify_crc=verify_crc,
@@ -225,6 +228,20 @@ class Client:
             raise os_error(IsADirectory(f"{path} is a directory"), path)
         return inode, FileLayout(inode.inode_id, inode.layout)
 
+    async def _open_read(self, path: str) -> tuple[meta_pb2.Inode, FileLayout]:
+        """The regular file at path, opened for reading: the metaserver checks read
+        permission and hands out the read capability the storage servers ask for."""
+        resp = await self._call("Open", lambda h: meta_pb2.OpenRequest(header=h, path=path, write=False), path=path)
+        self._caps.offer(resp.inode.inode_id, resp.capability)
+        return resp.inode, FileLayout(resp.inode.inode_id, resp.inode.layout)
+
+    async def _fetch_capability(self, inode_id: int, write: bool) -> meta_pb2.Capability:
+        """A fresh capability for an inode this client opened (the cache renews with it)."""
+        if self.state is not ClientState.OPENED:
+            raise RuntimeError(f"the client is {self.state.value}; use `async with Client(...)`")
+        request = meta_pb2.GetCapabilityRequest(header=self._meta.header(), inode_id=inode_id, write=write)
+        return (await self._meta.send("GetCapability", request)).capability
+
     async def _data_call(self, path: str, work: Awaitable[T]) -> T:
         """Run chunk I/O for path; its failures leave as the OSError family, with path."""
         try:
@@ -234,7 +251,7 @@ class Client:
 
     async def read_file(self, path: str) -> bytes:
         """The whole contents of the file at path."""
-        inode, file = await self._file(path)
+        inode, file = await self._open_read(path)
         spans = chunk_span(0, inode.length, file.chunk_size, inode.length)
         return b"".join(await self._data_call(path, self._data.read_spans(file, spans)))
 
@@ -246,7 +263,7 @@ class Client:
         if view.readonly:
             raise TypeError("read_into needs a writable buffer")
         _check_range(path, offset, len(view))
-        inode, file = await self._file(path)
+        inode, file = await self._open_read(path)
         spans = chunk_span(offset, len(view), file.chunk_size, inode.length)
         n = sum(span.length for span in spans)
         await self._data_call(path, self._data.read_spans_into(file, spans, view[:n]))
@@ -255,7 +272,7 @@ class Client:
     async def read_range(self, path: str, offset: int, length: int) -> bytes:
         """`length` bytes of the file from `offset`: short at EOF, empty past it (os.pread)."""
         _check_range(path, offset, length)
-        inode, file = await self._file(path)
+        inode, file = await self._open_read(path)
         spans = chunk_span(offset, length, file.chunk_size, inode.length)
         return b"".join(await self._data_call(path, self._data.read_spans(file, spans)))
 
@@ -269,7 +286,7 @@ class Client:
         for path, offset, length in ranges:
             _check_range(path, offset, length)
         paths = list(dict.fromkeys(path for path, _, _ in ranges))
-        found = await bounded_all([lambda p=p: self._file(p) for p in paths], _STAT_PARALLEL)
+        found = await bounded_all([lambda p=p: self._open_read(p) for p in paths], _STAT_PARALLEL)
         files = {path: file for path, (_, file) in zip(paths, found)}
         lengths = {path: inode.length for path, (inode, _) in zip(paths, found)}
         out = [bytearray(n) for n in result_sizes(ranges, lengths)]
@@ -400,6 +417,9 @@ class Client:
             return meta_pb2.TruncateRequest(header=h, path=path, length=length)
 
         resp = await self._call("Truncate", build, path=path)
+        # The metaserver checks permissions and the file type and grants the write
+        # capability for cutting the chunks.
+        self._caps.offer(resp.inode.inode_id, resp.capability)
         file = FileLayout(resp.inode.inode_id, resp.inode.layout)
         if file.chain_ids:
             await self._data_call(path, self._data.truncate(file, resp.old_length, length))

@@ -24,6 +24,10 @@ Rules the data path keeps:
   in CRAQ it holds exactly what is committed) and removes chunks up to the larger of
   that end and the length the metaserver had when it changed it. A writer whose
   report was stale recovers its length the same way (`storage_end`, `recovered_length`).
+- Every chunk request carries the file's capability for its right (`_caps.py`); a
+  storage server's refusal of it (CapabilityRefused: expired by a skewed clock, or its
+  key retired) renews it at the metaserver and retries the request once; the
+  metaserver's answer to the renewal decides.
 """
 
 from __future__ import annotations
@@ -38,11 +42,17 @@ from typing import Any, TypeVar
 
 import crc32c
 
-from emberfs.common.errors import ChecksumMismatch, EmberError, FailedPrecondition, TargetNotServing
+from emberfs.common.errors import (
+    CapabilityRefused,
+    ChecksumMismatch,
+    EmberError,
+    FailedPrecondition,
+    TargetNotServing,
+)
 from emberfs.common.layout import ChunkSpan, chain_for_chunk
 from emberfs.common.routing import RoutingView
 from emberfs.common.storagepool import StoragePool
-from emberfs.proto import common_pb2, storage_pb2
+from emberfs.proto import common_pb2, meta_pb2, storage_pb2
 
 from ._plan import (
     effective_stripe,
@@ -52,6 +62,7 @@ from ._plan import (
     truncate_plan,
     untried_replicas,
 )
+from ._caps import RIGHT_READ, RIGHT_WRITE, CapabilityCache
 from ._retry import RetryPolicy, chunk_retry
 from ._routing import RoutingCache
 
@@ -119,6 +130,7 @@ class DataPath:
         routing: RoutingCache,
         pool: StoragePool,
         new_header: Callable[[], common_pb2.RequestHeader],
+        caps: CapabilityCache | None = None,
         *,
         retry: RetryPolicy,
         timeout: float,
@@ -132,6 +144,7 @@ class DataPath:
         if max_inflight < 1 or per_server < 1:
             raise ValueError("max_inflight and per_server_inflight must be at least 1")
         self.routing, self.pool, self._new_header = routing, pool, new_header
+        self.caps = caps if caps is not None else CapabilityCache(_no_capabilities)
         self.retry, self.timeout, self.verify_crc = retry, timeout, verify_crc
         self.max_inflight, self.per_server = max_inflight, per_server
         self._rand, self._sleep, self._clock = rand, sleep, clock
@@ -193,6 +206,15 @@ class DataPath:
             if step.delay:
                 await self._sleep(step.delay)
 
+    async def _authorized(self, file: FileLayout, right: int, run: Callable[[bytes], Awaitable[T]]) -> T:
+        """run(capability), renewed and run once more if a storage server refuses it."""
+        blob = await self.caps.blob(file.inode_id, right)
+        try:
+            return await run(blob)
+        except CapabilityRefused:
+            self.caps.drop(file.inode_id, right, blob)
+            return await run(await self.caps.blob(file.inode_id, right))
+
     async def _refresh(self, seen: int) -> None:
         try:
             await self.routing.refresh(seen)
@@ -236,7 +258,11 @@ class DataPath:
             request.chain_version = chain.chain_version
             return await self._send(view, head, "Write", request)
 
-        return await self._with_retry(chain_id, attempt, any_replica=False)
+        async def run(capability: bytes) -> storage_pb2.WriteResponse:
+            request.capability = capability
+            return await self._with_retry(chain_id, attempt, any_replica=False)
+
+        return await self._authorized(file, RIGHT_WRITE, run)
 
     async def read_chunk(self, file: FileLayout, span: ChunkSpan, into: memoryview | None = None) -> Any:
         """span's bytes of one chunk from a SERVING replica, CRC-checked, holes as zeros.
@@ -247,6 +273,7 @@ class DataPath:
         header = self._new_header()
         if into is not None and len(into) != span.length:
             raise ValueError(f"the buffer holds {len(into)} bytes, the span {span.length}")
+        capability = b""
 
         async def attempt(view: RoutingView, avoid: set[int], used: list[int]) -> Any:
             chain = view.chain(chain_id)
@@ -263,6 +290,7 @@ class DataPath:
                 offset=span.offset,
                 length=span.length,
                 target_id=target,
+                capability=capability,
             )
             self._outstanding[target] += 1
             try:
@@ -285,7 +313,12 @@ class DataPath:
             into[n:] = bytes(span.length - n)  # a hole or the short end of a chunk reads as zeros
             return into
 
-        return await self._with_retry(chain_id, attempt, any_replica=True)
+        async def run(blob: bytes) -> Any:
+            nonlocal capability
+            capability = blob
+            return await self._with_retry(chain_id, attempt, any_replica=True)
+
+        return await self._authorized(file, RIGHT_READ, run)
 
     # -- many chunks ------------------------------------------------------------------
 
@@ -359,6 +392,11 @@ class DataPath:
             jobs.append(lambda i=index: self.update_chunk(file, i, storage_pb2.REMOVE))
         if jobs:
             await bounded_all(jobs, self.max_inflight)
+
+
+async def _no_capabilities(inode_id: int, write: bool) -> meta_pb2.Capability:
+    """Empty grants of every right, never expiring: a data path with no metaserver (tests)."""
+    return meta_pb2.Capability(rights=RIGHT_READ | RIGHT_WRITE)
 
 
 def _has_untried(view: RoutingView, chain_id: int, avoid: set[int]) -> bool:

@@ -186,6 +186,7 @@ class EmberFile:
                 path=path,
             )
             inode = resp.inode
+            client._caps.offer(inode.inode_id, resp.capability)  # before the removals below use it
             if mode.truncate and not resp.created:
                 # The old bytes must be gone before any new write lands in their chunks:
                 # up to the length the metaserver truncated from, or what storage holds.
@@ -206,6 +207,9 @@ class EmberFile:
     def _bind(self, resp: Any) -> None:
         self._file = FileLayout(resp.inode.inode_id, resp.inode.layout)
         self._session_id = resp.session_id
+        # The capability the open was granted: the data path sends it, and renews it
+        # while this file stays open.
+        self._client._caps.offer(resp.inode.inode_id, resp.capability)
 
     async def close(self) -> None:
         """Send what is buffered, report the length, end the write session. Idempotent."""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from emberfs.common.auth import ADMIN_TOKEN_FILE, TOKENS_FILE, USER_TOKEN_FILE, load_tokens_file, write_token_files
+from emberfs.common.capkeys import KEYS_FILE, default_keys_path, write_keys_file
 from emberfs.common.tls import CA_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE, gen_certs
 
 __all__ = [
@@ -267,8 +268,12 @@ class LocalCluster:
     `auth=True` without one uses `tokens.json` in data_dir, generated on the first start
     (mode 0600) with an admin, a server and a user token, the user being this process's
     uid/gid, and the admin and user tokens alone in `admin.token` and `user.token`
-    (0600) for `emberfs --token-file`. The launcher's own Mgmt calls use the first
-    admin token of the file.
+    (0600) for `emberfs --token-file`; the generated user is never root (this
+    process's uid/gid when it is not root, else 1000). The launcher's own Mgmt calls
+    use the first admin token of the file. With tokens, every server also gets the
+    capability keys: `keys_file`, else `keys.json` beside the tokens file, made when
+    missing (common/capkeys.py); `capability_ttl` sets the metaserver's
+    --capability-ttl (seconds).
 
     TLS: `tls=True` starts every server with `tls/server.pem` and `tls/server.key` in
     data_dir (made with common/tls.gen_certs on the first start, kept across restarts)
@@ -290,6 +295,8 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         auth: bool = False,
         tokens_file: Path | None = None,
+        keys_file: Path | None = None,
+        capability_ttl: float | None = None,
         tls: bool = False,
     ) -> None:
         if nodes < 1 or replicas < 1 or targets_per_node < 1:
@@ -307,6 +314,11 @@ class LocalCluster:
             self.tokens_file = write_token_files(self.data_dir)
         self.admin_token = _first_token(self.tokens_file, "admin") if self.tokens_file is not None else None
         auth_args = ["--tokens-file", str(self.tokens_file)] if self.tokens_file is not None else []
+        self.keys_file: Path | None = None
+        if self.tokens_file is not None:
+            self.keys_file = write_keys_file(keys_file or default_keys_path(self.tokens_file) or
+                                             self.tokens_file.with_name(KEYS_FILE))
+            auth_args += ["--keys-file", str(self.keys_file)]
         self.tls_ca: Path | None = None
         if tls:
             tls_dir = self.data_dir / "tls"
@@ -317,6 +329,8 @@ class LocalCluster:
                           "--tls-ca", str(self.tls_ca)]
         self._storage_args = auth_args
         meta_args: list[str] = [*auth_args]
+        if capability_ttl is not None:
+            meta_args += ["--capability-ttl", str(capability_ttl)]
         if chunk_size is not None:
             meta_args += ["--default-chunk-size", str(chunk_size)]
         if heartbeat_interval is not None:

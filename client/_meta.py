@@ -125,6 +125,11 @@ class MetaTransport:
         except EmberError as exc:
             raise os_error(exc, path, path2, timed_out=_deadline_expired(exc)) from None
 
+    async def send(self, method: str, request: Message) -> Any:
+        """Run Meta.<method> with retries; failures stay EmberError (for the data path,
+        whose boundary names the file: a capability renewal)."""
+        return await self._send(method, request)
+
     async def _send(self, method: str, request: Message, service: str = "meta") -> Any:
         stub = self._mgmt if service == "mgmt" else self._stub
         if stub is None:

@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from emberfs.common.capkeys import KEYS_FILE, write_keys_file
 from emberfs.common.errors import InvalidArgument
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "TokensFileError",
     "allowed_roles",
     "generate_tokens",
+    "user_identity",
     "group_or_world_readable",
     "load_tokens_file",
     "parse_tokens",
@@ -96,7 +98,7 @@ POLICY: Mapping[str, Mapping[str, frozenset[Role]]] = {
     "emberfs.Meta": {
         name: _PEOPLE
         for name in ("Stat", "List", "Readlink", "StatFs", "Create", "Mkdir", "Remove", "Rename", "Link",
-                     "Symlink", "SetAttr", "Truncate", "Open", "Close", "Sync")
+                     "Symlink", "SetAttr", "Truncate", "Open", "Close", "Sync", "GetCapability")
     },
     "emberfs.Mgmt": {
         "GetRouting": ANY_ROLE,  # clients route by it; `emberfs cluster` and df show it
@@ -331,17 +333,32 @@ def generate_tokens(*, uid: int, gid: int, groups: Iterable[int] = ()) -> dict[s
     ]}
 
 
+NON_ROOT_UID = 1000  # the generated user token's identity when this process is root
+
+
+def user_identity() -> tuple[int, int, tuple[int, ...]]:
+    """(uid, gid, groups) for the generated user token: this process's when it is not
+    root, else NON_ROOT_UID with no groups. A user token that is root would pass every
+    permission check, and a first try of `--auth` should show a 0600 file refused."""
+    if os.getuid() != 0:
+        return os.getuid(), os.getgid(), tuple(os.getgroups())
+    return NON_ROOT_UID, NON_ROOT_UID, ()
+
+
 def write_token_files(directory: str | os.PathLike[str]) -> Path:
-    """Make `directory`/tokens.json (admin, server and user tokens, the user being this
-    process's uid/gid) and admin.token / user.token holding one token each, all 0600,
-    unless tokens.json exists already (then nothing changes). Returns tokens.json's path.
+    """Make `directory`/tokens.json (admin, server and user tokens, the user being
+    `user_identity()`, never root), admin.token / user.token holding one token each, and
+    keys.json (the capability keys, capkeys.py), all 0600, unless they exist already
+    (then nothing changes). Returns tokens.json's path.
     Used by `emberfs local-cluster --auth` and the compose auth override."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
+    write_keys_file(folder / KEYS_FILE)  # also for a folder made before capabilities existed
     tokens_file = folder / TOKENS_FILE
     if tokens_file.exists():
         return tokens_file
-    document = generate_tokens(uid=os.getuid(), gid=os.getgid(), groups=os.getgroups())
+    uid, gid, groups = user_identity()
+    document = generate_tokens(uid=uid, gid=gid, groups=groups)
     by_name = {entry["name"]: entry["token"] for entry in document["tokens"]}
     write_private(folder / ADMIN_TOKEN_FILE, by_name["admin"] + "\n")
     write_private(folder / USER_TOKEN_FILE, by_name["user"] + "\n")
@@ -351,5 +368,6 @@ def write_token_files(directory: str | os.PathLike[str]) -> Path:
 
 if __name__ == "__main__":  # `python -m emberfs.common.auth DIR`: write_token_files(DIR)
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m emberfs.common.auth DIR  (makes DIR/tokens.json, admin.token, user.token)")
+        sys.exit("usage: python -m emberfs.common.auth DIR  (makes DIR/tokens.json, admin.token, user.token, "
+                 "keys.json)")
     print(write_token_files(sys.argv[1]))

@@ -395,9 +395,10 @@ def _encode(method: str, request: Any) -> tuple[w.Request, bytes, Any]:
         head = w.Request(w.OP_READ, 0, chain_id=r.chain_id, chunk_index=r.chunk.chunk_index,
                          chain_version=r.chain_version, inode_id=r.chunk.inode_id, offset=r.offset,
                          length=r.length, target_id=r.target_id)
-        return head, b"", b""
+        return head, w.pack_client_ext(r.capability), b""
     if method == "Write":
-        return _update_head(w.OP_WRITE, request), request.header.SerializeToString(), request.data
+        ext = w.pack_client_ext(request.capability, request.header.SerializeToString())
+        return _update_head(w.OP_WRITE, request), ext, request.data
     if method == "Forward":
         u = request.update
         head = _update_head(w.OP_FORWARD, u)
@@ -414,7 +415,8 @@ def _update_head(op: int, u: storage_pb2.WriteRequest) -> w.Request:
 
 
 def decode_update(head: w.Request, ext: bytes, payload: bytes) -> storage_pb2.WriteRequest:
-    """The WriteRequest a WRITE or FORWARD frame carries (the server's side of _encode)."""
+    """The WriteRequest a WRITE or FORWARD frame carries (the server's side of _encode);
+    a WRITE's capability is split off its ext first (the bulk server does that)."""
     return storage_pb2.WriteRequest(
         header=common_pb2.RequestHeader.FromString(ext), chain_id=head.chain_id, chain_version=head.chain_version,
         chunk=storage_pb2.ChunkId(inode_id=head.inode_id, chunk_index=head.chunk_index), kind=head.kind,

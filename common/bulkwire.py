@@ -14,8 +14,14 @@ and closes; one without tokens ignores the token)
 
 then carries pipelined requests, answered in any order and matched by request id:
 
-    request  = REQUEST header (84 bytes) + ext (a serialized RequestHeader) + payload
+    request  = REQUEST header (84 bytes) + ext + payload
     response = RESPONSE header (36 bytes) + ext (an error: code "\\n" message) + payload
+
+A request's ext: for a client's READ and WRITE, `u16 capability length, capability`
+(common/capability.py; length 0 without tokens) then, for a WRITE, the serialized
+RequestHeader (`pack_client_ext` / `split_client_ext`); a READ may also send an empty
+ext (no capability). For a peer's FORWARD, the serialized RequestHeader alone (the
+server token authorises it).
 
 A malformed header (bad magic, lengths past the caps) cannot be skipped safely, so
 the peer answers with an error frame where it can and closes the connection; an
@@ -54,6 +60,8 @@ __all__ = [
     "Response",
     "decode_error",
     "encode_error",
+    "split_client_ext",
+    "pack_client_ext",
     "pack_hello",
     "pack_request",
     "pack_response",
@@ -62,7 +70,7 @@ __all__ = [
     "unpack_response",
 ]
 
-VERSION = 1
+VERSION = 2  # 2: READ/WRITE ext carries the capability (issue 16)
 HELLO_MAGIC = b"EMBF"
 FRAME_MAGIC = 0xEB1F  # first two bytes of every frame: a desynchronised stream shows at once
 
@@ -189,6 +197,28 @@ def _check_lengths(ext_length: int, payload_length: int) -> None:
         raise FrameError(f"frame extension of {ext_length} bytes exceeds {MAX_EXT}")
     if payload_length > MAX_PAYLOAD:
         raise FrameError(f"frame payload of {payload_length} bytes exceeds {MAX_PAYLOAD}")
+
+
+_CAP_LENGTH = struct.Struct("<H")
+
+
+def pack_client_ext(capability: bytes, rest: bytes = b"") -> bytes:
+    """A READ/WRITE ext: the capability, length-prefixed, then `rest` (a WRITE's header)."""
+    return _CAP_LENGTH.pack(len(capability)) + capability + rest
+
+
+def split_client_ext(ext: bytes) -> tuple[bytes, bytes]:
+    """(capability, rest) of a READ/WRITE ext; ValueError if the prefix lies. An empty
+    ext is no capability and nothing else (a READ from a client without tokens)."""
+    if not ext:
+        return b"", b""
+    if len(ext) < _CAP_LENGTH.size:
+        raise ValueError(f"ext of {len(ext)} bytes is too short for its capability length")
+    (length,) = _CAP_LENGTH.unpack_from(ext)
+    end = _CAP_LENGTH.size + length
+    if end > len(ext):
+        raise ValueError(f"capability of {length} bytes announced, {len(ext) - _CAP_LENGTH.size} present")
+    return bytes(ext[_CAP_LENGTH.size:end]), bytes(ext[end:])
 
 
 def encode_error(code: str, message: str) -> bytes:

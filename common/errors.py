@@ -7,7 +7,8 @@
     │   └── ChunkGone               ENOENT        (the file's chunks were collected)
     ├── AlreadyExists               EEXIST        ALREADY_EXISTS
     ├── PermissionDenied            EACCES        PERMISSION_DENIED
-    │   └── NotPermitted            EPERM         PERMISSION_DENIED
+    │   ├── NotPermitted            EPERM         PERMISSION_DENIED
+    │   └── CapabilityRefused       EACCES        PERMISSION_DENIED (a storage server refused a capability)
     ├── Unauthenticated             EACCES        UNAUTHENTICATED
     ├── FailedPrecondition          EINVAL        FAILED_PRECONDITION
     │   ├── NotADirectory           ENOTDIR
@@ -42,6 +43,7 @@ __all__ = [
     "ERROR_METADATA_KEY",
     "AlreadyExists",
     "Busy",
+    "CapabilityRefused",
     "ChecksumMismatch",
     "ChunkGone",
     "ChunkNotCommitted",
@@ -131,6 +133,15 @@ class PermissionDenied(EmberError):
 class NotPermitted(PermissionDenied):
     code = "NotPermitted"
     errno = _errno.EPERM
+
+
+class CapabilityRefused(PermissionDenied):
+    """A storage server refused the capability a chunk request carried (missing,
+    forged, expired, for another inode or without the right). The client renews its
+    capability from the metaserver once and retries; the metaserver's answer to that
+    renewal is then the verdict."""
+
+    code = "CapabilityRefused"
 
 
 class Unauthenticated(EmberError):

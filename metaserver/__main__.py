@@ -7,6 +7,7 @@ import os
 import sys
 
 from emberfs.common.auth import TOKENS_FILE_ENV, TokenTable, TokensFileError, load_tokens_file
+from emberfs.common.capkeys import KEYS_FILE_ENV, KeyRing, KeysFileError, keyring_for
 from emberfs.common.errors import InvalidArgument
 from emberfs.common.tls import TlsError, add_tls_arguments, tls_from_args
 
@@ -35,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON tokens file: require a valid token on every Meta and Mgmt call (see README, "
                              "Security); its first \"server\": true entry is the token the chunk GC sends "
                              f"(default: ${TOKENS_FILE_ENV})")
+    parser.add_argument("--keys-file", default=None, metavar="PATH",
+                        help="JSON capability keys (with tokens; default: $" + KEYS_FILE_ENV + ", else keys.json "
+                             "beside the tokens file); re-read when it changes or on SIGHUP")
+    parser.add_argument("--capability-ttl", type=float, default=60.0, metavar="S",
+                        help="seconds a chunk-access capability lives: a permission change reaches open files "
+                             "within this (default 60)")
     add_tls_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -49,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         except TokensFileError as exc:
             print(f"emberfs-meta: error: {exc.message}", file=sys.stderr)
             return 1
+    keys: KeyRing | None = None
+    try:
+        keys = keyring_for(args.tokens_file, args.keys_file)
+    except KeysFileError as exc:
+        print(f"emberfs-meta: error: {exc.message}", file=sys.stderr)
+        return 1
     try:
         config = MetaConfig(
             data_dir=args.data_dir,
@@ -62,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             tokens=tokens,
             tls=tls,
             tls_ca=tls_ca,
+            keys=keys,
+            capability_ttl_s=args.capability_ttl,
         )
     except InvalidArgument as exc:
         parser.error(exc.message)

@@ -12,6 +12,7 @@ import logging
 import math
 
 from emberfs.common.auth import TokenTable
+from emberfs.common.capkeys import KeyRing
 from emberfs.common.errors import InvalidArgument
 from emberfs.common.tls import ServerTls
 
@@ -29,6 +30,7 @@ MIN_CHUNK_SIZE = 64 * 1024
 MAX_CHUNK_SIZE = 64 * 1024 * 1024
 MAX_STRIPE = 256
 MAX_GC_INTERVAL_S = 86400.0
+MAX_CAPABILITY_TTL_S = 86400.0  # a day: revoking permission must bite within some bound
 MIN_MAP_SIZE = 64 * 1024  # LMDB needs a handful of pages; tests start this small
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -87,6 +89,10 @@ class MetaConfig:
     # GC verifies storage servers with (--tls-ca); None calls them in plaintext.
     tls: ServerTls | None = None
     tls_ca: str | None = None
+    # Capability keys (--keys-file, common/capkeys.py): with tokens, Open and friends hand
+    # out capabilities signed with the signing key, valid capability_ttl_s seconds.
+    keys: KeyRing | None = None
+    capability_ttl_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, str) or not self.data_dir:
@@ -114,6 +120,8 @@ class MetaConfig:
             raise InvalidArgument("need 0 < heartbeat_interval_s < heartbeat_timeout_s, both finite")
         if not (isinstance(self.gc_interval_s, (int, float)) and 0 < self.gc_interval_s <= MAX_GC_INTERVAL_S):
             raise InvalidArgument(f"gc_interval_s {self.gc_interval_s!r} must be in (0, {MAX_GC_INTERVAL_S}]")
+        if not (isinstance(self.capability_ttl_s, (int, float)) and 1 <= self.capability_ttl_s <= MAX_CAPABILITY_TTL_S):
+            raise InvalidArgument(f"capability_ttl_s {self.capability_ttl_s!r} must be in [1, {MAX_CAPABILITY_TTL_S:g}]")
         if self.log_level.upper() not in _LOG_LEVELS:
             raise InvalidArgument(f"log_level {self.log_level!r} is not one of {_LOG_LEVELS}")
         object.__setattr__(self, "log_level", self.log_level.upper())

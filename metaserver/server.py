@@ -16,7 +16,9 @@ get chains) and the GC collector; `MetaServer.start`/`stop` start and stop the
 background tasks with the server. `extra_servicers` adds more services (tests).
 With `config.tls`, the port is TLS; with `config.tls_ca`, the GC calls storage
 servers over TLS. With `config.tokens`, every call but grpc health passes the token interceptor
-(common/authgrpc.py) and the GC calls storage servers with the server token.
+(common/authgrpc.py) and the GC calls storage servers with the server token; with
+`config.keys`, Open and friends hand out capabilities (capabilities.py), and the keys
+file is re-read when it changes (checked each second) or on SIGHUP.
 """
 
 from __future__ import annotations
@@ -34,9 +36,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from emberfs.common import eventloop
 from emberfs.common.authgrpc import server_interceptors
+from emberfs.common.capkeys import watch
 from emberfs.common.rpc import server_options
 from emberfs.common.tls import add_port
 
+from .capabilities import CapabilityIssuer
 from .config import MetaConfig, parse_listen
 from .mgmt.gc import ChunkCollector, ChunkRemover, GrpcChunkRemover
 from .mgmt.manager import ClusterManager
@@ -107,7 +111,7 @@ def build_server(
         store, lambda: manager.state, remover or GrpcChunkRemover(token=server_token, tls_ca=config.tls_ca), interval_s=config.gc_interval_s
     )
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=server_interceptors(config.tokens))
-    add_meta_servicer(MetaServicer(store), server)
+    add_meta_servicer(MetaServicer(store, CapabilityIssuer(config.keys, config.capability_ttl_s)), server)
     add_mgmt_servicer(MgmtServicer(manager), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -130,6 +134,11 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    keys_task: asyncio.Task[None] | None = None
+    if config.keys is not None:
+        ring = config.keys
+        loop.add_signal_handler(signal.SIGHUP, lambda: ring.reload_if_changed(force=True))
+        keys_task = loop.create_task(watch(ring))
     store = MetaStore(config)
     try:
         meta = build_server(config, store, extra_servicers=extra_servicers)
@@ -140,10 +149,17 @@ async def serve(
                  else "no tokens (open to all)")
         log.info("TLS: %s; calls storage servers %s", "on" if config.tls is not None else "off (plaintext)",
                  f"over TLS (CA {config.tls_ca})" if config.tls_ca else "in plaintext")
+        if config.keys is not None:  # ids only: key bytes never reach a log
+            log.info("capabilities: signed with key %d of %s (keys %s), valid %g s", config.keys.keys.signing,
+                     config.keys.path, sorted(config.keys.keys.keys), config.capability_ttl_s)
         await stop.wait()
         log.info("stopping: grace %.1f s for in-flight calls", GRACE_S)
         await meta.stop(GRACE_S)
     finally:
+        if keys_task is not None:
+            keys_task.cancel()
+            await asyncio.gather(keys_task, return_exceptions=True)
+            loop.remove_signal_handler(signal.SIGHUP)
         await store.aclose()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -32,7 +32,8 @@ from emberfs.proto import common_pb2, meta_pb2, meta_pb2_grpc
 
 from . import idem
 from .config import check_chunk_size, check_stripe
-from .ops import create, link, listdir, mkdir, remove, rename, session, stat, statfs, symlink, truncate
+from .capabilities import CapabilityIssuer
+from .ops import access, create, link, listdir, mkdir, remove, rename, session, stat, statfs, symlink, truncate
 from .ops.perm import Caller
 from .ops.setattr import set_attr
 from .store import MetaStore
@@ -86,10 +87,13 @@ def _inode_id(inode_id: int) -> int:
 
 
 class MetaServicer(meta_pb2_grpc.MetaServicer):
-    """The namespace service over one MetaStore."""
+    """The namespace service over one MetaStore. Replies that open a file for chunk
+    I/O (Open, Create for write, Truncate, GetCapability) carry a capability from
+    `issuer`, signed after the operation's permission check passed."""
 
-    def __init__(self, store: MetaStore) -> None:
+    def __init__(self, store: MetaStore, issuer: CapabilityIssuer | None = None) -> None:
         self._store = store
+        self._issuer = issuer or CapabilityIssuer(None)
 
     async def _once(
         self,
@@ -146,7 +150,7 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
         caller, parts = _caller(r.header), split_path(r.path)
         check_mode(r.mode)
         _layout_args(r.chunk_size, r.stripe)
-        return await self._once(
+        resp = await self._once(
             r.header,
             "Create",
             meta_pb2.CreateResponse,
@@ -156,6 +160,10 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
                 client_id=r.header.client_id,
             ),
         )
+        if r.open_for_write:  # granted after the reply cache: a retry gets a fresh capability
+            rights = access.open_rights(caller, resp.inode, write=True)
+            resp.capability.CopyFrom(self._issuer.grant(resp.inode.inode_id, rights))
+        return resp
 
     @_rpc
     async def Mkdir(self, request: meta_pb2.MkdirRequest, context: grpc.aio.ServicerContext) -> meta_pb2.MkdirResponse:
@@ -216,10 +224,15 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
         self, request: meta_pb2.TruncateRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.TruncateResponse:
         caller, parts, length = _caller(request.header), split_path(request.path), request.length
-        return await self._once(
+        resp = await self._once(
             request.header, "Truncate", meta_pb2.TruncateResponse,
             lambda tx: truncate.truncate(tx, caller, parts, length),
         )
+        # The client cuts the chunks past the new length next: a write grant for that
+        # (granted afresh, also to a replayed retry).
+        resp.capability.CopyFrom(self._issuer.grant(resp.inode.inode_id, access.open_rights(caller, resp.inode,
+                                                                                             write=True)))
+        return resp
 
     # -- other writes (naturally safe to repeat) ----------------------------------
     @_rpc
@@ -253,9 +266,21 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
                 tx, caller, parts, write=r.write, truncate=r.truncate, client_id=r.header.client_id
             )
 
-        if r.write or r.truncate:
-            return await self._store.write(op)
-        return self._store.read(op)  # a read-only open changes nothing
+        write = r.write or r.truncate
+        # a read-only open changes nothing: no write transaction
+        resp = await self._store.write(op) if write else self._store.read(op)
+        rights = access.open_rights(caller, resp.inode, write=write)
+        resp.capability.CopyFrom(self._issuer.grant(resp.inode.inode_id, rights))
+        return resp
+
+    @_rpc
+    async def GetCapability(
+        self, request: meta_pb2.GetCapabilityRequest, context: grpc.aio.ServicerContext
+    ) -> meta_pb2.GetCapabilityResponse:
+        r = request
+        caller, inode_id = _caller(r.header), _inode_id(r.inode_id)
+        inode, rights = self._store.read(lambda tx: access.renew(tx, caller, inode_id, write=r.write))
+        return meta_pb2.GetCapabilityResponse(capability=self._issuer.grant(inode.inode_id, rights))
 
     @_rpc
     async def Close(self, request: meta_pb2.CloseRequest, context: grpc.aio.ServicerContext) -> meta_pb2.CloseResponse:

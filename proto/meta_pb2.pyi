@@ -99,16 +99,18 @@ class CreateRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., path: _Optional[str] = ..., mode: _Optional[int] = ..., exclusive: _Optional[bool] = ..., truncate: _Optional[bool] = ..., chunk_size: _Optional[int] = ..., stripe: _Optional[int] = ..., open_for_write: _Optional[bool] = ...) -> None: ...
 
 class CreateResponse(_message.Message):
-    __slots__ = ("inode", "created", "session_id", "old_length")
+    __slots__ = ("inode", "created", "session_id", "old_length", "capability")
     INODE_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     OLD_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     inode: Inode
     created: bool
     session_id: int
     old_length: int
-    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., created: _Optional[bool] = ..., session_id: _Optional[int] = ..., old_length: _Optional[int] = ...) -> None: ...
+    capability: Capability
+    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., created: _Optional[bool] = ..., session_id: _Optional[int] = ..., old_length: _Optional[int] = ..., capability: _Optional[_Union[Capability, _Mapping]] = ...) -> None: ...
 
 class MkdirRequest(_message.Message):
     __slots__ = ("header", "path", "mode", "parents", "exist_ok", "chunk_size", "stripe")
@@ -285,12 +287,14 @@ class TruncateRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., path: _Optional[str] = ..., length: _Optional[int] = ...) -> None: ...
 
 class TruncateResponse(_message.Message):
-    __slots__ = ("inode", "old_length")
+    __slots__ = ("inode", "old_length", "capability")
     INODE_FIELD_NUMBER: _ClassVar[int]
     OLD_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     inode: Inode
     old_length: int
-    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., old_length: _Optional[int] = ...) -> None: ...
+    capability: Capability
+    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., old_length: _Optional[int] = ..., capability: _Optional[_Union[Capability, _Mapping]] = ...) -> None: ...
 
 class OpenRequest(_message.Message):
     __slots__ = ("header", "path", "write", "truncate")
@@ -305,14 +309,42 @@ class OpenRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., path: _Optional[str] = ..., write: _Optional[bool] = ..., truncate: _Optional[bool] = ...) -> None: ...
 
 class OpenResponse(_message.Message):
-    __slots__ = ("inode", "session_id", "old_length")
+    __slots__ = ("inode", "session_id", "old_length", "capability")
     INODE_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     OLD_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     inode: Inode
     session_id: int
     old_length: int
-    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., session_id: _Optional[int] = ..., old_length: _Optional[int] = ...) -> None: ...
+    capability: Capability
+    def __init__(self, inode: _Optional[_Union[Inode, _Mapping]] = ..., session_id: _Optional[int] = ..., old_length: _Optional[int] = ..., capability: _Optional[_Union[Capability, _Mapping]] = ...) -> None: ...
+
+class Capability(_message.Message):
+    __slots__ = ("blob", "rights", "ttl_ms")
+    BLOB_FIELD_NUMBER: _ClassVar[int]
+    RIGHTS_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    blob: bytes
+    rights: int
+    ttl_ms: int
+    def __init__(self, blob: _Optional[bytes] = ..., rights: _Optional[int] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+
+class GetCapabilityRequest(_message.Message):
+    __slots__ = ("header", "inode_id", "write")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    INODE_ID_FIELD_NUMBER: _ClassVar[int]
+    WRITE_FIELD_NUMBER: _ClassVar[int]
+    header: _common_pb2.RequestHeader
+    inode_id: int
+    write: bool
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., inode_id: _Optional[int] = ..., write: _Optional[bool] = ...) -> None: ...
+
+class GetCapabilityResponse(_message.Message):
+    __slots__ = ("capability",)
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    capability: Capability
+    def __init__(self, capability: _Optional[_Union[Capability, _Mapping]] = ...) -> None: ...
 
 class CloseRequest(_message.Message):
     __slots__ = ("header", "session_id", "inode_id", "length", "wrote", "truncate_version")

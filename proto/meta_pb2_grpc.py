@@ -109,6 +109,11 @@ class MetaStub:
                 request_serializer=emberfs_dot_proto_dot_meta__pb2.StatFsRequest.SerializeToString,
                 response_deserializer=emberfs_dot_proto_dot_meta__pb2.StatFsResponse.FromString,
                 _registered_method=True)
+        self.GetCapability = channel.unary_unary(
+                '/emberfs.Meta/GetCapability',
+                request_serializer=emberfs_dot_proto_dot_meta__pb2.GetCapabilityRequest.SerializeToString,
+                response_deserializer=emberfs_dot_proto_dot_meta__pb2.GetCapabilityResponse.FromString,
+                _registered_method=True)
 
 
 class MetaServicer:
@@ -204,6 +209,13 @@ class MetaServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCapability(self, request, context):
+        """A fresh capability for an open inode, before the one the client holds expires.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetaServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +293,11 @@ def add_MetaServicer_to_server(servicer, server):
                     servicer.StatFs,
                     request_deserializer=emberfs_dot_proto_dot_meta__pb2.StatFsRequest.FromString,
                     response_serializer=emberfs_dot_proto_dot_meta__pb2.StatFsResponse.SerializeToString,
+            ),
+            'GetCapability': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCapability,
+                    request_deserializer=emberfs_dot_proto_dot_meta__pb2.GetCapabilityRequest.FromString,
+                    response_serializer=emberfs_dot_proto_dot_meta__pb2.GetCapabilityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -688,6 +705,33 @@ class Meta:
             '/emberfs.Meta/StatFs',
             emberfs_dot_proto_dot_meta__pb2.StatFsRequest.SerializeToString,
             emberfs_dot_proto_dot_meta__pb2.StatFsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCapability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emberfs.Meta/GetCapability',
+            emberfs_dot_proto_dot_meta__pb2.GetCapabilityRequest.SerializeToString,
+            emberfs_dot_proto_dot_meta__pb2.GetCapabilityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,7 +30,7 @@ class ChunkId(_message.Message):
     def __init__(self, inode_id: _Optional[int] = ..., chunk_index: _Optional[int] = ...) -> None: ...
 
 class WriteRequest(_message.Message):
-    __slots__ = ("header", "chain_id", "chain_version", "chunk", "kind", "offset", "data", "crc32c", "length", "chunk_size")
+    __slots__ = ("header", "chain_id", "chain_version", "chunk", "kind", "offset", "data", "crc32c", "length", "chunk_size", "capability")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class WriteRequest(_message.Message):
     CRC32C_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.RequestHeader
     chain_id: int
     chain_version: int
@@ -51,7 +52,8 @@ class WriteRequest(_message.Message):
     crc32c: int
     length: int
     chunk_size: int
-    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., chain_id: _Optional[int] = ..., chain_version: _Optional[int] = ..., chunk: _Optional[_Union[ChunkId, _Mapping]] = ..., kind: _Optional[_Union[UpdateKind, str]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., crc32c: _Optional[int] = ..., length: _Optional[int] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+    capability: bytes
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., chain_id: _Optional[int] = ..., chain_version: _Optional[int] = ..., chunk: _Optional[_Union[ChunkId, _Mapping]] = ..., kind: _Optional[_Union[UpdateKind, str]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., crc32c: _Optional[int] = ..., length: _Optional[int] = ..., chunk_size: _Optional[int] = ..., capability: _Optional[bytes] = ...) -> None: ...
 
 class ForwardRequest(_message.Message):
     __slots__ = ("update", "update_version", "from_target", "to_target")
@@ -78,7 +80,7 @@ class WriteResponse(_message.Message):
     def __init__(self, commit_version: _Optional[int] = ..., chunk_length: _Optional[int] = ..., chunk_crc32c: _Optional[int] = ..., chunk_exists: _Optional[bool] = ...) -> None: ...
 
 class ReadRequest(_message.Message):
-    __slots__ = ("header", "chain_id", "chain_version", "chunk", "offset", "length", "target_id")
+    __slots__ = ("header", "chain_id", "chain_version", "chunk", "offset", "length", "target_id", "capability")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +88,7 @@ class ReadRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.RequestHeader
     chain_id: int
     chain_version: int
@@ -93,7 +96,8 @@ class ReadRequest(_message.Message):
     offset: int
     length: int
     target_id: int
-    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., chain_id: _Optional[int] = ..., chain_version: _Optional[int] = ..., chunk: _Optional[_Union[ChunkId, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., target_id: _Optional[int] = ...) -> None: ...
+    capability: bytes
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., chain_id: _Optional[int] = ..., chain_version: _Optional[int] = ..., chunk: _Optional[_Union[ChunkId, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., target_id: _Optional[int] = ..., capability: _Optional[bytes] = ...) -> None: ...
 
 class ReadResponse(_message.Message):
     __slots__ = ("data", "crc32c", "commit_version", "chunk_length", "exists")

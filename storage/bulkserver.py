@@ -6,7 +6,9 @@ CRAQ operator, so both transports share every rule. Per connection:
 - a hello first: a wrong magic or protocol version gets a refusal and the connection
   closes; nothing else is read before it; with tokens (--tokens-file), so does a
   missing or unknown token (STATUS_UNAUTHENTICATED), and FORWARD frames need a server
-  token (PermissionDenied error frame; the connection goes on);
+  token (PermissionDenied error frame; the connection goes on), and READ and WRITE
+  frames need a capability for their inode in their ext (access.py; CapabilityRefused
+  error frame, nothing written, the connection goes on);
 - requests are pipelined: each runs as its own task and answers with its request id;
 - a header that breaks the protocol (bad magic, lengths past the caps) gets an error
   frame and the connection closes; an unknown op or a refused request gets its error
@@ -44,6 +46,7 @@ from emberfs.common.bulkclient import Cork, decode_update
 from emberfs.common.errors import EmberError, InvalidArgument, PermissionDenied
 from emberfs.proto import storage_pb2
 
+from .access import RIGHT_READ, RIGHT_WRITE, AccessGuard
 from .craq import Operator
 from .region import native_sendfile
 
@@ -67,9 +70,11 @@ class BulkServer:
     """Listens for bulk connections and serves them with one operator."""
 
     def __init__(self, operator: Operator, *, stall_s: float = STALL_S, budget: int = SERVER_BUDGET,
-                 tokens: TokenTable | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+                 tokens: TokenTable | None = None, ssl_context: ssl.SSLContext | None = None,
+                 guard: AccessGuard | None = None) -> None:
         self.op = operator
         self.tokens = tokens
+        self.guard = guard  # capability checks (with tokens); None: none
         self.ssl_context = ssl_context  # TLS (common/tls.py); None: plaintext
         self.stall_s = stall_s
         self.budget = budget
@@ -353,9 +358,18 @@ class _ServerConnection(asyncio.BufferedProtocol):
 
     async def _dispatch(self, head: w.Request, ext: bytes, payload: bytes) -> tuple[w.Response, Any]:
         op = self.op
+        if head.op in (w.OP_READ, w.OP_WRITE):
+            try:
+                capability, ext = w.split_client_ext(ext)
+            except ValueError as exc:
+                raise InvalidArgument(f"the frame's ext: {exc}") from None
+            guard = self.server.guard
+            if guard is not None:
+                right = RIGHT_READ if head.op == w.OP_READ else RIGHT_WRITE
+                guard.check(self.principal, capability, head.inode_id, right)
         if head.op == w.OP_READ:
             if ext or payload:
-                raise InvalidArgument("a READ frame carries no ext or payload")
+                raise InvalidArgument("a READ frame carries no payload and nothing in its ext past the capability")
             request = storage_pb2.ReadRequest(
                 chain_id=head.chain_id, chain_version=head.chain_version,
                 chunk=storage_pb2.ChunkId(inode_id=head.inode_id, chunk_index=head.chunk_index),

@@ -8,6 +8,10 @@ with at least the tokens that call this server). It says which tokens this serve
 accepts, and its first server entry is the token this server presents to the
 metaserver and to its chain peers. Without it the server accepts every caller and
 sends no token, as before.
+
+Capability keys (`--keys-file`, common/capkeys.py; with tokens only, default keys.json
+beside the tokens file): the keys client Read and Write capabilities are checked
+against (storage/access.py); the same file as the metaserver's, re-read when it changes.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 from typing import NoReturn
 
 from emberfs.common.auth import TOKENS_FILE_ENV, TokenTable, load_tokens_file
+from emberfs.common.capkeys import KEYS_FILE_ENV, KeyRing, keyring_for
 from emberfs.common.errors import InvalidArgument
 from emberfs.common.tls import ServerTls, add_tls_arguments, tls_from_args
 
@@ -54,6 +59,7 @@ class StorageConfig:
     tokens: TokenTable | None = None  # None: no authentication (see the module docstring)
     tls: ServerTls | None = None  # --tls-cert/--tls-key (common/tls.py); None: plaintext
     tls_ca: str | None = None  # --tls-ca: verify the metaserver and peers; None: call them in plaintext
+    keys: KeyRing | None = None  # capability keys (with tokens); None: no capability checks
 
     def __post_init__(self) -> None:
         parse_hostport(self.listen, what="--listen")
@@ -107,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens-file", default=os.environ.get(TOKENS_FILE_ENV) or None, metavar="PATH",
                    help="JSON tokens file: require a valid token on every call (gRPC and bulk channel); its "
                         "first \"server\": true entry is this server's own token (default: $EMBERFS_TOKENS_FILE)")
+    p.add_argument("--keys-file", default=None, metavar="PATH",
+                   help="JSON capability keys, the metaserver's (with tokens; default: $" + KEYS_FILE_ENV + ", else "
+                        "keys.json beside the tokens file); re-read when it changes or on SIGHUP")
     add_tls_arguments(p)
     return p
 
@@ -128,5 +137,5 @@ def config_from_args(args: argparse.Namespace) -> StorageConfig:
         heartbeat_interval_s=args.heartbeat_interval, log_level=args.log_level, bulk_port=args.bulk_port,
         bulk_stall_s=args.bulk_stall_timeout,
         tokens=load_tokens_file(args.tokens_file, warn=True) if args.tokens_file else None,
-        tls=tls, tls_ca=tls_ca,
+        tls=tls, tls_ca=tls_ca, keys=keyring_for(args.tokens_file, args.keys_file),
     )

@@ -16,7 +16,8 @@ targets failed by disk errors and the resync marks (localstate.py).
 
 With tokens (config.tokens), gRPC calls pass the token interceptor (common/authgrpc.py),
 the bulk channel checks its hello, and the agent and the peer pool send this server's
-own server token. With TLS (config.tls), gRPC and the bulk channel serve TLS; with
+own server token, and client Read/Write need a capability (access.py) checked against
+config.keys, re-read when the keys file changes (each second) or on SIGHUP. With TLS (config.tls), gRPC and the bulk channel serve TLS; with
 config.tls_ca, the agent and the peer pool call over TLS (common/tls.py).
 """
 
@@ -34,11 +35,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from emberfs.common import eventloop
 from emberfs.common.authgrpc import server_interceptors
+from emberfs.common.capkeys import watch
 from emberfs.common.errors import EmberError
 from emberfs.common.malloc import tune_malloc
 from emberfs.common.rpc import server_options
 from emberfs.common.tls import add_port
 
+from .access import AccessGuard
 from .agent import Agent
 from .bulkserver import BulkServer
 from .config import StorageConfig, parse_hostport
@@ -68,6 +71,12 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
     # and then SIGTERM is lost (seen after a flood of bulk reads).
     previous = {signum: signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
                 for signum in (signal.SIGTERM, signal.SIGINT)}
+    keys = config.keys
+    guard = AccessGuard(keys) if keys is not None else None
+    keys_task: asyncio.Task[None] | None = None
+    if keys is not None:
+        previous[signal.SIGHUP] = signal.signal(
+            signal.SIGHUP, lambda *_: loop.call_soon_threadsafe(lambda: keys.reload_if_changed(force=True)))
     stores = open_targets(config.data_dir, config.node_id, config.targets)
     executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="emberfs-io")
     tokens = config.tokens
@@ -91,9 +100,9 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
                       executor=executor, interval_s=config.heartbeat_interval_s, health=node_health,
                       token=own_token, tls_ca=config.tls_ca)
         operator = Operator(config.node_id, stores, agent.routing, peers, executor, health=node_health)
-        add_storage_servicer(StorageServicer(operator), server)
+        add_storage_servicer(StorageServicer(operator, guard), server)
         if config.bulk_port is not None:
-            bulk = BulkServer(operator, stall_s=config.bulk_stall_s, tokens=tokens,
+            bulk = BulkServer(operator, stall_s=config.bulk_stall_s, tokens=tokens, guard=guard,
                               ssl_context=config.tls.ssl_context() if config.tls is not None else None)
             bulk_port = await bulk.start(host.strip("[]"), config.bulk_port)
             # Peers dial the advertised host (a container's service name) at the bound port.
@@ -109,7 +118,11 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
                  f"tokens required ({len(tokens)} known)" if tokens is not None else "no tokens (open to all)")
         log.info("TLS: %s; calls the metaserver and peers %s", "on" if config.tls is not None else "off (plaintext)",
                  f"over TLS (CA {config.tls_ca})" if config.tls_ca else "in plaintext")
+        if keys is not None:  # ids only: key bytes never reach a log
+            log.info("capabilities required on client Read/Write: keys %s from %s", sorted(keys.keys.keys), keys.path)
         agent_task = loop.create_task(agent.run())
+        if keys is not None:
+            keys_task = loop.create_task(watch(keys))
         resync_task = loop.create_task(ResyncWorker(operator).run())
         await stop.wait()
         log.info("stopping")
@@ -125,7 +138,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         except asyncio.TimeoutError:
             log.warning("updates still running after %.1f s; stopping anyway (they stay pending)", GRACE_S)
     finally:
-        for task in (agent_task, resync_task):
+        for task in (agent_task, resync_task, keys_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

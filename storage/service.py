@@ -6,6 +6,9 @@ anything else is a bug, logged with its traceback, answered INTERNAL, and the
 server keeps serving. A request that does not parse reaches the servicer (see
 `add_storage_servicer`) and is answered INVALID_ARGUMENT.
 SyncDump/SyncDone serve a resync (syncrecv.py).
+
+With tokens, Read and Write first pass the capability check (access.py, the same one
+the bulk server runs) with the caller the token interceptor identified.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from typing import Any
 
 import grpc
 
+from emberfs.common.authgrpc import current_principal
 from emberfs.common.servicing import add_servicer, rpc_handler
 from emberfs.proto import storage_pb2
 
+from .access import RIGHT_READ, RIGHT_WRITE, AccessGuard
 from .craq import Operator
 
 __all__ = ["StorageServicer", "add_storage_servicer"]
@@ -34,11 +39,14 @@ _rpc = rpc_handler(log, allow_unknown_fields=True, internal_message="internal er
 
 
 class StorageServicer:
-    def __init__(self, operator: Operator) -> None:
+    def __init__(self, operator: Operator, guard: AccessGuard | None = None) -> None:
         self.op = operator
+        self.guard = guard  # None: tokens off, no capability checks
 
     @_rpc
     async def Write(self, request: storage_pb2.WriteRequest, context: Any) -> storage_pb2.WriteResponse:
+        if self.guard is not None:
+            self.guard.check(current_principal(), request.capability, request.chunk.inode_id, RIGHT_WRITE)
         return await self.op.write(request)
 
     @_rpc
@@ -47,6 +55,8 @@ class StorageServicer:
 
     @_rpc
     async def Read(self, request: storage_pb2.ReadRequest, context: Any) -> storage_pb2.ReadResponse:
+        if self.guard is not None:
+            self.guard.check(current_principal(), request.capability, request.chunk.inode_id, RIGHT_READ)
         return await self.op.read(request)
 
     @_rpc

@@ -5,8 +5,9 @@ Runs in the foreground: progress goes to stderr, then ONE stdout line
 child (SIGKILL after a bound) and exits 0. A child that dies is reported once on
 stderr and left down: tests kill and restart servers themselves. Started again on
 the same data dir it brings back the same cluster (`LocalCluster` keeps the ports).
-`--auth` makes every server require tokens (a tokens file generated in the data dir,
-kept across restarts) and says on stderr how the client presents its token. `--tls`
+`--auth` makes every server require tokens (a tokens file and capability keys generated
+in the data dir, kept across restarts; the user token is never root) and says on stderr
+which token is which and how the client presents one. `--tls`
 serves TLS everywhere (a CA and a server certificate generated in DATA_DIR/tls) and says
 which CA file clients pass.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
@@ -44,9 +46,28 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth", action="store_true",
                    help="require tokens: generate DATA_DIR/tokens.json (0600) with an admin, a server and a user "
                         "token on the first start, and start every server with it")
+    p.add_argument("--capability-ttl", type=float, default=None, metavar="S",
+                   help="with --auth: seconds a chunk-access capability lives (the metaserver's default: 60)")
     p.add_argument("--tls", action="store_true",
                    help="serve TLS: generate DATA_DIR/tls/{ca,server}.{pem,key} on the first start and start every "
                         "server with them (clients: --tls-ca DATA_DIR/tls/ca.pem)")
+
+
+def _token_roles(tokens_file: Path, data_dir: Path) -> list[str]:
+    """One line per generated token file: whose it is and what it may do (no secrets)."""
+    try:
+        entries = {e["name"]: e for e in json.loads(tokens_file.read_text())["tokens"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    lines = []
+    if "admin" in entries:
+        lines.append(f"{data_dir / ADMIN_TOKEN_FILE}: the admin token (acts as any uid, root included; "
+                     "cluster commands)")
+    user = entries.get("user")
+    if user is not None and "uid" in user:
+        lines.append(f"{data_dir / USER_TOKEN_FILE}: a user token, uid {user['uid']} gid {user['gid']} "
+                     "(POSIX permissions apply: it cannot read another user's 0600 file)")
+    return lines
 
 
 def _say(text: str) -> None:
@@ -65,6 +86,7 @@ async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
             heartbeat_interval=args.heartbeat_interval,
             heartbeat_timeout=args.heartbeat_timeout,
             auth=args.auth,
+            capability_ttl=args.capability_ttl,
             tls=args.tls,
         )
     except (ValueError, EmberError, OSError) as exc:
@@ -82,9 +104,11 @@ async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
         return 1
     try:
         if cluster.tokens_file is not None:
-            _say(f"tokens required: {cluster.tokens_file} (keep it private)")
+            _say(f"tokens required: {cluster.tokens_file}, capability keys {cluster.keys_file} (keep both private)")
         if cluster.tokens_file is not None and (cluster.data_dir / USER_TOKEN_FILE).exists():
             data_dir = cluster.data_dir
+            for line in _token_roles(cluster.tokens_file, data_dir):
+                _say(line)
             _say(f"use it: emberfs --meta {address} --token-file {data_dir / USER_TOKEN_FILE} ls /   "
                  f"(or EMBERFS_TOKEN=$(cat {data_dir / USER_TOKEN_FILE}); admin commands: "
                  f"--token-file {data_dir / ADMIN_TOKEN_FILE})")

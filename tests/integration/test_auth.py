@@ -9,6 +9,9 @@
 - a bad tokens file stops emberfs-meta and emberfs-storage with exit 1 and a clear
   message that quotes no token.
 
+The data path's own refusal table (capabilities: every read and write API, raw frames
+with bad capabilities, revocation, key rotation, fuzzing) is in test_auth_datapath.py.
+
 Run: python -m pytest tests/integration/test_auth.py -q -s -p no:cacheprovider
 """
 
@@ -111,15 +114,17 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "Mgmt.InitChains": (UNAUTH, UNAUTH, DENIED, OK, DENIED),
     "Mgmt.SetTargetAdminState": (UNAUTH, UNAUTH, DENIED, OK, DENIED),
     "Mgmt.Heartbeat": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
-    "Storage.Read": (UNAUTH, UNAUTH, OK, OK, OK),
+    # Without a capability (none is sent here) a person's token reads and writes nothing;
+    # a server token needs none (tests below: the data path's own refusal table).
+    "Storage.Read": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
     "Storage.TargetStats": (UNAUTH, UNAUTH, OK, OK, OK),
     "Storage.RemoveChunks": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
     "Storage.GetCommitVersion": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
     "Storage.Forward": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
     "Health.Check (meta)": (OK, OK, OK, OK, OK),
     "Health.Check (storage)": (OK, OK, OK, OK, OK),
-    "bulk hello + READ": (UNAUTH, UNAUTH, OK, OK, OK),
-    "bulk WRITE": (UNAUTH, UNAUTH, OK, OK, OK),
+    "bulk hello + READ": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
+    "bulk WRITE": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
     "bulk FORWARD": (UNAUTH, UNAUTH, DENIED, DENIED, OK),
 }
 
@@ -335,7 +340,7 @@ def test_gc_removes_chunks_with_the_server_token(auth_cluster: LocalCluster) -> 
                 reply = await storage_pb2_grpc.StorageStub(channel).Read(storage_pb2.ReadRequest(
                     header=common_pb2.RequestHeader(), chain_id=chain.chain_id, chain_version=chain.chain_version,
                     chunk=storage_pb2.ChunkId(inode_id=inode_id, chunk_index=0), offset=0, length=16,
-                    target_id=target.target_id), metadata=bearer_metadata(TOKENS["user"]))
+                    target_id=target.target_id), metadata=bearer_metadata(TOKENS["server"]))  # reads any replica
             found.append(reply.exists)
         return found
 
@@ -418,14 +423,40 @@ def test_bad_tokens_file_exits_1(program: str, tmp_path: Path) -> None:
                 assert entry["token"] not in err, "a token value leaked into the error message"
 
 
-def test_local_cluster_auth_subprocess(local_cluster_cli: Any) -> None:
-    """`emberfs local-cluster --auth`: tokens made in the data dir (0600), every server
-    started with them, and stderr says how the client presents its token."""
+@pytest.mark.parametrize("program", ["emberfs.metaserver", "emberfs.storage"])
+def test_tokens_without_usable_keys_exit_1(program: str, tmp_path: Path) -> None:
+    """With tokens, capability keys are required: a missing or broken keys file stops the
+    server at start with exit 1 and a message that says how to make one, quoting no key."""
+    tokens_file = tmp_path / "tokens.json"
+    tokens_file.write_text(json.dumps(_tokens_document()))
+    broken = tmp_path / "broken-keys.json"
+    secret_text = "c2VjcmV0LWtleS1ieXRlcy1ub3QtbG9uZy1lbm91Z2g"
+    broken.write_text(json.dumps({"signing": 1, "keys": [{"id": 1, "key": secret_text[:20]}]}))
+    argv = [sys.executable, "-m", program, "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0",
+            "--tokens-file", str(tokens_file)]
+    if program == "emberfs.storage":
+        argv += ["--meta", "127.0.0.1:1", "--node-id", "1"]
+    cases = {"missing (default beside the tokens file)": ([], "does not exist: with tokens, capability keys"),
+             "broken": (["--keys-file", str(broken)], "at least 32 bytes")}
+    for case, (extra, message) in cases.items():
+        proc = subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1, (case, proc.stdout, proc.stderr)
+        assert message in proc.stderr, (case, proc.stderr)
+        assert secret_text[:20] not in proc.stderr
+
+
+def test_local_cluster_auth_subprocess(local_cluster_cli: Any, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`emberfs local-cluster --auth`: tokens and capability keys made in the data dir
+    (0600), every server started with them, the user token not root, and stderr says
+    which token is which. Issue 16's report: root's 0600 file is refused to the user
+    token by `emberfs cat`, `open(rb)`, `read_range` and `read_file` alike."""
     data_dir = local_cluster_cli.data_dir
     meta = local_cluster_cli.start("--auth")
-    for name in ("tokens.json", "admin.token", "user.token"):
+    for name in ("tokens.json", "admin.token", "user.token", "keys.json"):
         assert (data_dir / name).stat().st_mode & 0o777 == 0o600
     user = (data_dir / "user.token").read_text().strip()
+    admin = (data_dir / "admin.token").read_text().strip()
 
     async def io() -> None:
         async with Client(meta, token=user) as fs:
@@ -433,8 +464,24 @@ def test_local_cluster_auth_subprocess(local_cluster_cli: Any) -> None:
         async with Client(meta, token=CREDENTIALS["wrong"]) as fs:
             with pytest.raises(PermissionError, match="missing or invalid token"):
                 await fs.stat("/")
+        async with Client(meta, token=admin, uid=0, gid=0, groups=[]) as root:
+            await root.write_file("/root-only", b"the secret", mode=0o600)
+        async with Client(meta, token=user) as fs:
+            for read in (fs.read_file("/root-only"), fs.read_range("/root-only", 0, 4)):
+                with pytest.raises(PermissionError):
+                    await read
+            with pytest.raises(PermissionError):
+                await fs.open("/root-only", "rb")
 
     _run(io())
+    monkeypatch.delenv("EMBERFS_TOKEN", raising=False)
+    capsys.readouterr()
+    assert cli_main(["--meta", meta, "--token-file", str(data_dir / "user.token"), "cat", "/root-only"]) == 1
+    out, cli_err = capsys.readouterr()
+    assert "Permission denied" in cli_err and "the secret" not in out
     err = local_cluster_cli.stop()
     assert f"--token-file {data_dir / 'user.token'}" in err
-    assert user not in err
+    assert "a user token, uid " in err and "uid 0 " not in err
+    assert "the admin token" in err
+    assert user not in err and admin not in err
+    assert (data_dir / "keys.json").read_text().split('"key": "')[1][:20] not in err  # no key bytes either

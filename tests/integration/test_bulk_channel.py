@@ -75,8 +75,8 @@ class Spot:
         head = w.Request(w.OP_WRITE, request_id, kind=storage_pb2.WRITE, chain_id=self.chain_id,
                          chain_version=self.chain_version, inode_id=self.inode_id, chunk_index=0,
                          crc32c=crc32c.crc32c(data), chunk_size=CHUNK)
-        ext = common_pb2.RequestHeader(client_id=uuid.uuid4().hex, request_id=request_id).SerializeToString()
-        return dataclasses.replace(head, **fields), ext
+        header = common_pb2.RequestHeader(client_id=uuid.uuid4().hex, request_id=request_id).SerializeToString()
+        return dataclasses.replace(head, **fields), w.pack_client_ext(b"", header)  # no tokens: no capability
 
 
 @dataclass

@@ -248,7 +248,9 @@ def frames(draw: st.DrawFn, target: Target) -> Frame:
     ORIGINAL: any but a READ of its inode is moved to a scratch inode."""
     op = draw(st.sampled_from([w.OP_READ, w.OP_WRITE, w.OP_FORWARD]))
     ext, payload = b"", b""
-    if op != w.OP_READ:
+    if op == w.OP_WRITE:  # a client update: (no) capability, then its header
+        ext, payload = w.pack_client_ext(b"", draw(HEADERS).SerializeToString()), draw(st.binary(max_size=2048))
+    elif op == w.OP_FORWARD:
         ext, payload = draw(HEADERS).SerializeToString(), draw(st.binary(max_size=2048))
     head = w.Request(
         op, draw(st.integers(0, 2**64 - 2)), kind=1, chain_id=target.chain_id, chunk_index=draw(st.integers(0, 3)),

@@ -18,6 +18,7 @@ Run: python -m pytest tests/integration/test_tls.py -q -p no:cacheprovider
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import shutil
 import ssl
@@ -64,6 +65,14 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
                            heartbeat_timeout=15.0)
     cluster.start(timeout=60.0)
     try:
+        async def open_root() -> None:
+            # The generated user token is not root (uid 1000 when the tests run as root);
+            # these tests write at the top level as that user, so the root is made a /tmp.
+            async with Client(cluster.meta_address, token=cluster.admin_token, tls_ca=str(cluster.tls_ca), uid=0,
+                              gid=0, groups=[]) as root:
+                await root.chmod("/", 0o1777)
+
+        _run(open_root())
         yield cluster
     finally:
         cluster.stop()
@@ -72,6 +81,14 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
 @pytest.fixture(scope="module")
 def user_token(tls_cluster: LocalCluster) -> str:
     return (tls_cluster.data_dir / USER_TOKEN_FILE).read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def server_token(tls_cluster: LocalCluster) -> str:
+    """Reads chunks of any replica without a capability (as the storage servers do)."""
+    assert tls_cluster.tokens_file is not None
+    entries = json.loads(tls_cluster.tokens_file.read_text())["tokens"]
+    return str(next(entry["token"] for entry in entries if entry.get("server")))
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +170,7 @@ def test_missing_ca_file_is_refused_at_once(tmp_path: Path) -> None:
         Client("127.0.0.1:1", tls_ca=str(tmp_path / "absent.pem"))
 
 
-def test_gc_removes_chunks_over_tls(tls_cluster: LocalCluster, user_token: str) -> None:
+def test_gc_removes_chunks_over_tls(tls_cluster: LocalCluster, user_token: str, server_token: str) -> None:
     """RemoveChunks goes from the metaserver's GC to the storage servers over TLS."""
     ca = _ca(tls_cluster)
 
@@ -163,12 +180,12 @@ def test_gc_removes_chunks_over_tls(tls_cluster: LocalCluster, user_token: str) 
         found = []
         for target in routing.targets:
             chain = view.chain(target.chain_id)
-            channel = open_channel(view.address_of(target.target_id), user_token, ca)
+            channel = open_channel(view.address_of(target.target_id), server_token, ca)
             try:
                 reply = await storage_pb2_grpc.StorageStub(channel).Read(storage_pb2.ReadRequest(
                     header=common_pb2.RequestHeader(), chain_id=chain.chain_id, chain_version=chain.chain_version,
                     chunk=storage_pb2.ChunkId(inode_id=inode_id, chunk_index=0), offset=0, length=16,
-                    target_id=target.target_id), metadata=bearer_metadata(user_token), timeout=5.0)
+                    target_id=target.target_id), metadata=bearer_metadata(server_token), timeout=5.0)
             finally:
                 await channel.close()
             found.append(reply.exists)

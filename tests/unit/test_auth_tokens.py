@@ -162,14 +162,16 @@ def test_local_cluster_auth_files(tmp_path: Path) -> None:
 
     cluster = _launch.LocalCluster(tmp_path, nodes=1, replicas=1, auth=True)
     assert cluster.tokens_file == tmp_path / "tokens.json"
-    for name in ("tokens.json", "admin.token", "user.token"):
+    for name in ("tokens.json", "admin.token", "user.token", "keys.json"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
     table = load_tokens_file(tmp_path / "tokens.json")
     admin = (tmp_path / "admin.token").read_text().strip()
     assert cluster.admin_token == admin
     assert table.authenticate(admin).role is Role.ADMIN  # type: ignore[union-attr]
     user = table.authenticate((tmp_path / "user.token").read_text().strip())
-    assert user is not None and (user.role, user.uid, user.gid) == (Role.USER, os.getuid(), os.getgid())
+    # never root: this process's identity when it is not root, else uid/gid 1000
+    expected = (os.getuid(), os.getgid()) if os.getuid() != 0 else (auth.NON_ROOT_UID, auth.NON_ROOT_UID)
+    assert user is not None and (user.role, user.uid, user.gid) == (Role.USER, *expected)
     assert "--tokens-file" in cluster.meta.argv
     again = _launch.LocalCluster(tmp_path, nodes=1, replicas=1, auth=True)
     assert again.admin_token == admin
