@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from emberfs.common.capkeys import KEYS_FILE, write_keys_file
+from emberfs.common.capkeys import KEYS_FILE, read_secret_json, write_keys_file
 from emberfs.common.errors import InvalidArgument
 
 __all__ = [
@@ -277,15 +277,7 @@ def load_tokens_file(path: str | os.PathLike[str], *, warn: bool = False) -> Tok
     """Read and validate a tokens file; TokensFileError on any problem. `warn`: say on
     stderr when others than its owner may read it."""
     source = f"tokens file {os.fspath(path)}"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TokensFileError(f"{source}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:  # its message quotes no input, only a position
-        raise TokensFileError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    table = parse_tokens(document, source=source)
+    table = parse_tokens(read_secret_json(path, source, TokensFileError), source=source)
     if warn and group_or_world_readable(path):
         print(f"warning: {source} is readable by group or others: chmod 600 it", file=sys.stderr)
     return table

@@ -121,17 +121,22 @@ def parse_keys(document: Any, *, source: str = "keys file") -> KeySet:
     return KeySet(signing, keys)
 
 
-def load_keys_file(path: str | os.PathLike[str], *, warn: bool = False) -> KeySet:
-    source = f"keys file {os.fspath(path)}"
+def read_secret_json(path: str | os.PathLike[str], source: str, error: type[InvalidArgument]) -> Any:
+    """The JSON document of a secrets file (tokens, keys); `error` says why not, with
+    `source` and never a byte of the file (a JSON error names a position only)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise KeysFileError(f"{source}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+        raise error(f"{source}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        document = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise KeysFileError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    keyset = parse_keys(document, source=source)
+        raise error(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+def load_keys_file(path: str | os.PathLike[str], *, warn: bool = False) -> KeySet:
+    source = f"keys file {os.fspath(path)}"
+    keyset = parse_keys(read_secret_json(path, source, KeysFileError), source=source)
     if warn and os.stat(path).st_mode & 0o077:
         print(f"warning: {source} is readable by group or others: chmod 600 it", file=sys.stderr)
     return keyset

@@ -155,6 +155,39 @@ class LoadReport:
     witness_problems: list[str] = field(default_factory=list)
 
 
+class RawPeers:
+    """Raw storage stubs by address and a routing view refreshed at most every 0.3 s:
+    what the cancelling writers and the witness use to address replicas themselves."""
+
+    def __init__(self, fs: Client, view: RoutingView) -> None:
+        self._fs = fs
+        self._view, self._fetched = view, time.monotonic()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    @classmethod
+    async def open(cls, fs: Client) -> RawPeers:
+        return cls(fs, RoutingView(await fs.routing()))
+
+    async def view(self) -> RoutingView:
+        if time.monotonic() - self._fetched > 0.3:
+            try:
+                self._view = RoutingView(await self._fs.routing())
+            except OSError:
+                pass  # keep the view we have
+            self._fetched = time.monotonic()
+        return self._view
+
+    def stub(self, address: str) -> storage_pb2_grpc.StorageStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.aio.insecure_channel(address, options=channel_options())
+        return storage_pb2_grpc.StorageStub(channel)
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+
+
 class RacingLoad:
     """Writers racing on the same chunks, a reader, and optionally deadline-cancelled
     writers, on a background thread until `stop()` (see the module docstring)."""
@@ -341,16 +374,10 @@ class RacingLoad:
         wherever it is when its deadline passes (a WRITE's prepare copies the committed
         chunk, so often inside it), and the second must not overlap what is left of it."""
         client_id, request_id = uuid.uuid4().hex, 0
-        channels: dict[str, grpc.aio.Channel] = {}
-        view, fetched = RoutingView(await fs.routing()), time.monotonic()
+        peers = await RawPeers.open(fs)
         try:
             while not self._stopping.is_set():
-                if time.monotonic() - fetched > 0.3:
-                    try:
-                        view = RoutingView(await fs.routing())
-                    except OSError:
-                        pass  # keep the view we have
-                    fetched = time.monotonic()
+                view = await peers.view()
                 path = SHARED[0] if rand.random() < HOT_SHARE else rand.choice(SHARED)
                 chunk = 0 if rand.random() < HOT_SHARE else rand.randrange(CHUNKS_PER_FILE)
                 st = layouts[path]
@@ -358,11 +385,7 @@ class RacingLoad:
                 if chain.head is None:
                     await asyncio.sleep(0.05)
                     continue
-                address = view.address_of(chain.head)
-                channel = channels.get(address)
-                if channel is None:
-                    channel = channels[address] = grpc.aio.insecure_channel(address, options=channel_options())
-                stub = storage_pb2_grpc.StorageStub(channel)
+                stub = peers.stub(view.address_of(chain.head))
                 calls = []
                 for deadline in (rand.uniform(0.001, CANCEL_DEADLINE_MAX_S), 10.0):
                     data, offset, records = self._begin(path, chunk, [rand.randrange(SLOTS)], who, rand)
@@ -384,32 +407,21 @@ class RacingLoad:
                     self._done(records, error, f"{who} {path} chunk {chunk}")
                 await asyncio.sleep(self.pause_s / 2)
         finally:
-            for channel in channels.values():
-                await channel.close()
+            await peers.close()
 
     async def _witness(self, fs: Client, layouts: dict[str, Any]) -> None:
         """Read every shared chunk from every serving replica on its own (raw Read naming
         the target), again and again, and let the Witness judge what they answered."""
-        channels: dict[str, grpc.aio.Channel] = {}
-        view, fetched = RoutingView(await fs.routing()), time.monotonic()
+        peers = await RawPeers.open(fs)
         try:
             while not self._stopping.is_set():
-                if time.monotonic() - fetched > 0.3:
-                    try:
-                        view = RoutingView(await fs.routing())
-                    except OSError:
-                        pass
-                    fetched = time.monotonic()
+                view = await peers.view()
                 for path, st in layouts.items():
                     for index in range(CHUNKS_PER_FILE):
                         chain = view.chain(chain_for_chunk(st.chain_ids, effective_stripe(st.stripe, st.chain_ids),
                                                            index))
                         for target in chain.serving:
-                            address = view.address_of(target)
-                            channel = channels.get(address)
-                            if channel is None:
-                                channel = channels[address] = grpc.aio.insecure_channel(
-                                    address, options=channel_options())
+                            stub = peers.stub(view.address_of(target))
                             request = storage_pb2.ReadRequest(
                                 header=common_pb2.RequestHeader(client_id="hostile-witness", uid=0, gid=0),
                                 chain_id=chain.chain_id, chain_version=chain.chain_version,
@@ -417,7 +429,7 @@ class RacingLoad:
                                 offset=0, length=self.shape.chunk, target_id=target)
                             began = time.monotonic()
                             try:
-                                reply = await storage_pb2_grpc.StorageStub(channel).Read(request, timeout=2.0)
+                                reply = await stub.Read(request, timeout=2.0)
                             except grpc.aio.AioRpcError as exc:
                                 # Down, frozen or not serving: no answer. A corrupt chunk or a bug: a problem.
                                 if exc.code() in (grpc.StatusCode.DATA_LOSS, grpc.StatusCode.INTERNAL):
@@ -427,8 +439,7 @@ class RacingLoad:
                                              time.monotonic())
                 await asyncio.sleep(self.witness_pause_s)
         finally:
-            for channel in channels.values():
-                await channel.close()
+            await peers.close()
 
     async def _reader(self, fs: Client, rand: random.Random) -> None:
         while not self._stopping.is_set():
