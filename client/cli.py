@@ -13,7 +13,6 @@ it into an exit status and at most one stderr line, never a traceback:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence

@@ -177,10 +177,10 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
             return infos
 
     async def _modified(self, path: str) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp((await self._info(path))["mtime"], tz=datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp((await self._info(path))["mtime"], tz=datetime.UTC)
 
     async def _created(self, path: str) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp((await self._info(path))["created"], tz=datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp((await self._info(path))["created"], tz=datetime.UTC)
 
     modified = sync_wrapper(_modified)
     created = sync_wrapper(_created)

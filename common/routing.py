@@ -24,7 +24,7 @@ class RoutingView:
         self.chains = {c.chain_id: chain_from_proto(c) for c in routing.chains}
 
     @classmethod
-    def empty(cls) -> "RoutingView":
+    def empty(cls) -> RoutingView:
         return cls(mgmt_pb2.RoutingInfo())
 
     def chain(self, chain_id: int) -> Chain:

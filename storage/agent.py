@@ -179,7 +179,7 @@ class Agent:
         while True:
             try:  # the interval, or at once when a target failed or finished a resync
                 await asyncio.wait_for(self.health.changed.wait(), self.interval_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self.health.changed.clear()
             try:
@@ -204,7 +204,7 @@ class Agent:
                 header=common_pb2.RequestHeader(), node_id=self.node_id, targets=await self.reports(),
                 routing_version=self.routing.view.version, incarnation=self.incarnation,
             )), timeout)
-        except (grpc.aio.AioRpcError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, grpc.aio.AioRpcError) as exc:
             log.info("last heartbeat not delivered: %s", exc)
 
     async def close(self) -> None:

@@ -83,7 +83,7 @@ class ResyncWorker:
                         await asyncio.wait_for(changed(version), POLL_S)
                     else:
                         await asyncio.sleep(POLL_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             tasks = [task for _, task in self._jobs.values()]

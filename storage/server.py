@@ -135,7 +135,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
             await bulk.close()
         try:  # updates whose callers gave up still finish their store work
             await asyncio.wait_for(operator.drain(), GRACE_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("updates still running after %.1f s; stopping anyway (they stay pending)", GRACE_S)
     finally:
         for task in (agent_task, resync_task, keys_task):

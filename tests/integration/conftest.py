@@ -188,7 +188,7 @@ class RawCluster:
         self._request_ids = iter(range(1, 1 << 62))
         self._channels: dict[str, Any] = {}
 
-    async def __aenter__(self) -> "RawCluster":
+    async def __aenter__(self) -> RawCluster:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

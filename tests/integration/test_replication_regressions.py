@@ -746,9 +746,8 @@ def test_restart_inside_the_heartbeat_timeout_keeps_replicas_identical(tmp_path:
         assert took < RESTART_HEARTBEAT_TIMEOUT_S - 1.0, (
             f"the head took {took:.1f} s to come back: not inside the heartbeat timeout, so not this defect")
         faults.wait_all_serving(timeout=60.0)
-        with SyncClient(faults.meta, uid=0, gid=0, groups=[], timeout=60.0) as fs:
-            with fs.open("/f", "r+b") as f:
-                f.write(w)
+        with SyncClient(faults.meta, uid=0, gid=0, groups=[], timeout=60.0) as fs, fs.open("/f", "r+b") as f:
+            f.write(w)
         faults.wait_all_serving(timeout=60.0)
         held = asyncio.run(asyncio.wait_for(read_replicas(faults.meta, st), 60.0))[0]
         states = {t: (r.commit_version, r.data) for t, r in held.items()}

@@ -148,7 +148,7 @@ class Raw:
         self.c = cluster
         self.channels: dict[str, grpc.aio.Channel] = {}
 
-    async def __aenter__(self) -> "Raw":
+    async def __aenter__(self) -> Raw:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -39,9 +39,8 @@ def _ranges_inherited(ranges: list[tuple[str, int, int]]) -> list[bytes]:
 
 
 def _read_own(address: str, path: str) -> bytes:
-    with SyncClient(address, uid=0, gid=0) as fs:
-        with fs.open(path, "rb") as f:
-            return f.read()
+    with SyncClient(address, uid=0, gid=0) as fs, fs.open(path, "rb") as f:
+        return f.read()
 
 
 def _try_inherited(path: str) -> tuple[str, float]:

@@ -12,7 +12,6 @@ from emberfs.client._admin import cluster_problems
 from emberfs.client._data import bounded_all
 from emberfs.client._plan import chunks_to_remove, effective_stripe, fill_chunk, pick_replica
 from emberfs.client._routing import RoutingCache
-from emberfs.common.layout import ChunkSpan
 from emberfs.proto import mgmt_pb2
 
 CS = 64 * 1024

@@ -134,9 +134,8 @@ def test_a_full_target_map_refuses_the_prepare_and_commits_nothing(tmp_path: Pat
 def test_lmdb_meeting_a_full_disk_is_nospace() -> None:
     """py-lmdb raises DiskError for ENOSPC from mdb_txn_commit (seen on a full tmpfs):
     the target keeps serving, like for any full disk, instead of answering Internal."""
-    with pytest.raises(e.NoSpace, match="no space left"):
-        with translated("commit"):
-            raise lmdb.DiskError("mdb_txn_commit: No space left on device", errno.ENOSPC)
+    with pytest.raises(e.NoSpace, match="no space left"), translated("commit"):
+        raise lmdb.DiskError("mdb_txn_commit: No space left on device", errno.ENOSPC)
 
 
 def _pending_overwrite_then_full(store: ChunkStore) -> ChunkId:

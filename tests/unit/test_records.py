@@ -159,10 +159,9 @@ def test_writer_and_reader_on_local_files(tmp_path: Path) -> None:
 
 def test_a_writer_that_fails_leaves_an_unfinished_shard(tmp_path: Path) -> None:
     path = str(tmp_path / "s.rec")
-    with pytest.raises(RuntimeError):
-        with RecordWriter(LocalFiles(), path) as writer:
-            writer.write(b"sample")
-            raise RuntimeError("the producer failed")
+    with pytest.raises(RuntimeError), RecordWriter(LocalFiles(), path) as writer:
+        writer.write(b"sample")
+        raise RuntimeError("the producer failed")
     with pytest.raises(ShardError, match="unfinished") as info:
         RecordReader(LocalFiles(), path).index
     assert info.value.filename == path

@@ -69,7 +69,7 @@ def test_chunk_span_tiles_the_range(offset, length, chunk_size, file_length) -> 
     end = offset + length if file_length is None else min(offset + length, file_length)
     pos = offset
     for index, in_chunk, n in spans:
-        assert n > 0 and 0 <= in_chunk and in_chunk + n <= chunk_size
+        assert n > 0 and in_chunk >= 0 and in_chunk + n <= chunk_size
         assert index * chunk_size + in_chunk == pos
         pos += n
     assert pos == max(offset, end)
@@ -175,7 +175,7 @@ def test_coalesce_ranges_reassembles_every_range(ranges, chunk_size, max_gap, fi
     keys = [(r.chunk_index, r.offset) for r in reads]
     assert keys == sorted(keys)
     for read in reads:
-        assert 0 <= read.offset and read.offset + read.length <= chunk_size
+        assert read.offset >= 0 and read.offset + read.length <= chunk_size
         base = read.chunk_index * chunk_size + read.offset
         got = bytes(i % 251 for i in range(base, base + read.length))
         for piece in read.pieces:

@@ -203,8 +203,7 @@ def test_reads_see_only_committed_state(store: MetaStore) -> None:
 
 
 def test_a_data_dir_serves_one_store_at_a_time(config: MetaConfig) -> None:
-    with MetaStore(config):
-        with pytest.raises(BlockingIOError):
-            MetaStore(config)
+    with MetaStore(config), pytest.raises(BlockingIOError):
+        MetaStore(config)
     with MetaStore(config):  # released on close
         pass

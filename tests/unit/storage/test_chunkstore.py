@@ -258,9 +258,8 @@ def test_listing_spans_many_batches(store) -> None:
 
 
 def test_a_target_opens_once(tmp_path) -> None:
-    with ChunkStore(tmp_path / "t"):
-        with pytest.raises(e.Busy):
-            ChunkStore(tmp_path / "t")
+    with ChunkStore(tmp_path / "t"), pytest.raises(e.Busy):
+        ChunkStore(tmp_path / "t")
     ChunkStore(tmp_path / "t").close()  # free again once closed
 
 

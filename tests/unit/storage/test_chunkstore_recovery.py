@@ -194,7 +194,6 @@ def test_lost_pending_file_fails_the_commit(tmp_path) -> None:
 
 
 def test_full_metadata_map_is_no_space(tmp_path) -> None:
-    with ChunkStore(tmp_path / "target", map_size=64 * 1024) as store:
-        with pytest.raises(e.NoSpace):
-            for index in range(10_000):
-                store.prepare(ChunkId(1, index), W, 0, b"", 0, 1, 1, CS)
+    with ChunkStore(tmp_path / "target", map_size=64 * 1024) as store, pytest.raises(e.NoSpace):
+        for index in range(10_000):
+            store.prepare(ChunkId(1, index), W, 0, b"", 0, 1, 1, CS)
