@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.metadata
 import importlib.util
 import json
@@ -391,10 +392,8 @@ def _serve_main(args: argparse.Namespace) -> int:
 
     tune_malloc()  # as storage servers do: pread-bytes and aiofiles allocate per request
     host, _, port = args.listen.rpartition(":")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         _run_on(args.loop, _serve(args.serve, args.data, host, int(port), args.threads))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -33,6 +33,7 @@ Rules the data path keeps:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
@@ -216,10 +217,8 @@ class DataPath:
             return await run(await self.caps.blob(file.inode_id, right))
 
     async def _refresh(self, seen: int) -> None:
-        try:
+        with contextlib.suppress(OSError):  # the metaserver is unreachable: retry on the view we have
             await self.routing.refresh(seen)
-        except OSError:
-            pass  # the metaserver is unreachable: retry on the view we have
 
     async def update_chunk(
         self,

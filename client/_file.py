@@ -38,6 +38,7 @@ to the larger of the length the metaserver truncated from and what storage holds
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import errno as _errno
 import io
@@ -224,10 +225,8 @@ class EmberFile:
             await self._send_all()
         except BaseException:
             # End the session without a length, but never let that hide why we failed.
-            try:
+            with contextlib.suppress(OSError):
                 await self._report("Close", wrote=False)
-            except OSError:
-                pass
             raise
         await self._report("Close", wrote=self._wrote)
 

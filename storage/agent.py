@@ -18,6 +18,7 @@ heartbeats and the routing view the operator routes by.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -177,10 +178,9 @@ class Agent:
     async def run(self) -> None:
         await self.register()
         while True:
-            try:  # the interval, or at once when a target failed or finished a resync
+            # the interval, or at once when a target failed or finished a resync
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.health.changed.wait(), self.interval_s)
-            except TimeoutError:
-                pass
             self.health.changed.clear()
             try:
                 await self.beat()

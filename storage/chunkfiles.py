@@ -15,6 +15,7 @@ complete, so whoever opens `.pending` sees a whole version or nothing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -103,10 +104,8 @@ def unlink_quiet(*paths: str) -> None:
     """Unlink files that may not exist. ENOTDIR also means "does not exist" (a path
     component is not a directory), so a failed target's cleanup cannot raise here."""
     for path in paths:
-        try:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             os.unlink(path)
-        except (FileNotFoundError, NotADirectoryError):
-            pass
 
 
 class WouldBlock(Exception):

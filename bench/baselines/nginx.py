@@ -12,6 +12,7 @@ that in the table and goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -163,10 +164,8 @@ class NginxSource:
     def _log_tail(self) -> str:
         text = ""
         for name in ("nginx-stderr.log", "nginx-error.log"):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 text += (self._dir / name).read_text(errors="replace")
-            except FileNotFoundError:
-                pass
         return " | ".join(text.strip().splitlines()[-3:]) or "no log"
 
     async def aclose(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import struct
 import sys
@@ -64,10 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", default="127.0.0.1:0")
     args = parser.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.file, host, int(port)))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -125,10 +126,8 @@ async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
                     _say(f"{name} (pid {proc.pid}) exited with code {code}")
                 elif code is None:
                     reported.discard(i)  # restarted by someone else: report its next exit
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), _WATCH_S)
-            except TimeoutError:
-                pass
         _say("stopping")
     finally:
         await asyncio.to_thread(cluster.stop)

@@ -20,6 +20,7 @@ skip line. Every test here is marked `compose` (collection hook below).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -316,8 +317,6 @@ def _tear_down(cluster: ComposeCluster, env: dict[str, str], say: Any) -> None:
 
 def _report(cluster: ComposeCluster, say: Any) -> None:
     path = Path(os.environ.get("EMBERFS_COMPOSE_FIGURES", "/tmp/emberfs-compose-figures.json"))
-    try:
+    with contextlib.suppress(OSError):
         path.write_text(json.dumps(cluster.figures, indent=2) + "\n")
-    except OSError:
-        pass
     say("figures: " + json.dumps(cluster.figures))

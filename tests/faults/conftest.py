@@ -24,6 +24,7 @@ SIGSTOPped ones included.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -143,10 +144,8 @@ def workload(fault_cluster: FaultCluster) -> Iterator[Callable[..., Workload]]:
     yield start
     for load in started:
         if not load.stopped:
-            try:
+            with contextlib.suppress(Exception):  # teardown: the test already has its verdict
                 load.stop(timeout=30.0)
-            except Exception:  # noqa: BLE001 - teardown: the test already has its verdict
-                pass
 
 
 @dataclass

@@ -61,6 +61,7 @@ stopped at teardown, SIGSTOPped ones included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -170,10 +171,8 @@ class RawPeers:
 
     async def view(self) -> RoutingView:
         if time.monotonic() - self._fetched > 0.3:
-            try:
+            with contextlib.suppress(OSError):  # else keep the view we have
                 self._view = RoutingView(await self._fs.routing())
-            except OSError:
-                pass  # keep the view we have
             self._fetched = time.monotonic()
         return self._view
 
@@ -731,10 +730,8 @@ def racing_load() -> Iterator[list[RacingLoad]]:
     yield loads
     for load in loads:
         if not load.stopped:
-            try:
+            with contextlib.suppress(Exception):  # teardown: the test has its verdict
                 load.stop(timeout=30.0)
-            except Exception:  # noqa: BLE001 - teardown: the test has its verdict
-                pass
 
 
 # --- the scenarios -----------------------------------------------------------------

@@ -11,6 +11,7 @@ and stops it in a `finally`; every wait is bounded in time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -59,10 +60,8 @@ async def wait_states(meta: str, want: Callable[[dict[int, str]], bool], what: s
     deadline = time.monotonic() + timeout
     seen: dict[int, str] = {}
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(grpc.aio.AioRpcError):
             seen = states_of(await routing(meta))
-        except grpc.aio.AioRpcError:
-            pass
         if want(seen):
             return
         await asyncio.sleep(0.1)

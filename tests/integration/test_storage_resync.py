@@ -10,6 +10,7 @@ a `finally`; every wait is bounded in time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -43,10 +44,8 @@ async def wait_states(meta: str, want: Callable[[dict[int, str]], bool], what: s
     deadline = time.monotonic() + timeout
     seen: dict[int, str] = {}
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(grpc.RpcError):
             seen = await asyncio.to_thread(states, meta)
-        except grpc.RpcError:
-            pass
         if want(seen):
             return
         await asyncio.sleep(0.1)
