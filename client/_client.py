@@ -15,6 +15,7 @@ client cannot be reopened; make a new one.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
@@ -54,6 +55,15 @@ def _check_range(path: str, offset: int, length: int) -> None:
     """pread(2)'s rule: a negative offset or length is EINVAL, naming the file."""
     if offset < 0 or length < 0:
         raise os_error(InvalidArgument(f"negative offset or length ({offset}, {length})"), path)
+
+
+def _list_page(
+    path: str, start_after: str, with_attrs: bool
+) -> Callable[[common_pb2.RequestHeader], meta_pb2.ListRequest]:
+    """The List request of one page, its cursor fixed: each retry asks for the same page."""
+    return lambda h: meta_pb2.ListRequest(
+        header=h, path=path, start_after=start_after, limit=_LIST_PAGE, with_attrs=with_attrs
+    )
 
 
 class ClientState(enum.Enum):
@@ -286,7 +296,7 @@ class Client:
         for path, offset, length in ranges:
             _check_range(path, offset, length)
         paths = list(dict.fromkeys(path for path, _, _ in ranges))
-        found = await bounded_all([lambda p=p: self._open_read(p) for p in paths], _STAT_PARALLEL)
+        found = await bounded_all([functools.partial(self._open_read, p) for p in paths], _STAT_PARALLEL)
         files = {path: file for path, (_, file) in zip(paths, found)}
         lengths = {path: inode.length for path, (inode, _) in zip(paths, found)}
         out = [bytearray(n) for n in result_sizes(ranges, lengths)]
@@ -443,9 +453,7 @@ class Client:
         while True:
             resp = await self._call(
                 "List",
-                lambda h: meta_pb2.ListRequest(
-                    header=h, path=path, start_after=start_after, limit=_LIST_PAGE, with_attrs=with_attrs
-                ),
+                _list_page(path, start_after, with_attrs),
                 path=path,
             )
             for entry in resp.entries:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import random
 import time
@@ -339,8 +340,10 @@ class DataPath:
         if len(spans) == 1:
             await self.read_chunk(file, spans[0], views[0])
             return
-        await bounded_all([lambda s=span, v=view: self.read_chunk(file, s, v) for span, view in zip(spans, views)],
-                          self.max_inflight)
+        await bounded_all(
+            [functools.partial(self.read_chunk, file, span, view) for span, view in zip(spans, views, strict=True)],
+            self.max_inflight,
+        )
 
     async def last_chunk(self, file: FileLayout, chain_id: int) -> tuple[int, int] | None:
         """(chunk_index, chunk_length) of the file's last committed chunk on `chain_id`,
@@ -388,7 +391,7 @@ class DataPath:
             cut_index, cut_length = plan.cut  # bound now: the loop below rebinds `index`
             jobs.append(lambda: self.update_chunk(file, cut_index, storage_pb2.TRUNCATE, length=cut_length))
         for index in plan.remove:
-            jobs.append(lambda i=index: self.update_chunk(file, i, storage_pb2.REMOVE))
+            jobs.append(functools.partial(self.update_chunk, file, index, storage_pb2.REMOVE))
         if jobs:
             await bounded_all(jobs, self.max_inflight)
 

@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import enum
 import errno as _errno
+import functools
 import io
 from collections.abc import Awaitable, Generator
 from dataclasses import dataclass
@@ -460,9 +461,9 @@ class EmberFile:
         before = self._sending.get(index)
         task = asyncio.ensure_future(self._send_chunk(index, start, payload, before))
         self._sending[index] = task
-        task.add_done_callback(lambda t, i=index: self._sent(i, t))
+        task.add_done_callback(functools.partial(self._sent, index))
 
-    async def _send_chunk(self, index: int, start: int, payload: bytes, before: Awaitable[None] | None) -> None:
+    async def _send_chunk(self, index: int, start: int, payload: bytes, before: asyncio.Task[None] | None) -> None:
         if before is not None:
             await asyncio.wait([before])  # order only; its failure is recorded by itself
         file, data_path = self._layout(), self._client._data

@@ -141,6 +141,11 @@ class BulkReadReply:
         self.exists = bool(head.flags & w.FLAG_EXISTS)
 
 
+# A reply: its head, its ext, and its payload (bytes of our own, or a view of the
+# caller's `into` buffer that the payload was read into).
+_Reply = tuple[w.Response, bytes, bytes | bytearray | memoryview]
+
+
 class _Connection(asyncio.BufferedProtocol):
     """One TCP connection: a hello, then pipelined requests matched by id."""
 
@@ -149,7 +154,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[tuple[w.Response, bytes, bytes | bytearray]]] = {}
+        self._pending: dict[int, asyncio.Future[_Reply]] = {}
         self._stage = w.Stage(STAGE_BYTES)
         self._hello: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._greeted = False
@@ -281,7 +286,7 @@ class _Connection(asyncio.BufferedProtocol):
         head.request_id = next(self._ids)
         head.ext_length, head.payload_length = len(ext), len(payload)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[w.Response, bytes, bytes | bytearray]] = loop.create_future()
+        future: asyncio.Future[_Reply] = loop.create_future()
         self._pending[head.request_id] = future
         if into is not None:
             self._into[head.request_id] = into
@@ -336,7 +341,7 @@ class BulkPool:
         task = self._connecting.get(key)
         if task is None:
             task = self._connecting[key] = asyncio.ensure_future(self._open(address))
-            task.add_done_callback(lambda _t, k=key: self._connecting.pop(k, None))
+            task.add_done_callback(lambda _t: self._connecting.pop(key, None))
         conn = await asyncio.wait_for(asyncio.shield(task), min(timeout, CONNECT_TIMEOUT_S))
         slots[slot] = conn
         return conn

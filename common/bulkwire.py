@@ -148,7 +148,7 @@ def pack_hello(version: int, field: int, body: bytes) -> bytes:
     return HELLO.pack(HELLO_MAGIC, version, field, len(body)) + body
 
 
-def unpack_hello(data: bytes | memoryview, *, max_body: int) -> Hello:
+def unpack_hello(data: bytes | bytearray | memoryview, *, max_body: int) -> Hello:
     magic, version, field, length = HELLO.unpack(data)
     if magic != HELLO_MAGIC:
         raise FrameError("not an EmberFS bulk channel (bad hello magic)")

@@ -61,8 +61,15 @@ def test_create_takes_chains_from_the_allocator(config: Any, make_ns: Any, fixed
 )
 def test_create_errors(ns: Ns, setup: list, path: str, kwargs: dict, error: type) -> None:
     for kind, where, *rest in setup:
-        {"file": lambda: ns.touch(where), "dir": lambda: ns.mkdir(where),
-         "link": lambda: ns.symlink(rest[0], where)}[kind]()
+        match kind:
+            case "file":
+                ns.touch(where)
+            case "dir":
+                ns.mkdir(where)
+            case "link":
+                ns.symlink(rest[0], where)
+            case _:
+                raise AssertionError(f"unknown setup kind {kind!r}")
     with pytest.raises(error):
         ns.create(path, **kwargs)
 
