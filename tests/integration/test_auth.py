@@ -162,10 +162,10 @@ async def _refusal_table(cluster: LocalCluster) -> dict[str, dict[str, str]]:
         mgmt = mgmt_pb2_grpc.MgmtStub(channels[meta_address])
         head_storage = storage_pb2_grpc.StorageStub(channels[head_address])
         tail_storage = storage_pb2_grpc.StorageStub(channels[tail_address])
-        for column, (credential, token) in enumerate(CREDENTIALS.items()):
-            md = bearer_metadata(token) if token else ()
-            inode = 1 << 40 | column  # chunks of no file: nothing of the namespace is touched
-            calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        # One column's calls, built by functions so that each lambda holds that column's
+        # credential, metadata, scratch inode and pool (not the loop's latest).
+        def rpc_calls(credential: str, md: Any, inode: int) -> dict[str, Callable[[], Awaitable[Any]]]:
+            return {
                 "Meta.Stat": lambda: meta.Stat(meta_pb2.StatRequest(header=header(), path="/"), metadata=md),
                 "Meta.Mkdir (in a 1777 dir)": lambda: meta.Mkdir(meta_pb2.MkdirRequest(
                     header=header(), path=f"/open/table-{credential}", mode=0o755, exist_ok=True), metadata=md),
@@ -200,14 +200,9 @@ async def _refusal_table(cluster: LocalCluster) -> dict[str, dict[str, str]]:
                 "Health.Check (storage)": lambda: health_pb2_grpc.HealthStub(channels[head_address]).Check(
                     health_pb2.HealthCheckRequest(service=""), metadata=md),
             }
-            for name, call in calls.items():
-                try:
-                    await call()
-                    table[name][credential] = OK
-                except grpc.aio.AioRpcError as exc:
-                    table[name][credential] = _outcome_of_rpc(exc)
-            pool = BulkPool(token=token.encode() if token else b"")
-            bulk_calls: dict[str, Callable[[], Awaitable[Any]]] = {
+
+        def bulk_calls(pool: BulkPool, inode: int) -> dict[str, Callable[[], Awaitable[Any]]]:
+            return {
                 "bulk hello + READ": lambda: pool.call(head_bulk, "Read", storage_pb2.ReadRequest(
                     chain_id=chain.chain_id, chain_version=version, chunk=chunk(inode | 1 << 20), offset=0,
                     length=4096, target_id=head), timeout=10),
@@ -216,8 +211,20 @@ async def _refusal_table(cluster: LocalCluster) -> dict[str, dict[str, str]]:
                     update=update(inode | 1 << 22, b"f" * 100), update_version=1, from_target=head,
                     to_target=tail), timeout=10),
             }
+
+        for column, (credential, token) in enumerate(CREDENTIALS.items()):
+            md = bearer_metadata(token) if token else ()
+            inode = 1 << 40 | column  # chunks of no file: nothing of the namespace is touched
+            calls = rpc_calls(credential, md, inode)
+            for name, call in calls.items():
+                try:
+                    await call()
+                    table[name][credential] = OK
+                except grpc.aio.AioRpcError as exc:
+                    table[name][credential] = _outcome_of_rpc(exc)
+            pool = BulkPool(token=token.encode() if token else b"")
             try:
-                for name, call in bulk_calls.items():
+                for name, call in bulk_calls(pool, inode).items():
                     try:
                         await call()
                         table[name][credential] = OK
@@ -243,7 +250,7 @@ def _format(table: dict[str, dict[str, str]]) -> str:
 def test_refusal_table(auth_cluster: LocalCluster) -> None:
     table = _run(_refusal_table(auth_cluster))
     print("\nrefusal table (service call x credential):\n" + _format(table))
-    expected = {name: dict(zip(CREDENTIALS, outcomes)) for name, outcomes in EXPECTED.items()}
+    expected = {name: dict(zip(CREDENTIALS, outcomes, strict=True)) for name, outcomes in EXPECTED.items()}
     assert table == expected
 
 
