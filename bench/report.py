@@ -245,7 +245,7 @@ def write_plot(path: Path, rows: Sequence[Row], title: str) -> str | None:
     systems = list(dict.fromkeys(r.system for r in measured))
     colors = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(systems)}
     fig, axes = plt.subplots(len(panels), 1, figsize=(14, 5 * len(panels)), squeeze=False)
-    for ax, (unit, rs) in zip(axes[:, 0], panels):
+    for ax, (unit, rs) in zip(axes[:, 0], panels, strict=True):
         groups = list(dict.fromkeys((r.workload, r.in_flight) for r in rs))
         present = [s for s in systems if any(r.system == s for r in rs)]
         width = 0.8 / len(present)

@@ -54,7 +54,7 @@ class BlockCache:
         self.misses += len(missing)
         if missing:
             keys = list(missing)
-            for key, data in zip(keys, fs.read_ranges([(p, k * b, b) for p, k in keys])):
+            for key, data in zip(keys, fs.read_ranges([(p, k * b, b) for p, k in keys]), strict=True):
                 blocks[key] = data
                 self._held += len(data)
         out = []

@@ -297,8 +297,8 @@ class Client:
             _check_range(path, offset, length)
         paths = list(dict.fromkeys(path for path, _, _ in ranges))
         found = await bounded_all([functools.partial(self._open_read, p) for p in paths], _STAT_PARALLEL)
-        files = {path: file for path, (_, file) in zip(paths, found)}
-        lengths = {path: inode.length for path, (inode, _) in zip(paths, found)}
+        files = {path: file for path, (_, file) in zip(paths, found, strict=True)}
+        lengths = {path: inode.length for path, (inode, _) in zip(paths, found, strict=True)}
         out = [bytearray(n) for n in result_sizes(ranges, lengths)]
 
         async def fetch(plan: FileReads, read: ChunkRead) -> None:

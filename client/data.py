@@ -261,10 +261,10 @@ class LocalFiles:
 def load_indexes(fs: RangeReader, paths: Sequence[str]) -> list[ShardIndex]:
     """The indexes of many shards in two batched reads: every header, then every index."""
     heads = fs.read_ranges([(p, 0, HEADER_SIZE) for p in paths])
-    headers = [decode_header(p, h) for p, h in zip(paths, heads)]
+    headers = [decode_header(p, h) for p, h in zip(paths, heads, strict=True)]
     # One byte past the index: a longer file has trailing bytes, a shorter one was cut.
-    tails = fs.read_ranges([(p, h.index_offset, index_size(h.count) + 1) for p, h in zip(paths, headers)])
-    return [decode_index(p, h, t) for p, h, t in zip(paths, headers, tails)]
+    tails = fs.read_ranges([(p, h.index_offset, index_size(h.count) + 1) for p, h in zip(paths, headers, strict=True)])
+    return [decode_index(p, h, t) for p, h, t in zip(paths, headers, tails, strict=True)]
 
 
 class RecordWriter:
@@ -383,7 +383,7 @@ class RecordReader:
                 raise IndexError(f"sample {i} of a shard of {n} samples ({self.path})")
             wanted.append(j)
         data = self.fs.read_ranges([(self.path, *index.span(j)) for j in wanted])
-        return [check_sample(self.path, index, j, d) for j, d in zip(wanted, data)]
+        return [check_sample(self.path, index, j, d) for j, d in zip(wanted, data, strict=True)]
 
     def __iter__(self) -> Any:
         for start in range(0, len(self), 256):

@@ -305,7 +305,7 @@ class MetaStore:
             break
         self.stats["batches"] += 1
         self.stats["ops"] += len(live)
-        for (_, future), (ok, value) in zip(live, outcomes):
+        for (_, future), (ok, value) in zip(live, outcomes, strict=True):
             if ok:
                 future.set_result(value)
             else:

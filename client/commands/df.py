@@ -71,11 +71,11 @@ def format_usage(name: str, u: Usage, *, human: bool) -> list[str]:
     capacity = size(u.capacity_bytes) if u.capacity_bytes else "-"
     free = size(u.free_bytes) if u.capacity_bytes else "-"
     row = (name, capacity, size(u.used_bytes), free, percent, u.inodes, u.files, u.directories, u.symlinks)
-    widths = [max(len(str(h)), len(str(v))) for h, v in zip(_HEADER, row)]
+    widths = [max(len(str(h)), len(str(v))) for h, v in zip(_HEADER, row, strict=True)]
 
     def line(cells: tuple[object, ...]) -> str:
         first = f"{cells[0]!s:<{widths[0]}}"
-        return "  ".join([first, *(f"{c!s:>{w}}" for c, w in zip(cells[1:], widths[1:]))])
+        return "  ".join([first, *(f"{c!s:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=True))])
 
     return [line(_HEADER), line(row)]
 

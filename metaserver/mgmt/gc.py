@@ -183,7 +183,7 @@ class ChunkCollector:
             return []
         cluster = self._cluster()
         outcomes = await asyncio.gather(*(self._collect(record, cluster) for record in records))
-        done = [record.inode_id for record, ok in zip(records, outcomes) if ok]
+        done = [record.inode_id for record, ok in zip(records, outcomes, strict=True) if ok]
         if done:
             await self._store.write(lambda tx: [tx.delete_gc(inode_id) for inode_id in done])
         return done

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -96,7 +97,7 @@ async def _read(fs: Client, args: argparse.Namespace) -> dict[str, object]:
 
     await asyncio.gather(*(reader() for _ in range(args.readers)))
     marks = [started, *sorted(done), time.monotonic()]
-    longest_gap = max(b - a for a, b in zip(marks, marks[1:]))
+    longest_gap = max(b - a for a, b in itertools.pairwise(marks))
     return {
         "started": started,
         "reads": len(done),

@@ -280,7 +280,7 @@ class RacingLoad:
         """New payloads for `slots` of a chunk, recorded before the write is sent."""
         now = time.monotonic()
         records = [SlotWrite(rand.randbytes(self.shape.slot), now, who) for _ in slots]
-        for slot, record in zip(slots, records):
+        for slot, record in zip(slots, records, strict=True):
             self.slots[(path, chunk, slot)].append(record)
         return b"".join(r.payload for r in records), chunk * self.shape.chunk + slots[0] * self.shape.slot, records
 

@@ -40,7 +40,7 @@ def test_kill_9_all_three_last_serving_returns_first(fault_cluster: Any, workloa
     load.wait_acks(20)
     order = [fault_cluster.role("tail"), fault_cluster.role("middle"), fault_cluster.role("head")]
     servers = [fault_cluster.server_of(t) for t in order]
-    for target, server in zip(order[:2], servers[:2]):
+    for target, server in zip(order[:2], servers[:2], strict=True):
         server.kill()
         fault_cluster.wait_state(target, PublicState.OFFLINE, timeout=10.0)
         load.wait_acks(10, timeout=30.0)

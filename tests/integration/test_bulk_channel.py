@@ -398,7 +398,7 @@ def test_a_peer_silent_before_its_hello_or_mid_frame_is_cut_off_after_the_stall_
             sent[name] = time.monotonic()
             peers[name].send(data)
         with ThreadPoolExecutor(len(peers)) as pool:  # each close is timed as it happens
-            ends = dict(zip(peers, pool.map(lambda p: p.rest_until_closed(within=STALL_S + 5), peers.values())))
+            ends = dict(zip(peers, pool.map(lambda p: p.rest_until_closed(within=STALL_S + 5), peers.values()), strict=True))
         for name, (rest, closed) in ends.items():
             took = closed - sent[name]
             assert took > STALL_S * 0.7, f"{name}: closed after {took:.2f} s, before the stall timeout"

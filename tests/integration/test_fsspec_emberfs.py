@@ -234,7 +234,7 @@ def test_cat_ranges_one_batch(efs: EmberFileSystem, base: str, monkeypatch: pyte
     ends = [10, CHUNK + 3, 2 * CHUNK + 1, None, None, 4, len(a) + 9]
     blobs = [a if p.endswith("/a") else b for p in paths]
     out = efs.cat_ranges(paths, starts, ends)
-    assert out == [blob[s:e] for blob, s, e in zip(blobs, starts, ends)]
+    assert out == [blob[s:e] for blob, s, e in zip(blobs, starts, ends, strict=True)]
     assert calls == [len(paths)]
     assert efs.cat_ranges([f"emberfs://{efs.address}{base}/b"] * 2, 0, 4) == [b[:4]] * 2
     # One missing file costs only its own ranges, or raises with on_error="raise".
