@@ -84,7 +84,7 @@ async def loader_rows(clusters: Sequence[Any], root: Path, config: Any) -> list[
         local_dir = root / "loader" / size_label(size).replace(" ", "")
         local_dir.mkdir(parents=True, exist_ok=True)
         names = [f"shard-{k:05d}.rec" for k in range(len(shards))]
-        for name, data in zip(names, shards):
+        for name, data in zip(names, shards, strict=True):
             (local_dir / name).write_bytes(data)
         for cluster in clusters:
             system = cluster.system_for(transport)
@@ -111,7 +111,7 @@ async def loader_rows(clusters: Sequence[Any], root: Path, config: Any) -> list[
 async def _store(fs: Any, directory: str, names: Sequence[str], shards: Sequence[bytes]) -> None:
     """Write the shards through one cluster's client (run on that client's loop)."""
     await fs.makedirs(directory, exist_ok=True)
-    for name, data in zip(names, shards):
+    for name, data in zip(names, shards, strict=True):
         await fs.write_file(f"{directory}/{name}", data)
 
 
@@ -140,6 +140,26 @@ def _cpu_seconds(worker_pids: Sequence[int]) -> float:
     return time.process_time() + sum(proc_cpu_seconds(p) for p in worker_pids)
 
 
+class _Epochs:
+    """A DataLoader's batches without end, each checked for the sample size: past an
+    epoch's last batch, the next epoch on the same (persistent) workers. `iterator` is
+    the one those workers belong to."""
+
+    def __init__(self, loader: Any, size: int, system: str) -> None:
+        self.loader, self.size, self.system = loader, size, system
+        self.iterator = iter(loader)
+
+    def __next__(self) -> list[bytes]:
+        try:
+            batch = next(self.iterator)
+        except StopIteration:
+            self.iterator = iter(self.loader)
+            batch = next(self.iterator)
+        if any(len(s) != self.size for s in batch):
+            raise RuntimeError(f"{self.system}: a sample of {size_label(self.size)} came back another size")
+        return batch
+
+
 def _measure(run: dict[str, Any], spec: dict[str, Any]) -> Row:
     import torch
     from torch.utils.data import DataLoader
@@ -158,23 +178,12 @@ def _measure(run: dict[str, Any], spec: dict[str, Any]) -> Row:
                         multiprocessing_context="fork" if workers else None, persistent_workers=workers > 0,
                         timeout=_BATCH_TIMEOUT_S if workers else 0,
                         generator=torch.Generator().manual_seed(spec["seed"]))
-    iterator = iter(loader)
-
-    def next_batch() -> list[bytes]:
-        nonlocal iterator
-        try:
-            batch = next(iterator)
-        except StopIteration:  # the next epoch, on the same (persistent) workers
-            iterator = iter(loader)
-            batch = next(iterator)
-        if any(len(s) != size for s in batch):
-            raise RuntimeError(f"{run['system']}: a sample of {size_label(size)} came back another size")
-        return batch
+    epochs = _Epochs(loader, size, run["system"])
 
     # Warm up: every worker started, connected, and its prefetch queue drained once.
     for _ in range(min(3 * max(workers, 1), len(loader))):
-        next_batch()
-    worker_pids = [w.pid for w in getattr(iterator, "_workers", [])]
+        next(epochs)
+    worker_pids = [w.pid for w in getattr(epochs.iterator, "_workers", [])]
     pids = run["server_pids"]
     servers0 = None if pids is None else sum(proc_cpu_seconds(p) for p in pids)
     cpu0 = _cpu_seconds(worker_pids)
@@ -183,15 +192,15 @@ def _measure(run: dict[str, Any], spec: dict[str, Any]) -> Row:
     deadline = start + spec["seconds"]
     while not latencies or time.perf_counter() < deadline:
         t0 = time.perf_counter()
-        samples += len(next_batch())
+        samples += len(next(epochs))
         latencies.append(time.perf_counter() - t0)
     seconds = time.perf_counter() - start
     cpu = _cpu_seconds(worker_pids) - cpu0
     servers = None if pids is None else max(sum(proc_cpu_seconds(p) for p in pids) - (servers0 or 0.0), 0.0)
-    shutdown = getattr(iterator, "_shutdown_workers", None)
+    shutdown = getattr(epochs.iterator, "_shutdown_workers", None)
     if shutdown is not None:
         shutdown()
-    del iterator, loader
+    del epochs, loader
     sample = Sample(samples, samples * size, seconds, cpu, servers, latencies)
     row = Row.of(run["workload"], workers, run["system"], run["role"], MIBS, sample,
                  detail=f"{spec['detail']}, {samples} samples of a {n}-sample dataset",

@@ -84,8 +84,7 @@ class _Shards:
         return self._indexes
 
     def __len__(self) -> int:
-        self.indexes
-        return self._ends[-1] if self._ends else 0
+        return self._ends[-1] if self.indexes else 0  # reading `indexes` loads `_ends`
 
     def _fits_cache(self) -> bool:
         """Cache only a dataset that fits whole: a larger one, shuffled, would make every
@@ -113,7 +112,7 @@ class _Shards:
             data = self.cache.read_ranges(self.fs, ranges)
         else:
             data = self.fs.read_ranges(ranges)
-        return [check_sample(self.paths[k], indexes[k], j, d) for (k, j), d in zip(where, data)]
+        return [check_sample(self.paths[k], indexes[k], j, d) for (k, j), d in zip(where, data, strict=True)]
 
 
 class RecordDataset:

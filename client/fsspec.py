@@ -27,6 +27,7 @@ Failures are the Client's: the built-in OSError family with the path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import posixpath
@@ -172,7 +173,7 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
             infos = [info_dict(join(path, name), st) for name, st in entries]
             links = [i for i, info in enumerate(infos) if info["islink"]]
             resolved = await asyncio.gather(*(self._info(infos[i]["name"]) for i in links))
-            for i, info in zip(links, resolved):
+            for i, info in zip(links, resolved, strict=True):
                 infos[i] = info
             return infos
 
@@ -229,7 +230,7 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
         paths = await self._expand_path(path, recursive=recursive, maxdepth=maxdepth)
         removed = await asyncio.gather(*(self._rm_file(p) for p in paths), return_exceptions=True)
         directories = []
-        for p, outcome in zip(paths, removed):
+        for p, outcome in zip(paths, removed, strict=True):
             if isinstance(outcome, IsADirectoryError) and recursive:
                 directories.append(p)
             elif isinstance(outcome, BaseException):
@@ -237,7 +238,9 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
         for directory in sorted(directories, key=lambda d: d.count("/"), reverse=True):
             await self._rmdir(directory)
 
-    async def _mv(self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None, **kwargs: Any) -> None:
+    async def _mv(
+        self, path1: Any, path2: Any, recursive: bool = False, maxdepth: int | None = None, **kwargs: Any
+    ) -> None:
         """One atomic rename for one path (into path2 when it is a directory, as `mv`
         does); globs and lists are copied and removed, as fsspec's default."""
         if isinstance(path1, str) and isinstance(path2, str) and not has_magic(path1):
@@ -302,12 +305,12 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
             raise ValueError("paths, starts and ends must have the same length")
         paths = [self._strip_protocol(p) for p in paths]
         try:
-            spans = [direct_range(s, e) for s, e in zip(starts, ends)]
-            need_size = sorted({p for p, span in zip(paths, spans) if span is None})
-            sizes = dict(zip(need_size, await asyncio.gather(*(self._size(p) for p in need_size))))
+            spans = [direct_range(s, e) for s, e in zip(starts, ends, strict=True)]
+            need_size = sorted({p for p, span in zip(paths, spans, strict=True) if span is None})
+            sizes = dict(zip(need_size, await asyncio.gather(*(self._size(p) for p in need_size)), strict=True))
             ranges = [
                 (p, *(span if span is not None else resolve_range(s, e, sizes[p])))
-                for p, s, e, span in zip(paths, starts, ends, spans)
+                for p, s, e, span in zip(paths, starts, ends, spans, strict=True)
             ]
             async with self._clients.call() as client:
                 return list(await client.read_ranges(ranges))
@@ -316,7 +319,7 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
         except OSError:
             pass
         out = await asyncio.gather(
-            *(self._cat_file(p, s, e) for p, s, e in zip(paths, starts, ends)), return_exceptions=True
+            *(self._cat_file(p, s, e) for p, s, e in zip(paths, starts, ends, strict=True)), return_exceptions=True
         )
         if on_error != "return":
             for outcome in out:
@@ -394,19 +397,18 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
                 os.makedirs(lpath, exist_ok=True)
             return
         callback.set_size(size)
-        local = lpath if isfilelike(lpath) else open(lpath, "wb")
-        ahead: asyncio.Future[bytes] | None = None
-        try:
-            # One block is fetched while the one before it is written out.
-            ahead = asyncio.ensure_future(reader.pread(0, _COPY_BLOCK))
-            for offset in range(0, size, _COPY_BLOCK):
-                block = await ahead
-                if offset + _COPY_BLOCK < size:
-                    ahead = asyncio.ensure_future(reader.pread(offset + _COPY_BLOCK, offset + 2 * _COPY_BLOCK))
-                await asyncio.to_thread(local.write, block)
-                callback.relative_update(len(block))
-        finally:
-            if ahead is not None and not ahead.done():
-                ahead.cancel()
-            if local is not lpath:
-                local.close()
+        with contextlib.ExitStack() as owned:  # closes the local file if we opened it, not a caller's
+            local = lpath if isfilelike(lpath) else owned.enter_context(open(lpath, "wb"))
+            ahead: asyncio.Future[bytes] | None = None
+            try:
+                # One block is fetched while the one before it is written out.
+                ahead = asyncio.ensure_future(reader.pread(0, _COPY_BLOCK))
+                for offset in range(0, size, _COPY_BLOCK):
+                    block = await ahead
+                    if offset + _COPY_BLOCK < size:
+                        ahead = asyncio.ensure_future(reader.pread(offset + _COPY_BLOCK, offset + 2 * _COPY_BLOCK))
+                    await asyncio.to_thread(local.write, block)
+                    callback.relative_update(len(block))
+            finally:
+                if ahead is not None and not ahead.done():
+                    ahead.cancel()

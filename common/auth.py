@@ -296,7 +296,9 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
     try:
         token = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise OSError(f"cannot read the token file {os.fspath(path)}: {getattr(exc, 'strerror', None) or exc}")
+        raise OSError(
+            f"cannot read the token file {os.fspath(path)}: {getattr(exc, 'strerror', None) or exc}"
+        ) from exc
     if not token:
         raise OSError(f"the token file {os.fspath(path)} is empty")
     return token

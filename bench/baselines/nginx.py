@@ -130,14 +130,11 @@ class NginxSource:
         user = "user root;" if os.geteuid() == 0 else ""
         conf = self._dir / "nginx.conf"
         conf.write_text(_CONFIG.format(dir=self._dir, user=user, port=port, root=self._file.parent))
-        log = open(self._dir / "nginx-stderr.log", "ab")
-        try:
+        with open(self._dir / "nginx-stderr.log", "ab") as log:  # nginx holds its own copy
             self._proc = subprocess.Popen(
                 [binary, "-p", str(self._dir), "-c", str(conf), "-e", str(self._dir / "nginx-error.log")],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )
-        finally:
-            log.close()
         if not await asyncio.to_thread(self._await_port, port):
             self.unavailable = f"nginx did not start: {self._log_tail()}"
             self.stop()

@@ -17,7 +17,7 @@ import pytest
 from emberfs.client.commands.cluster import routing_changes
 from emberfs.proto import mgmt_pb2
 
-S, O, Y = mgmt_pb2.SERVING, mgmt_pb2.OFFLINE, mgmt_pb2.SYNCING
+S, OFF, Y = mgmt_pb2.SERVING, mgmt_pb2.OFFLINE, mgmt_pb2.SYNCING
 
 
 def _cli(meta: str, *args: str) -> list[str]:
@@ -86,17 +86,17 @@ ALL_SERVING = [(101, S), (201, S), (301, S)]
         (_routing(1, ALL_SERVING), _routing(1, ALL_SERVING), []),
         (
             _routing(1, ALL_SERVING),
-            _routing(2, [(101, S), (201, S), (301, O)], alive=(True, True, False)),
+            _routing(2, [(101, S), (201, S), (301, OFF)], alive=(True, True, False)),
             ["node 3 at h:3: alive -> dead", "chain 1 v2: target 301 SERVING -> OFFLINE"],
         ),
         (
-            _routing(2, [(101, S), (201, S), (301, O)]),
+            _routing(2, [(101, S), (201, S), (301, OFF)]),
             _routing(3, [(101, S), (201, S), (301, Y)]),
             ["chain 1 v3: target 301 OFFLINE -> SYNCING"],
         ),
         (  # the head lost: two targets move up, one state changes
             _routing(1, ALL_SERVING),
-            _routing(2, [(201, S), (301, S), (101, O)]),
+            _routing(2, [(201, S), (301, S), (101, OFF)]),
             ["chain 1 v2: target 101 SERVING -> OFFLINE"],
         ),
         (

@@ -38,10 +38,7 @@ def main() -> int:
                 print(f"seed {seed}: {out.violation}  ->  {out.replay_command()}")
         print(f"{hi - lo} schedules, {failed} failed")
         return 1 if failed else 0
-    if args.trace:
-        trace = ast.literal_eval(args.trace)
-    else:
-        trace = run_random(args.rules, args.profile, scope, args.seed).trace
+    trace = ast.literal_eval(args.trace) if args.trace else run_random(args.rules, args.profile, scope, args.seed).trace
     out = replay(args.rules, args.profile, scope, trace, verbose=not args.quiet)
     if args.trace is None:
         out.seed = args.seed

@@ -163,7 +163,7 @@ def test_a_writer_that_fails_leaves_an_unfinished_shard(tmp_path: Path) -> None:
         writer.write(b"sample")
         raise RuntimeError("the producer failed")
     with pytest.raises(ShardError, match="unfinished") as info:
-        RecordReader(LocalFiles(), path).index
+        _ = RecordReader(LocalFiles(), path).index
     assert info.value.filename == path
     with pytest.raises(ValueError, match="closed RecordWriter"):
         writer.write(b"more")
@@ -188,5 +188,5 @@ def test_load_indexes_of_many_shards(shards: list[list[bytes]]) -> None:
                     writer.write(s)
         indexes = load_indexes(LocalFiles(), paths)
         assert [len(ix) for ix in indexes] == [len(s) for s in shards]
-        for path, samples in zip(paths, shards):
+        for path, samples in zip(paths, shards, strict=True):
             assert list(RecordReader(LocalFiles(), path)) == samples

@@ -18,8 +18,8 @@ from emberfs.storage.oserrors import DiskErrorKind, disk_error_kind
 from emberfs.storage.records import ChunkId
 from emberfs.storage.syncdiff import SyncMeta, SyncOp, sync_diff, sync_jobs
 
-S, Y, W, L, O = (PublicState.SERVING, PublicState.SYNCING, PublicState.WAITING, PublicState.LASTSRV,
-                 PublicState.OFFLINE)
+S, Y, W, L, OFFLINE = (PublicState.SERVING, PublicState.SYNCING, PublicState.WAITING, PublicState.LASTSRV,
+                     PublicState.OFFLINE)
 SEND, REMOVE = SyncOp.SEND, SyncOp.REMOVE
 
 
@@ -55,8 +55,8 @@ def chain(version: int, *targets: tuple[int, PublicState], chain_id: int = 1) ->
     ([chain(4, (101, S), (201, S), (301, Y))], {301}, set(), {}),                     # the syncing one
     ([chain(4, (101, S), (201, S), (301, Y))], {201}, {201}, {}),                     # failed: no job
     ([chain(4, (101, S), (201, S), (301, W))], {201}, set(), {}),                     # waiting: no sync
-    ([chain(5, (101, S), (301, Y), (201, O))], {101}, set(), {(1, 301): (101, 5)}),   # shortened chain
-    ([chain(2, (101, L), (201, O))], {101}, set(), {}),
+    ([chain(5, (101, S), (301, Y), (201, OFFLINE))], {101}, set(), {(1, 301): (101, 5)}),   # shortened chain
+    ([chain(2, (101, L), (201, OFFLINE))], {101}, set(), {}),
     ([chain(2, (101, S), (202, Y)), chain(3, (102, S), (201, Y), chain_id=2)], {101, 102}, set(),
      {(1, 202): (101, 2), (2, 201): (102, 3)}),
 ])
@@ -100,7 +100,7 @@ def view(c: Chain) -> RoutingView:
 
 
 ON, UP, OFF = mgmt_pb2.LOCAL_ONLINE, mgmt_pb2.LOCAL_UPTODATE, mgmt_pb2.LOCAL_OFFLINE
-CH = chain(7, (101, S), (201, Y), (301, O))
+CH = chain(7, (101, S), (201, Y), (301, OFFLINE))
 
 
 @pytest.mark.parametrize("target, synced, failed, closing, state", [

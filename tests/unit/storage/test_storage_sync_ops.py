@@ -35,7 +35,7 @@ from emberfs.storage.resync import ResyncWorker
 from emberfs.storage.service import StorageServicer, add_storage_servicer
 
 K64 = 64 * 1024
-S, Y, O = PublicState.SERVING, PublicState.SYNCING, PublicState.OFFLINE
+S, Y, OFF = PublicState.SERVING, PublicState.SYNCING, PublicState.OFFLINE
 
 
 class Routing:
@@ -110,7 +110,7 @@ def test_forwards_to_a_syncing_successor_carry_the_whole_chunk(tmp_path: Path) -
 
     async def body() -> None:
         async with cluster(tmp_path) as (nodes, routing):
-            routing.view = view(addresses(nodes), 1, {101: S, 201: S, 301: O})
+            routing.view = view(addresses(nodes), 1, {101: S, 201: S, 301: OFF})
             await nodes[0].op.write(write(chunk, b"hello world", version=1))
             assert not nodes[2].store.meta(chunk).exists
             routing.view = view(addresses(nodes), 2, {101: S, 201: S, 301: Y})
@@ -131,7 +131,7 @@ def test_one_resync_job_makes_a_stale_successor_equal(tmp_path: Path) -> None:
 
     async def body() -> None:
         async with cluster(tmp_path) as (nodes, routing):
-            routing.view = view(addresses(nodes), 1, {101: S, 201: S, 301: O})
+            routing.view = view(addresses(nodes), 1, {101: S, 201: S, 301: OFF})
             for chunk in (same, stale, missing, diverged):
                 await nodes[0].op.write(write(chunk, b"v1-" + bytes([chunk.chunk_index]), version=1))
             await nodes[0].op.write(write(stale, b"v2", version=1, offset=1))
@@ -205,7 +205,7 @@ def test_a_disk_error_fails_the_target_and_commits_nothing(tmp_path: Path) -> No
                 await nodes[1].op.read(storage_pb2.ReadRequest(
                     chain_id=1, chain_version=1, chunk=storage_pb2.ChunkId(inode_id=9), length=10, target_id=201))
             # The chain without 201 goes on; the committed bytes were never touched.
-            routing.view = view(addresses(nodes), 2, {101: S, 301: S, 201: O})
+            routing.view = view(addresses(nodes), 2, {101: S, 301: S, 201: OFF})
             await nodes[0].op.write(write(fresh, b"written", version=2))
             assert [n.store.read(fresh, 0, 99)[0] for n in (nodes[0], nodes[2])] == [b"written"] * 2
             os.unlink(chunks_dir)
@@ -223,7 +223,7 @@ def test_a_resync_waits_for_updates_admitted_under_the_older_chain(tmp_path: Pat
 
     async def body() -> None:
         async with cluster(tmp_path) as (nodes, routing):
-            routing.view = view(addresses(nodes), 1, {101: S, 201: S, 301: O})
+            routing.view = view(addresses(nodes), 1, {101: S, 201: S, 301: OFF})
             sender = nodes[1].op
             old_update = sender.inflight.track(1, 1)
             old_update.__enter__()
