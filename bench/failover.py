@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import re
@@ -56,8 +57,8 @@ __all__ = ["CHUNK", "ROLES", "FaultCluster", "Workload", "WorkloadReport", "main
 CHUNK = 64 * 1024  # the fault suite's chunk size (the smallest the metaserver takes)
 HEARTBEAT_INTERVAL_S = 0.2
 HEARTBEAT_TIMEOUT_S = 1.0
-HEAL_TIMEOUT_S = 60.0
-HISTORY = 4  # earlier acknowledged contents kept per file, to explain a wrong read  # a restarted target must be SERVING again within this
+HEAL_TIMEOUT_S = 60.0  # a restarted target must be SERVING again within this
+HISTORY = 4  # earlier acknowledged contents kept per file, to explain a wrong read
 ROLES = ("head", "middle", "tail")
 
 
@@ -169,7 +170,7 @@ class Workload:
         end = time.monotonic() if until is None else until
         times = [t for t in list(self._ack_times) if start <= t <= end]
         edges = [start, *times, end]
-        return max(b - a for a, b in zip(edges, edges[1:]))
+        return max(b - a for a, b in itertools.pairwise(edges))
 
     def stop(self, timeout: float = 60.0) -> WorkloadReport:
         """Let the writes in flight finish, stop, and report."""
@@ -319,7 +320,9 @@ def _difference(expected: bytes, got: bytes, history: Sequence[bytes] = (), chun
     zeros, or an earlier acknowledged content of the file (a replica that missed writes)."""
     if got == expected:
         return "identical"
-    first = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
+    # The shorter side ends the scan: past it, the first difference is the length itself.
+    first = next((i for i, (a, b) in enumerate(zip(expected, got, strict=False)) if a != b),
+                 min(len(expected), len(got)))
     index = first // chunk_size
     span = slice(index * chunk_size, (index + 1) * chunk_size)
     held = got[span]

@@ -137,7 +137,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the random offsets")
     p.add_argument("--workloads", type=_workloads, default=d.workloads, metavar="W[,W...]",
                    help=f"which workloads (default {','.join(WORKLOADS)})")
-    p.add_argument("--random-api", dest="random_apis", type=_choices(RANDOM_APIS), default=d.random_apis, metavar="API[,API...]",
+    p.add_argument("--random-api", dest="random_apis", type=_choices(RANDOM_APIS), default=d.random_apis,
+                   metavar="API[,API...]",
                    help="EmberFS random reads through read_range (path per call), pread (one open handle), "
                         "or both (default)")
     p.add_argument("--transports", type=_choices(TRANSPORTS), default=d.transports, metavar="T[,T...]",

@@ -112,7 +112,8 @@ class MetaTransport:
         path2: str | None = None,
         service: str = "meta",
     ) -> Any:
-        """Run Meta.<method> (or Mgmt.<method> with service="mgmt") on the request `build(header)` returns; return its reply.
+        """Run Meta.<method> (or Mgmt.<method> with service="mgmt") on the request
+        `build(header)` returns; return its reply.
 
         path and path2 are validated before anything is sent and name any failure.
         """

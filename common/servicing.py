@@ -82,7 +82,10 @@ def _clipped(message: str) -> str:
 
 
 def rpc_handler(
-    log: logging.Logger, *, allow_unknown_fields: bool = False, internal_message: str = "internal error (see server log)"
+    log: logging.Logger,
+    *,
+    allow_unknown_fields: bool = False,
+    internal_message: str = "internal error (see server log)",
 ) -> Callable[[Handler], Handler]:
     """The error-mapping decorator for one server's handlers; unless `allow_unknown_fields`,
     refuses requests with fields this server does not know."""

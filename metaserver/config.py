@@ -121,7 +121,9 @@ class MetaConfig:
         if not (isinstance(self.gc_interval_s, (int, float)) and 0 < self.gc_interval_s <= MAX_GC_INTERVAL_S):
             raise InvalidArgument(f"gc_interval_s {self.gc_interval_s!r} must be in (0, {MAX_GC_INTERVAL_S}]")
         if not (isinstance(self.capability_ttl_s, (int, float)) and 1 <= self.capability_ttl_s <= MAX_CAPABILITY_TTL_S):
-            raise InvalidArgument(f"capability_ttl_s {self.capability_ttl_s!r} must be in [1, {MAX_CAPABILITY_TTL_S:g}]")
+            raise InvalidArgument(
+                f"capability_ttl_s {self.capability_ttl_s!r} must be in [1, {MAX_CAPABILITY_TTL_S:g}]"
+            )
         if self.log_level.upper() not in _LOG_LEVELS:
             raise InvalidArgument(f"log_level {self.log_level!r} is not one of {_LOG_LEVELS}")
         object.__setattr__(self, "log_level", self.log_level.upper())

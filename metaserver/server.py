@@ -108,7 +108,10 @@ def build_server(
     store.allocator = manager.allocator
     server_token = config.tokens.server_token if config.tokens is not None else None
     collector = ChunkCollector(
-        store, lambda: manager.state, remover or GrpcChunkRemover(token=server_token, tls_ca=config.tls_ca), interval_s=config.gc_interval_s
+        store,
+        lambda: manager.state,
+        remover or GrpcChunkRemover(token=server_token, tls_ca=config.tls_ca),
+        interval_s=config.gc_interval_s,
     )
     server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=server_interceptors(config.tokens))
     add_meta_servicer(MetaServicer(store, CapabilityIssuer(config.keys, config.capability_ttl_s)), server)

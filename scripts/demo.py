@@ -155,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if importlib.util.find_spec("torch") is not None:
             how = f"DataLoader(batch_size={args.batch_size}, shuffle=True, num_workers={args.workers})"
         else:
-            how = f"a plain loop of {args.batch_size}-sample batches (torch not installed: pip install 'emberfs[torch]')"
+            how = (f"a plain loop of {args.batch_size}-sample batches"
+                   " (torch not installed: pip install 'emberfs[torch]')")
         say(f"reading one epoch through {how}")
         rows = []
         for name, ds in ((f"EmberFS ({NODES} nodes x {REPLICAS} replicas)", RecordDataset(meta, remote)),

@@ -74,7 +74,9 @@ def check_write(req: Any) -> tuple[ChunkId, UpdateKind]:
     if kind == UpdateKind.REPLACE and n > size:
         raise InvalidArgument(f"replace with {n} bytes passes the chunk size {size}")
     if crc32c.crc32c(req.data) != req.crc32c:
-        raise ChecksumMismatch(f"data CRC32C mismatch on a {n}-byte {kind.name} of chunk {tuple(chunk)}: nothing written")
+        raise ChecksumMismatch(
+            f"data CRC32C mismatch on a {n}-byte {kind.name} of chunk {tuple(chunk)}: nothing written"
+        )
     return chunk, kind
 
 

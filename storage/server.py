@@ -17,8 +17,9 @@ targets failed by disk errors and the resync marks (localstate.py).
 With tokens (config.tokens), gRPC calls pass the token interceptor (common/authgrpc.py),
 the bulk channel checks its hello, and the agent and the peer pool send this server's
 own server token, and client Read/Write need a capability (access.py) checked against
-config.keys, re-read when the keys file changes (each second) or on SIGHUP. With TLS (config.tls), gRPC and the bulk channel serve TLS; with
-config.tls_ca, the agent and the peer pool call over TLS (common/tls.py).
+config.keys, re-read when the keys file changes (each second) or on SIGHUP. With TLS
+(config.tls), gRPC and the bulk channel serve TLS; with config.tls_ca, the agent and the
+peer pool call over TLS (common/tls.py).
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ def format_routing(routing: mgmt_pb2.RoutingInfo) -> list[str]:
     lines += ["", "TARGET  NODE  CHAIN  PUBLIC   LOCAL      CHUNKS          BYTES"]
     for t in sorted(routing.targets, key=lambda t: t.target_id):
         lines.append(
-            f"{t.target_id:>6}  {t.node_id:>4}  {t.chain_id:>5}  {_public(t.public_state).removeprefix('PUBLIC_STATE_'):<7}"
+            f"{t.target_id:>6}  {t.node_id:>4}  {t.chain_id:>5}"
+            f"  {_public(t.public_state).removeprefix('PUBLIC_STATE_'):<7}"
             f"  {_local(t.local_state):<9}  {t.chunks:>6}  {t.used_bytes:>13}"
         )
     return lines
@@ -300,6 +301,7 @@ async def _set_target_admin_state(ctx: CliContext, action: str, target_id: int |
 
 
 COMMANDS = (
-    Command("cluster", "show nodes, chains and targets, or wait until every chain serves", _cluster_arguments, _cluster),
+    Command("cluster", "show nodes, chains and targets, or wait until every chain serves",
+            _cluster_arguments, _cluster),
     Command("admin", "cluster administration: init-chains, offline-target, online-target", _admin_arguments, _admin),
 )

@@ -3,8 +3,9 @@
 As open(2) does, a symlink in last place is followed unless the create is exclusive,
 and a dangling one creates its target. Opening an existing file needs w only when it
 truncates or opens a write session; a plain non-exclusive create of an existing file
-just returns it (reads go straight to storage, so there is no read-open to check). A new file takes its layout from the request,
-else from its directory's defaults, and its chains from the allocator in the context.
+just returns it (reads go straight to storage, so there is no read-open to check). A new
+file takes its layout from the request, else from its directory's defaults, and its
+chains from the allocator in the context.
 The reply's `old_length` is the length before an O_TRUNC, read in the same
 transaction, for the caller to remove the old chunks by (truncate.py says why).
 """
