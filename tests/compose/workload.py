@@ -5,9 +5,10 @@ job in that container would.
     write   write N files of SIZE bytes under DIR (4 at a time), then read them back;
             one JSON line: bytes, seconds and MiB/s each way, mismatches
     read    read those files at random for DURATION seconds, each byte-checked; a
-            `{"ready": T}` line once reads run, then at the end one JSON line: reads and failures with their times (CLOCK_MONOTONIC, shared with the
-            host: a test can place a `docker kill` among them), the longest stretch
-            with no completed read, mismatches
+            `{"ready": T}` line once reads run, then at the end one JSON line: reads
+            and failures with their times (CLOCK_MONOTONIC, shared with the host: a
+            test can place a `docker kill` among them), the longest stretch with no
+            completed read, mismatches
     verify  read every file once; one JSON line: files, mismatches, failures
 
 A file's bytes follow from (seed, index) alone, so a later run knows what to expect

@@ -66,25 +66,31 @@ S = meta_pb2_grpc.MetaStub
 BAD = [
     case("nul in name", lambda ch: S(ch).Mkdir(meta_pb2.MkdirRequest(header=H, path="/a\x00b", mode=0o755))),
     case("nul in create", lambda ch: S(ch).Create(meta_pb2.CreateRequest(header=H, path="/x/\x00", mode=0o644))),
-    case("slash in a name (list cursor)", lambda ch: S(ch).List(meta_pb2.ListRequest(header=H, path="/", start_after="a/b"))),
+    case("slash in a name (list cursor)",
+         lambda ch: S(ch).List(meta_pb2.ListRequest(header=H, path="/", start_after="a/b"))),
     case("dot", lambda ch: S(ch).Mkdir(meta_pb2.MkdirRequest(header=H, path="/x/.", mode=0o755))),
     case("dot-dot", lambda ch: S(ch).Mkdir(meta_pb2.MkdirRequest(header=H, path="/x/..", mode=0o755))),
     case("dot inside", lambda ch: S(ch).Create(meta_pb2.CreateRequest(header=H, path="/x/./g", mode=0o644))),
     case("dot-dot rename", lambda ch: S(ch).Rename(meta_pb2.RenameRequest(header=H, src="/x/f", dst="/x/.."))),
     case("256-byte name", lambda ch: S(ch).Mkdir(meta_pb2.MkdirRequest(header=H, path="/" + LONG, mode=0o755))),
     case("256-byte link", lambda ch: S(ch).Link(meta_pb2.LinkRequest(header=H, src="/x/f", dst="/x/" + LONG))),
-    case("256-byte symlink", lambda ch: S(ch).Symlink(meta_pb2.SymlinkRequest(header=H, target="f", path="/x/" + LONG))),
+    case("256-byte symlink",
+         lambda ch: S(ch).Symlink(meta_pb2.SymlinkRequest(header=H, target="f", path="/x/" + LONG))),
     case("relative path", lambda ch: S(ch).Mkdir(meta_pb2.MkdirRequest(header=H, path="rel/dir", mode=0o755))),
     case("empty path", lambda ch: S(ch).Create(meta_pb2.CreateRequest(header=H, path="", mode=0o644))),
     case("relative stat", lambda ch: S(ch).Stat(meta_pb2.StatRequest(header=H, path="x"))),
     case("mode > 0o7777 mkdir", lambda ch: S(ch).Mkdir(meta_pb2.MkdirRequest(header=H, path="/m", mode=0o10000))),
-    case("mode > 0o7777 create", lambda ch: S(ch).Create(meta_pb2.CreateRequest(header=H, path="/m", mode=0xFFFFFFFF))),
-    case("mode > 0o7777 chmod", lambda ch: S(ch).SetAttr(meta_pb2.SetAttrRequest(header=H, path="/x/f", mode=0o100644))),
+    case("mode > 0o7777 create",
+         lambda ch: S(ch).Create(meta_pb2.CreateRequest(header=H, path="/m", mode=0xFFFFFFFF))),
+    case("mode > 0o7777 chmod",
+         lambda ch: S(ch).SetAttr(meta_pb2.SetAttrRequest(header=H, path="/x/f", mode=0o100644))),
     case("no remove kind", lambda ch: S(ch).Remove(meta_pb2.RemoveRequest(header=H, path="/x/f"))),
     case(
         "unknown field",
         lambda ch: _raw(
-            ch, "Mkdir", meta_pb2.MkdirRequest(header=H, path="/u", mode=0o755).SerializeToString() + _field(99, 0, _varint(1))
+            ch,
+            "Mkdir",
+            meta_pb2.MkdirRequest(header=H, path="/u", mode=0o755).SerializeToString() + _field(99, 0, _varint(1)),
         ),
     ),
     case(
@@ -98,7 +104,9 @@ BAD = [
     ),
     case(
         "path not UTF-8",
-        lambda ch: _raw(ch, "Mkdir", _field(1, 2, H.SerializeToString()) + _field(2, 2, b"/\xff\xfe") + _field(3, 0, _varint(0o755))),
+        lambda ch: _raw(
+            ch, "Mkdir", _field(1, 2, H.SerializeToString()) + _field(2, 2, b"/\xff\xfe") + _field(3, 0, _varint(0o755))
+        ),
         # Fails to decode as protobuf; the metaserver decodes inside its error mapping.
     ),
 ]
@@ -114,12 +122,14 @@ def test_bad_request_is_invalid_argument_and_changes_nothing(channel, send) -> N
     codes = [v for k, v in info.value.trailing_metadata() or () if k == ERROR_METADATA_KEY]
     assert codes and codes[0] in ("InvalidArgument", "NameTooLong"), codes
     assert _snapshot(stub) == before
-    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="emberfs.Meta"), timeout=10)
+    health = health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service="emberfs.Meta"), timeout=10)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_a_request_with_only_known_fields_still_works(channel) -> None:
     """The control for the raw-bytes cases above: the same path, without the bad bytes."""
     raw = meta_pb2.MkdirRequest(header=H, path="/control", mode=0o755).SerializeToString()
-    reply = channel.unary_unary("/emberfs.Meta/Mkdir", request_serializer=None, response_deserializer=None)(raw, timeout=10)
+    mkdir = channel.unary_unary("/emberfs.Meta/Mkdir", request_serializer=None, response_deserializer=None)
+    reply = mkdir(raw, timeout=10)
     assert meta_pb2.MkdirResponse.FromString(reply).inode.type == meta_pb2.DIRECTORY

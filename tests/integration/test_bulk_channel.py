@@ -398,7 +398,8 @@ def test_a_peer_silent_before_its_hello_or_mid_frame_is_cut_off_after_the_stall_
             sent[name] = time.monotonic()
             peers[name].send(data)
         with ThreadPoolExecutor(len(peers)) as pool:  # each close is timed as it happens
-            ends = dict(zip(peers, pool.map(lambda p: p.rest_until_closed(within=STALL_S + 5), peers.values()), strict=True))
+            rests = pool.map(lambda p: p.rest_until_closed(within=STALL_S + 5), peers.values())
+            ends = dict(zip(peers, rests, strict=True))
         for name, (rest, closed) in ends.items():
             took = closed - sent[name]
             assert took > STALL_S * 0.7, f"{name}: closed after {took:.2f} s, before the stall timeout"
@@ -448,7 +449,8 @@ def test_pipelined_requests_are_all_answered_by_id(bulk: BulkCluster) -> None:
             head, expect[request_id] = spot.read(request_id, op=77), None
         else:
             offset, length = i * 700, 1 + i * 37
-            head, expect[request_id] = spot.read(request_id, offset=offset, length=length), ORIGINAL[offset:offset + length]
+            head = spot.read(request_id, offset=offset, length=length)
+            expect[request_id] = ORIGINAL[offset:offset + length]
         stream += w.pack_request(head)
     with greeted(spot.bulk) as peer:
         peer.send(bytes(stream))

@@ -82,8 +82,10 @@ def test_errors_are_one_line_and_other_paths_still_run(shared_meta, workdir) -> 
     assert r.code == 1 and r.err == f"emberfs: mkdir: {w}/missing/y: No such file or directory\n"
     assert ok(a, "ls", w).split() == ["x", "z"]
     fails(a, "mkdir", f"{w}/x", line=f"emberfs: mkdir: {w}/x: File exists")
-    fails(a, "mkdir", "relative", line="emberfs: mkdir: relative: Invalid argument (path 'relative' is not absolute (must start with '/'))")
-    fails(a, "touch", f"{w}/" + "n" * 256, line=f"emberfs: touch: {w}/{'n' * 256}: File name too long (name is 256 bytes; the limit is 255)")
+    fails(a, "mkdir", "relative",
+          line="emberfs: mkdir: relative: Invalid argument (path 'relative' is not absolute (must start with '/'))")
+    fails(a, "touch", f"{w}/" + "n" * 256,
+          line=f"emberfs: touch: {w}/{'n' * 256}: File name too long (name is 256 bytes; the limit is 255)")
     ok(a, "touch", f"{w}/file")
     fails(a, "mkdir", f"{w}/file/sub", line=f"emberfs: mkdir: {w}/file/sub: Not a directory")
     fails(a, "mv", f"{w}/gone", f"{w}/there", line=f"emberfs: mv: {w}/gone -> {w}/there: No such file or directory")
@@ -159,5 +161,6 @@ def test_unreachable_metaserver(tmp_path) -> None:
 def test_console_script(shared_meta) -> None:
     """The installed `emberfs` entry point is the same program."""
     assert SCRIPT.exists(), f"no console script at {SCRIPT}: is emberfs installed in this venv?"
-    proc = subprocess.run([str(SCRIPT), "--meta", shared_meta.address, "stat", "/"], capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+    proc = subprocess.run([str(SCRIPT), "--meta", shared_meta.address, "stat", "/"],
+                          capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
     assert proc.returncode == 0 and "Type: directory" in proc.stdout

@@ -176,7 +176,8 @@ def test_bad_shards_name_the_file(fs: SyncClient, cluster3: Any, shards: tuple[l
         len(RecordDataset(cluster3.meta_address, [plain]))
     assert info.value.filename == plain
     ds = RecordDataset(cluster3.meta_address, [flipped])
-    sample = next(i for i in range(len(ds)) if ds._shards.indexes[0].span(i)[0] <= 100 < sum(ds._shards.indexes[0].span(i)))
+    index = ds._shards.indexes[0]
+    sample = next(i for i in range(len(ds)) if index.span(i)[0] <= 100 < sum(index.span(i)))
     with pytest.raises(ShardError, match=f"sample {sample} is corrupt") as info:
         ds[sample]
     assert info.value.filename == flipped

@@ -48,7 +48,8 @@ def _names(stub, h, path) -> list[str]:
 
 def test_create_mkdir_symlink_link_twice(stub, header, workdir) -> None:
     h = header
-    first = _twice(stub.Create, meta_pb2.CreateRequest(header=_with_id(h, 1), path=f"{workdir}/f", mode=0o644, exclusive=True))
+    first = _twice(stub.Create,
+                   meta_pb2.CreateRequest(header=_with_id(h, 1), path=f"{workdir}/f", mode=0o644, exclusive=True))
     assert first.created
     _twice(stub.Mkdir, meta_pb2.MkdirRequest(header=_with_id(h, 2), path=f"{workdir}/d", mode=0o755))
     _twice(stub.Symlink, meta_pb2.SymlinkRequest(header=_with_id(h, 3), target="f", path=f"{workdir}/s"))
@@ -59,24 +60,29 @@ def test_create_mkdir_symlink_link_twice(stub, header, workdir) -> None:
     assert _names(stub, h, workdir) == ["d", "f", "h", "s"]
     # A NEW request id is a new operation, and gets the ordinary answer.
     with pytest.raises(grpc.RpcError) as info:
-        stub.Create(meta_pb2.CreateRequest(header=_with_id(h, 5), path=f"{workdir}/f", mode=0o644, exclusive=True), timeout=10)
+        stub.Create(meta_pb2.CreateRequest(header=_with_id(h, 5), path=f"{workdir}/f", mode=0o644, exclusive=True),
+                    timeout=10)
     assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
 def test_remove_and_rename_twice(stub, header, workdir) -> None:
     h = header
     for i, name in enumerate(("a", "b", "c")):
-        stub.Create(meta_pb2.CreateRequest(header=_with_id(h, 10 + i), path=f"{workdir}/{name}", mode=0o644), timeout=10)
-    removed = _twice(stub.Remove, meta_pb2.RemoveRequest(header=_with_id(h, 20), path=f"{workdir}/a", kind=meta_pb2.NON_DIRECTORY))
+        stub.Create(meta_pb2.CreateRequest(header=_with_id(h, 10 + i), path=f"{workdir}/{name}", mode=0o644),
+                    timeout=10)
+    removed = _twice(stub.Remove,
+                     meta_pb2.RemoveRequest(header=_with_id(h, 20), path=f"{workdir}/a", kind=meta_pb2.NON_DIRECTORY))
     assert removed.removed == 1
     _twice(stub.Rename, meta_pb2.RenameRequest(header=_with_id(h, 21), src=f"{workdir}/b", dst=f"{workdir}/b2"))
     # Replayed after a third party changed things: still the first reply, nothing re-applied.
     stub.Create(meta_pb2.CreateRequest(header=_with_id(h, 22), path=f"{workdir}/b", mode=0o644), timeout=10)
-    again = stub.Rename(meta_pb2.RenameRequest(header=_with_id(h, 21), src=f"{workdir}/b", dst=f"{workdir}/b2"), timeout=10)
+    again = stub.Rename(meta_pb2.RenameRequest(header=_with_id(h, 21), src=f"{workdir}/b", dst=f"{workdir}/b2"),
+                        timeout=10)
     assert again.inode.inode_id != 0
     assert _names(stub, h, workdir) == ["b", "b2", "c"]
     with pytest.raises(grpc.RpcError) as info:
-        stub.Remove(meta_pb2.RemoveRequest(header=_with_id(h, 23), path=f"{workdir}/a", kind=meta_pb2.NON_DIRECTORY), timeout=10)
+        stub.Remove(meta_pb2.RemoveRequest(header=_with_id(h, 23), path=f"{workdir}/a", kind=meta_pb2.NON_DIRECTORY),
+                    timeout=10)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 

@@ -269,7 +269,8 @@ def _hints(live: Live) -> dict[str, st.SearchStrategy[Any]]:
         "client_id": st.sampled_from(["rpc-fuzz", "rpc-fuzz-2"]),
         "address": st.sampled_from(["127.0.0.1:1", "localhost:65535", "h:0", "h:65536", ":1", "[::1]:5", "nope"]),
         "bulk_address": st.sampled_from(["", "127.0.0.1:2", "h:x"]),
-        "replicas": st.sampled_from([1, 2, 3, 16, 17]), "chains": st.sampled_from([0, 1, 2, 100_000, 100_001, 2**32 - 1]),
+        "replicas": st.sampled_from([1, 2, 3, 16, 17]),
+        "chains": st.sampled_from([0, 1, 2, 100_000, 100_001, 2**32 - 1]),
         "stripe": st.sampled_from([0, 1, 2, 3, 64, 65, 2**32 - 1]),
         "limit": st.sampled_from([0, 1, 2, 1000, 100_000, 2**32 - 1]),
     }
@@ -307,7 +308,9 @@ def _fit(fd: FieldDescriptor, value: Any) -> Any:
     return [wrap(n) for n in value] if fd.is_repeated else wrap(value)
 
 
-def messages(descriptor: Descriptor, hints: dict[str, st.SearchStrategy[Any]], depth: int = 0) -> st.SearchStrategy[Message]:
+def messages(
+    descriptor: Descriptor, hints: dict[str, st.SearchStrategy[Any]], depth: int = 0
+) -> st.SearchStrategy[Message]:
     """Random instances of `descriptor`'s message: each field left unset one time in ten,
     wild two in ten, and otherwise drawn from its hint (when it has one, else wild);
     nested messages to depth 3."""

@@ -29,7 +29,8 @@ GOOD = [
     ("admin", doc({"name": "ops", "token": T1, "admin": True}), Principal("ops", Role.ADMIN)),
     ("admin false means user", doc({"name": "u", "token": T1, "uid": 1, "gid": 1, "admin": False}),
      Principal("u", Role.USER, 1, 1)),
-    ("longest id", doc({"name": "u", "token": T1, "uid": 2**32 - 2, "gid": 0}), Principal("u", Role.USER, 2**32 - 2, 0)),
+    ("longest id", doc({"name": "u", "token": T1, "uid": 2**32 - 2, "gid": 0}),
+     Principal("u", Role.USER, 2**32 - 2, 0)),
 ]
 
 

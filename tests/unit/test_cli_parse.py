@@ -22,7 +22,9 @@ def test_bad_octal_mode(text) -> None:
         octal_mode(text)
 
 
-@pytest.mark.parametrize("text,ids", [("1000", (1000, -1)), ("1000:100", (1000, 100)), (":100", (-1, 100)), ("0:0", (0, 0))])
+@pytest.mark.parametrize(
+    "text,ids", [("1000", (1000, -1)), ("1000:100", (1000, 100)), (":100", (-1, 100)), ("0:0", (0, 0))]
+)
 def test_owner(text, ids) -> None:
     assert owner(text) == ids
 
@@ -39,7 +41,8 @@ def test_bad_owner(text) -> None:
         (FileNotFoundError(errno.ENOENT, "no entry 'nope'", "/nope"), "emberfs: ls: /nope: No such file or directory"),
         (OSError(errno.ENOTEMPTY, "not empty", "/d"), "emberfs: ls: /d: Directory not empty"),
         (OSError(errno.EXDEV, "x", "/a", None, "/b"), "emberfs: ls: /a -> /b: Invalid cross-device link"),
-        (OSError(errno.EINVAL, "names cannot contain '/'", "/a"), "emberfs: ls: /a: Invalid argument (names cannot contain '/')"),
+        (OSError(errno.EINVAL, "names cannot contain '/'", "/a"),
+         "emberfs: ls: /a: Invalid argument (names cannot contain '/')"),
     ],
 )
 def test_error_line(exc, line) -> None:

@@ -1,5 +1,6 @@
-"""Table tests of the client data path's pure plans: chunk pieces of a write, chunks to remove on overwrite, hole/short-chunk filling, replica choice, the
-cluster readiness check, and the routing cache's single-flight refresh."""
+"""Table tests of the client data path's pure plans: chunk pieces of a write, chunks to
+remove on overwrite, hole/short-chunk filling, replica choice, the cluster readiness
+check, and the routing cache's single-flight refresh."""
 
 from __future__ import annotations
 

@@ -22,7 +22,11 @@ def _inode(**kw) -> meta_pb2.Inode:
 
 @pytest.mark.parametrize(
     "kind,mode,check",
-    [(meta_pb2.FILE, 0o644, stat.S_ISREG), (meta_pb2.DIRECTORY, 0o1777, stat.S_ISDIR), (meta_pb2.SYMLINK, 0o777, stat.S_ISLNK)],
+    [
+        (meta_pb2.FILE, 0o644, stat.S_ISREG),
+        (meta_pb2.DIRECTORY, 0o1777, stat.S_ISDIR),
+        (meta_pb2.SYMLINK, 0o777, stat.S_ISLNK),
+    ],
 )
 def test_type_and_permission_bits_fold_into_st_mode(kind, mode, check) -> None:
     st = stat_from_inode(_inode(type=kind, mode=mode))

@@ -55,7 +55,13 @@ def test_delays_never_exceed_cap_or_go_negative() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(max_attempts=0), dict(base_delay=3.0, max_delay=1.0), dict(multiplier=0.5), dict(jitter=1.5), dict(attempt_timeout=0)],
+    [
+        dict(max_attempts=0),
+        dict(base_delay=3.0, max_delay=1.0),
+        dict(multiplier=0.5),
+        dict(jitter=1.5),
+        dict(attempt_timeout=0),
+    ],
 )
 def test_bad_policies_are_refused(kwargs) -> None:
     with pytest.raises(ValueError):

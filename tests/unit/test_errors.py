@@ -52,7 +52,9 @@ class _FakeRpcError(grpc.RpcError):
 
 
 def test_round_trip_through_trailing_metadata() -> None:
-    rpc = _FakeRpcError(grpc.StatusCode.FAILED_PRECONDITION, "not empty", ((e.ERROR_METADATA_KEY, "DirectoryNotEmpty"),))
+    rpc = _FakeRpcError(
+        grpc.StatusCode.FAILED_PRECONDITION, "not empty", ((e.ERROR_METADATA_KEY, "DirectoryNotEmpty"),)
+    )
     back = e.from_rpc_error(rpc)
     assert type(back) is e.DirectoryNotEmpty and back.message == "not empty"
 

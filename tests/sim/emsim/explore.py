@@ -51,8 +51,9 @@ class Outcome:
         lines = [f"{self.violation}", header]
         lines += [f"  {i:3d} {c!r}" for i, c in enumerate(self.trace)]
         if self.heal_trace:
+            more = " ..." if len(self.heal_trace) > 12 else ""
             lines.append(f"  then healing ({len(self.heal_trace)} events): "
-                         + " ".join(repr(c) for c in self.heal_trace[-12:]) + (" ..." if len(self.heal_trace) > 12 else ""))
+                         + " ".join(repr(c) for c in self.heal_trace[-12:]) + more)
         lines += [f"  note at step {step}: {what}" for step, what in self.notes]
         lines.append(f"replay: {self.replay_command()}")
         return "\n".join(lines)

@@ -41,7 +41,9 @@ class World(Manager):
         self.incarnations = {i: 0 for i in ids}
         self.net: dict[Any, Msg] = {}
         self.calls: dict[Any, tuple[Any, ...]] = {}
-        self.clients: dict[Any, Client] = {i: Client(i, script, retries=scope.max_retries) for i, script in enumerate(scope.scripts, 1)}
+        self.clients: dict[Any, Client] = {
+            i: Client(i, script, retries=scope.max_retries) for i, script in enumerate(scope.scripts, 1)
+        }
         self.deleted: set[int] = set()
         self.gc_answered: dict[int, set[int]] = {}
         self.gc_attempts: dict[tuple[int, int], int] = {}

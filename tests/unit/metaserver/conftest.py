@@ -20,7 +20,9 @@ import pytest
 
 from emberfs.common.paths import split_path
 from emberfs.metaserver.config import MetaConfig
-from emberfs.metaserver.ops import create, link, listdir, mkdir, remove, rename, session, stat, statfs, symlink, truncate
+from emberfs.metaserver.ops import (
+    create, link, listdir, mkdir, remove, rename, session, stat, statfs, symlink, truncate,
+)
 from emberfs.metaserver.ops.perm import ROOT, Caller
 from emberfs.metaserver.ops.setattr import set_attr
 from emberfs.metaserver.store import MetaStore

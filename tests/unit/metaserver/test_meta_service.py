@@ -97,14 +97,16 @@ def test_bad_paths_names_and_values(config: MetaConfig) -> None:
             await _fails(stub.Create(meta_pb2.CreateRequest(path="/f", mode=mode)), invalid, "InvalidArgument")
             await _fails(stub.Mkdir(meta_pb2.MkdirRequest(path="/d", mode=mode)), invalid, "InvalidArgument")
             await _fails(stub.SetAttr(meta_pb2.SetAttrRequest(path="/", mode=mode)), invalid, "InvalidArgument")
-        await _fails(stub.Create(meta_pb2.CreateRequest(path="/f", mode=0o644, chunk_size=1000)), invalid, "InvalidArgument")
+        await _fails(stub.Create(meta_pb2.CreateRequest(path="/f", mode=0o644, chunk_size=1000)), invalid,
+                     "InvalidArgument")
         await _fails(stub.Mkdir(meta_pb2.MkdirRequest(path="/d", mode=0o755, stripe=300)), invalid, "InvalidArgument")
         await _fails(stub.Remove(meta_pb2.RemoveRequest(path="/x")), invalid, "InvalidArgument")
         await _fails(stub.Remove(meta_pb2.RemoveRequest(path="/x", kind=9)), invalid, "InvalidArgument")
         await _fails(stub.Symlink(meta_pb2.SymlinkRequest(path="/l", target="a\x00")), invalid, "InvalidArgument")
         await _fails(stub.Close(meta_pb2.CloseRequest(session_id=1)), invalid, "InvalidArgument")
         header = common_pb2.RequestHeader(client_id="c" * 300, request_id=1)
-        await _fails(stub.Mkdir(meta_pb2.MkdirRequest(header=header, path="/d", mode=0o755)), invalid, "InvalidArgument")
+        await _fails(stub.Mkdir(meta_pb2.MkdirRequest(header=header, path="/d", mode=0o755)), invalid,
+                     "InvalidArgument")
         # Namespace errors keep their own codes.
         await _fails(stub.Remove(meta_pb2.RemoveRequest(path="/", kind=3)), grpc.StatusCode.FAILED_PRECONDITION, "Busy")
         await _fails(stub.Stat(meta_pb2.StatRequest(path="/nope")), grpc.StatusCode.NOT_FOUND, "NotFound")
@@ -121,7 +123,8 @@ def test_namespace_round_trip_and_retry(config: MetaConfig) -> None:
         made = await stub.Mkdir(meta_pb2.MkdirRequest(header=user, path="/data/x", mode=0o755, parents=True))
         assert made == await stub.Mkdir(meta_pb2.MkdirRequest(header=user, path="/data/x", mode=0o755, parents=True))
         user.request_id = 2
-        created = await stub.Create(meta_pb2.CreateRequest(header=user, path="/data/f", mode=0o644, open_for_write=True))
+        created = await stub.Create(
+            meta_pb2.CreateRequest(header=user, path="/data/f", mode=0o644, open_for_write=True))
         assert created.created and created.session_id
         synced = await stub.Sync(meta_pb2.SyncRequest(
             session_id=created.session_id, inode_id=created.inode.inode_id, length=10, wrote=True))

@@ -161,7 +161,8 @@ def test_sync_requests_refuse_a_target_that_is_not_syncing_or_out_of_lease(tmp_p
             with pytest.raises(e.FailedPrecondition, match="SERVING in chain 1 .*not SYNCING"):
                 await nodes[2].op.sync.sync_dump(dump)
             with pytest.raises(e.FailedPrecondition, match="not SYNCING"):
-                await nodes[2].op.sync.sync_done(storage_pb2.SyncDoneRequest(chain_id=1, chain_version=1, target_id=301))
+                await nodes[2].op.sync.sync_done(
+                    storage_pb2.SyncDoneRequest(chain_id=1, chain_version=1, target_id=301))
             with pytest.raises(e.InvalidArgument, match="target_id"):
                 await nodes[2].op.sync.sync_dump(storage_pb2.SyncDumpRequest(chain_id=1, chain_version=1))
             assert nodes[2].health.synced == {}
