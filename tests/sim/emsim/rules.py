@@ -12,6 +12,8 @@ that live in the operator rather than in a pure rule.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import zlib
 from dataclasses import dataclass, replace
 
@@ -54,7 +56,7 @@ def whole(digest: Digest, key: bytes = b"") -> Update:
     return Update(REPLACE, digest, key) if digest.exists else Update(REMOVE, None, key)
 
 
-class Rules:
+class Rules(ABC):
     """The interface the node model uses (see CurrentRules for the meaning)."""
 
     name = "?"
@@ -72,17 +74,28 @@ class Rules:
     """resync.sync_once: the source takes over its pending versions before listing (b4b33c6)."""
     purge_version = rep.PURGE_VERSION
 
-    def head_plan(self, r: Replica, remove: bool) -> rep.HeadPlan: raise NotImplementedError
-    def decide_update(self, r: Replica, u: int, *, remove: bool, sync: bool, gone: bool) -> str:
-        raise NotImplementedError
-    def may_prepare(self, r: Replica, u: int, sync: bool) -> bool: raise NotImplementedError
-    def committed(self, r: Replica, u: int) -> Replica | None: raise NotImplementedError
-    def check_ack(self, u: int, sent: Digest, ack_version: int, ack: Digest) -> bool: raise NotImplementedError
-    def read_plan(self, r: Replica, is_tail: bool) -> str: raise NotImplementedError
-    def resolve_dirty_read(self, r: Replica, tail_version: int) -> str: raise NotImplementedError
-    def recovered(self, r: Replica, whole: bool) -> Replica: raise NotImplementedError
-    def listed(self, r: Replica) -> bool: raise NotImplementedError
-    def sync_version(self, r: Replica) -> int: raise NotImplementedError
+    # Every rule set answers each of these; an abstract method makes a missing one an
+    # error when the rule set is built, not deep inside a schedule.
+    @abstractmethod
+    def head_plan(self, r: Replica, remove: bool) -> rep.HeadPlan: ...
+    @abstractmethod
+    def decide_update(self, r: Replica, u: int, *, remove: bool, sync: bool, gone: bool) -> str: ...
+    @abstractmethod
+    def may_prepare(self, r: Replica, u: int, sync: bool) -> bool: ...
+    @abstractmethod
+    def committed(self, r: Replica, u: int) -> Replica | None: ...
+    @abstractmethod
+    def check_ack(self, u: int, sent: Digest, ack_version: int, ack: Digest) -> bool: ...
+    @abstractmethod
+    def read_plan(self, r: Replica, is_tail: bool) -> str: ...
+    @abstractmethod
+    def resolve_dirty_read(self, r: Replica, tail_version: int) -> str: ...
+    @abstractmethod
+    def recovered(self, r: Replica, whole: bool) -> Replica: ...
+    @abstractmethod
+    def listed(self, r: Replica) -> bool: ...
+    @abstractmethod
+    def sync_version(self, r: Replica) -> int: ...
 
 
 class CurrentRules(Rules):
