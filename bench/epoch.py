@@ -19,12 +19,17 @@ dataset is built (its shard indexes read), the DataLoader's workers forked, ever
 taken and every sample checked (`EpochCheck`: each once, whole; the datasets check each
 CRC32C); the clock stops at the last batch. Client CPU is this process's and its
 workers' (read before the workers are shut down), server CPU that of `server_pids`.
+Without torch the same dataset is read by a plain loop of batches in this process
+(`loader_text` says which).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +38,8 @@ from .coldcache import drop_page_caches
 from .loaderdata import EpochCheck
 from .measure import proc_cpu_seconds
 
-__all__ = ["BLOCK", "ORDERS", "RANDOM", "SOURCES", "EpochResult", "Source", "make_dataset", "run_epoch"]
+__all__ = ["BLOCK", "ORDERS", "RANDOM", "SOURCES", "EpochResult", "Source", "loader_text", "make_dataset",
+           "run_epoch"]
 
 BLOCK, RANDOM = "block-shuffled", "random order"
 ORDERS = (BLOCK, RANDOM)
@@ -94,9 +100,6 @@ def run_epoch(source: Source, paths: Sequence[str], order: str, sizes: Sequence[
               seed: int, cache_bytes: int | None = None, cold_dirs: Iterable[Path] = (),
               server_pids: Callable[[], Sequence[int]] | None = None) -> EpochResult:
     """One epoch of `order` over the shards at `paths`, whose samples have `sizes`."""
-    import torch
-    from torch.utils.data import DataLoader
-
     cold = drop_page_caches(cold_dirs)
     servers0 = None if server_pids is None else sum(map(proc_cpu_seconds, server_pids()))
     check = EpochCheck(sizes)
@@ -104,10 +107,10 @@ def run_epoch(source: Source, paths: Sequence[str], order: str, sizes: Sequence[
     cpu0 = time.process_time()
     start = time.perf_counter()
     ds = make_dataset(source, paths, order, seed=seed, cache_bytes=cache_bytes)
-    loader = DataLoader(ds, batch_size=batch, shuffle=order == RANDOM, num_workers=workers,
-                        multiprocessing_context="fork" if workers else None, persistent_workers=workers > 0,
-                        timeout=_BATCH_TIMEOUT_S if workers else 0, generator=torch.Generator().manual_seed(seed))
-    batches = iter(loader)
+    if _have_torch():
+        batches = _torch_batches(ds, order, batch=batch, workers=workers, seed=seed)
+    else:
+        batches = _plain_batches(ds, order, batch=batch, seed=seed)
     try:
         while True:
             t0 = time.perf_counter()
@@ -128,3 +131,38 @@ def run_epoch(source: Source, paths: Sequence[str], order: str, sizes: Sequence[
         max(sum(map(proc_cpu_seconds, server_pids())) - servers0, 0.0)
     check.finish()
     return EpochResult(check.count, check.nbytes, seconds, cpu, servers, cold, waits)
+
+
+def loader_text(batch: int, workers: int) -> str:
+    """What reads the epochs, for people."""
+    if _have_torch():
+        return f"DataLoader(batch_size={batch}, num_workers={workers})"
+    return f"a plain loop of {batch}-sample batches (torch not installed: pip install 'emberfs[torch]')"
+
+
+def _have_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def _torch_batches(ds: Any, order: str, *, batch: int, workers: int, seed: int) -> Iterator[Any]:
+    """The DataLoader's iterator, workers persistent so that their CPU can be read at the end."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(ds, batch_size=batch, shuffle=order == RANDOM, num_workers=workers,
+                        multiprocessing_context="fork" if workers else None, persistent_workers=workers > 0,
+                        timeout=_BATCH_TIMEOUT_S if workers else 0, generator=torch.Generator().manual_seed(seed))
+    return iter(loader)
+
+
+def _plain_batches(ds: Any, order: str, *, batch: int, seed: int) -> Iterator[list[Any]]:
+    """The batches a DataLoader without workers would make, without torch."""
+    if order == BLOCK:
+        samples = iter(ds)
+        while chunk := list(islice(samples, batch)):
+            yield chunk
+        return
+    indices = list(range(len(ds)))
+    random.Random(seed).shuffle(indices)
+    for start in range(0, len(indices), batch):
+        yield ds.__getitems__(indices[start:start + batch])

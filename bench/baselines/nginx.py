@@ -93,8 +93,9 @@ def _needs_update(apt: str, env: dict[str, str]) -> bool:
     return out.returncode != 0
 
 
-def nginx_version() -> str | None:
-    binary = _nginx_binary()
+def nginx_version(binary: str | None = None) -> str | None:
+    """`1.22.1`, of `binary` or of the nginx on PATH; None when there is none."""
+    binary = binary or _nginx_binary()
     if binary is None:
         return None
     out = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
