@@ -3,6 +3,7 @@ split between ranks and workers, and mid-epoch resume on the same and on another
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections.abc import Iterator, Sequence
@@ -67,7 +68,7 @@ def test_reads_whole_blocks_once(shards: tuple[list[str], list[bytes]]) -> None:
     assert all(n <= BLOCK + 3100 for _, _, n in reads)  # at most a block and a sample
     # each byte once: a block cut by a window boundary is read in two parts
     spans = sorted((path, offset, offset + n) for path, offset, n in reads)
-    assert all(a[0] != b[0] or a[2] <= b[1] for a, b in zip(spans, spans[1:]))
+    assert all(a[0] != b[0] or a[2] <= b[1] for a, b in itertools.pairwise(spans))
     assert sum(n for _, _, n in reads) == sum(os.path.getsize(p) - 32 - 12 * 200 - 8 for p in paths)
     assert ds.table.count <= len(reads) < 2 * ds.table.count
 
