@@ -44,11 +44,12 @@ from typing import Any
 
 from ._blockcache import BLOCK, BlockCache
 from ._epoch import BlockTable, Consumer, EpochOrder, Interval, block_table, plan, remaining
+from ._sampler import EpochSampler
 from ._epochreader import ORDER_KEYS, STATE_FORMAT, EpochIterator, check_state
 from ._sync import SyncClient
 from .data import LocalFiles, RangeReader, ShardIndex, check_sample, load_indexes
 
-__all__ = ["CACHE_BYTES", "FileDataset", "IterableRecordDataset", "LocalFiles", "RecordDataset"]
+__all__ = ["CACHE_BYTES", "EpochSampler", "FileDataset", "IterableRecordDataset", "LocalFiles", "RecordDataset"]
 
 Transform = Callable[[bytes], Any]
 MAX_WINDOW_BLOCKS = 64  # a larger window shuffles little better and delays the first sample
