@@ -11,10 +11,13 @@ RecordDataset          map-style over record shards (`emberfs.client.data`): sam
                        the concatenated shards; `__getitems__` fetches a whole batch through
                        one `read_ranges` call (one lookup per shard, neighbouring samples
                        sharing chunk reads, every chunk read concurrent).
-IterableRecordDataset  iterable-style over the same shards: this rank's part of the epoch,
-                       split again between the DataLoader's workers, every sample exactly
-                       once per epoch; optionally shuffled per `seed` and `set_epoch(e)`.
+IterableRecordDataset  iterable-style over the same shards, block-shuffled: whole ~1 MiB
+                       blocks in a seeded order, read ahead, samples shuffled within a
+                       window of blocks (`_epoch.py`, `_epochreader.py`); ranks and workers
+                       take whole windows, every sample once per epoch, equal counts per
+                       rank; resumable mid-epoch, also on another world size.
 FileDataset            map-style, one sample per file (whole-file reads, batched too).
+EpochSampler           the map-style datasets' resumable, rank-aware sampler (`_sampler.py`).
 
 Each takes a metaserver address (a `SyncClient` is made inside) or a file system
 object with the same read calls (`LocalFiles()` reads the same shards from local
@@ -26,11 +29,11 @@ workers alike. Shard indexes are read once, on first use, in two batched calls.
 Samples are `bytes` (DataLoader's default collate keeps a batch of bytes as a list)
 or whatever `transform(sample)` returns.
 
-Record datasets whose shards hold at most `cache_bytes` (default CACHE_BYTES, 256 MiB,
-per process) read whole 1 MiB blocks and keep them (`_blockcache.py`), so later epochs
-are served from memory like local files from the page cache; a larger dataset reads
-each sample directly. `cache_bytes=0` turns the cache off. Shards must not change
-while a dataset is in use.
+`cache_bytes` (default CACHE_BYTES, 256 MiB, per process) bounds what a dataset holds:
+the iterable dataset's two windows (the one in use and the one read ahead); a map-style
+dataset whose shards fit reads whole 1 MiB blocks and keeps them (`_blockcache.py`), so
+later epochs are served from memory like local files from the page cache, and a larger
+one reads each sample directly. Shards must not change while a dataset is in use.
 """
 
 from __future__ import annotations
