@@ -30,6 +30,7 @@ import random
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, repeat
 
 __all__ = [
     "BlockTable", "Consumer", "EpochOrder", "Interval", "block_table", "consumed_intervals",
@@ -88,29 +89,28 @@ class EpochOrder:
         self.blocks = array("Q", range(table.count))
         if shuffle:
             random.Random(f"{seed}:{epoch}").shuffle(self.blocks)
-        self.starts = array("Q", [0])  # Q position of each permuted block's first sample
-        at = 0
-        for b in self.blocks:
-            at += table.size(b)
-            self.starts.append(at)
-        self._windows: dict[int, list[int]] = {}
+        firsts = table.firsts
+        # Q position of each permuted block's first sample, and the sample count at the end
+        self.starts = array("Q", accumulate((firsts[b + 1] - firsts[b] for b in self.blocks), initial=0))
+        self._windows: dict[int, list[tuple[int, int]]] = {}
 
     @property
     def samples(self) -> int:
         return self.table.samples
 
-    def at_q(self, q: int) -> tuple[int, int]:
-        """(global sample id, block) at Q position q."""
-        j = bisect.bisect_right(self.starts, q) - 1
-        b = self.blocks[j]
-        return self.table.firsts[b] + q - self.starts[j], b
-
-    def window_order(self, i: int) -> list[int]:
-        """The Q positions of window i in G order (the last two windows asked are kept)."""
+    def window_samples(self, i: int) -> list[tuple[int, int]]:
+        """(global sample id, block) of window i in G order (the last two windows asked are kept)."""
         got = self._windows.get(i)
         if got is None:
-            lo = i * self.window
-            got = list(range(lo, min(lo + self.window, self.samples)))
+            lo, hi = i * self.window, min((i + 1) * self.window, self.samples)
+            got = []
+            j = bisect.bisect_right(self.starts, lo) - 1
+            q = lo
+            while q < hi:  # the window's blocks, in Q order
+                b, end = self.blocks[j], min(hi, self.starts[j + 1])
+                first = self.table.firsts[b] + q - self.starts[j]
+                got.extend(zip(range(first, first + end - q), repeat(b)))
+                q, j = end, j + 1
             if self.shuffle:
                 random.Random(f"{self.seed}:{self.epoch}:{i}").shuffle(got)
             if len(self._windows) >= 2:
@@ -130,7 +130,7 @@ class EpochOrder:
 
     def samples_of(self, window: int, lo: int, hi: int) -> list[tuple[int, int]]:
         """(global sample id, block) of G positions lo..hi of a window, in G order."""
-        return [self.at_q(q) for q in self.window_order(window)[lo:hi]]
+        return self.window_samples(window)[lo:hi]
 
 
 # -- splitting a sequence of G positions between consumers -------------------------------
