@@ -11,10 +11,13 @@ RecordDataset          map-style over record shards (`emberfs.client.data`): sam
                        the concatenated shards; `__getitems__` fetches a whole batch through
                        one `read_ranges` call (one lookup per shard, neighbouring samples
                        sharing chunk reads, every chunk read concurrent).
-IterableRecordDataset  iterable-style over the same shards: this rank's part of the epoch,
-                       split again between the DataLoader's workers, every sample exactly
-                       once per epoch; optionally shuffled per `seed` and `set_epoch(e)`.
+IterableRecordDataset  iterable-style over the same shards, block-shuffled: whole ~1 MiB
+                       blocks in a seeded order, read ahead, samples shuffled within a
+                       window of blocks (`_epoch.py`, `_epochreader.py`); ranks and workers
+                       take whole windows, every sample once per epoch, equal counts per
+                       rank; resumable mid-epoch, also on another world size.
 FileDataset            map-style, one sample per file (whole-file reads, batched too).
+EpochSampler           the map-style datasets' resumable, rank-aware sampler (`_sampler.py`).
 
 Each takes a metaserver address (a `SyncClient` is made inside) or a file system
 object with the same read calls (`LocalFiles()` reads the same shards from local
@@ -26,31 +29,33 @@ workers alike. Shard indexes are read once, on first use, in two batched calls.
 Samples are `bytes` (DataLoader's default collate keeps a batch of bytes as a list)
 or whatever `transform(sample)` returns.
 
-Record datasets whose shards hold at most `cache_bytes` (default CACHE_BYTES, 256 MiB,
-per process) read whole 1 MiB blocks and keep them (`_blockcache.py`), so later epochs
-are served from memory like local files from the page cache; a larger dataset reads
-each sample directly. `cache_bytes=0` turns the cache off. Shards must not change
-while a dataset is in use.
+`cache_bytes` (default CACHE_BYTES, 256 MiB, per process) bounds what a dataset holds:
+the iterable dataset's two windows (the one in use and the one read ahead); a map-style
+dataset whose shards fit reads whole 1 MiB blocks and keeps them (`_blockcache.py`), so
+later epochs are served from memory like local files from the page cache, and a larger
+one reads each sample directly. Shards must not change while a dataset is in use.
 """
 
 from __future__ import annotations
 
 import bisect
 import importlib.util
-import random
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
-from ._blockcache import BlockCache
+from ._blockcache import BLOCK, BlockCache
+from ._epoch import BlockTable, Consumer, EpochOrder, Interval, block_table, plan, remaining
+from ._sampler import EpochSampler
+from ._epochreader import ORDER_KEYS, STATE_FORMAT, EpochIterator, check_state
 from ._sync import SyncClient
 from .data import LocalFiles, RangeReader, ShardIndex, check_sample, load_indexes
 
-__all__ = ["CACHE_BYTES", "FileDataset", "IterableRecordDataset", "LocalFiles", "RecordDataset"]
+__all__ = ["CACHE_BYTES", "EpochSampler", "FileDataset", "IterableRecordDataset", "LocalFiles", "RecordDataset"]
 
 Transform = Callable[[bytes], Any]
-_READ_BATCH = 64  # samples per read_ranges call of the iterable dataset
+MAX_WINDOW_BLOCKS = 64  # a larger window shuffles little better and delays the first sample
 CACHE_BYTES = 256 << 20  # per process (each DataLoader worker): datasets up to this size are cached
 
 
@@ -82,6 +87,11 @@ class _Shards:
             self._ends = list(accumulate(len(ix) for ix in indexes))
             self._indexes = indexes
         return self._indexes
+
+    @property
+    def ends(self) -> list[int]:
+        """Cumulative sample counts: shard k holds global samples [ends[k-1], ends[k])."""
+        return self._ends if self.indexes else []  # reading `indexes` loads `_ends`
 
     def __len__(self) -> int:
         return self._ends[-1] if self.indexes else 0  # reading `indexes` loads `_ends`
@@ -178,15 +188,21 @@ def _register_iterable(cls: type) -> None:
 
 
 class IterableRecordDataset:
-    """Iterable-style dataset over record shards: each sample once per epoch, split by
-    rank and by DataLoader worker; see the module docstring.
+    """Iterable-style dataset over record shards, read block by block; see the module
+    docstring and docs/DATASETS.md ("Block-shuffled iteration").
 
-    The epoch's order is the shards' order, or with `shuffle` a permutation seeded by
-    (seed, epoch). Rank r of `world_size` takes the r-th of `world_size` contiguous
-    near-equal slices of it, and worker w of W the w-th slice of that: consecutive
-    samples stay together, so unshuffled reads coalesce into chunk reads. Ranks may
-    differ by one sample. Call `set_epoch(e)` before each epoch (in the main process;
-    workers get the dataset as it is when the DataLoader's iterator starts).
+    Each epoch has one order over the whole dataset (`_epoch.py`): blocks of about
+    `block_bytes` in a seeded order, samples shuffled within windows of `window_blocks`
+    blocks. Ranks and DataLoader workers take whole windows in turn, so every sample is
+    yielded once per epoch and each block is read by one process. Every rank yields
+    `len(ds)` = samples // world_size samples; the fewer than world_size left over at the
+    epoch's end are dropped (other ones each epoch). With shuffle=False the order is the
+    shards' order, dealt the same way. Call `set_epoch(e)` before each epoch (in the main
+    process; workers get the dataset as it is when the DataLoader's iterator starts).
+
+    Resumable: `state_dict()`/`load_state_dict()` here and on the iterator (torchdata's
+    StatefulDataLoader uses both, per worker); `resume_states(states)` continues an epoch
+    on another world size or worker count from every old iterator's state.
     """
 
     def __init__(
@@ -199,23 +215,36 @@ class IterableRecordDataset:
         world_size: int = 1,
         *,
         transform: Transform | None = None,
-        read_batch: int = _READ_BATCH,
         client_options: dict[str, Any] | None = None,
         cache_bytes: int = CACHE_BYTES,
+        block_bytes: int = BLOCK,
+        window_blocks: int | None = None,
     ) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} of world_size {world_size}: need 0 <= rank < world_size")
-        if read_batch < 1:
-            raise ValueError("read_batch must be at least 1")
+        if block_bytes < 1:
+            raise ValueError("block_bytes must be at least 1")
+        if window_blocks is not None and window_blocks < 1:
+            raise ValueError("window_blocks must be at least 1")
         _register_iterable(type(self))
         self._shards = _Shards(_file_system(meta_address, client_options), paths, cache_bytes)
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
-        self.transform, self.read_batch = transform, read_batch
+        self.transform, self.block_bytes = transform, block_bytes
+        # Two windows are held at once (one read ahead): both within cache_bytes.
+        self.window_blocks = window_blocks or max(1, min(MAX_WINDOW_BLOCKS, cache_bytes // (2 * block_bytes)))
         self.epoch = 0
+        self._table: BlockTable | None = None
+        self._resume: dict[str, Any] | None = None  # a state to apply at the next __iter__
+        self._last: EpochIterator | None = None
 
     def __repr__(self) -> str:
         return (f"<IterableRecordDataset {len(self._shards.paths)} shards, rank {self.rank}/{self.world_size}, "
                 f"epoch {self.epoch}>")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_last"] = None  # an iterator holds a thread while it runs
+        return state
 
     @property
     def paths(self) -> list[str]:
@@ -224,33 +253,120 @@ class IterableRecordDataset:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _order(self) -> list[int] | range:
-        n = len(self._shards)
-        if not self.shuffle:
-            return range(n)
-        order = list(range(n))
-        random.Random(f"{self.seed}:{self.epoch}").shuffle(order)
-        return order
-
     def __len__(self) -> int:
-        """Samples this rank yields per epoch (all its workers together)."""
-        return len(_part(range(len(self._shards)), self.rank, self.world_size))
+        """Samples each rank yields per epoch (all its workers together)."""
+        return len(self._shards) // self.world_size
+
+    @property
+    def table(self) -> BlockTable:
+        if self._table is None:
+            self._table = block_table([ix.offsets for ix in self._shards.indexes], self.block_bytes)
+        return self._table
+
+    def _window_samples(self) -> int:
+        table = self.table
+        return max(1, round(table.samples * self.window_blocks / max(table.count, 1)))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"seed": self.seed, "epoch": self.epoch, "shuffle": self.shuffle, "samples": len(self._shards),
+                "block_bytes": self.block_bytes, "window_samples": self._window_samples()}
 
     def __iter__(self) -> Iterator[Any]:
         worker, workers = _torch_worker()
-        mine = _part(_part(self._order(), self.rank, self.world_size), worker, workers)
-        for start in range(0, len(mine), self.read_batch):
-            samples = self._shards.fetch(mine[start:start + self.read_batch])
-            if self.transform is None:
-                yield from samples
-            else:
-                yield from (self.transform(s) for s in samples)
+        who = Consumer(self.rank, self.world_size, worker, workers)
+        describe = self._describe()
+        window = describe["window_samples"]
+        base: list[Interval] | None = None
+        resume, self._resume = self._resume, None
+        if resume is not None and "consumers" in resume:
+            base = remaining(_base(resume), window, _yielded(resume))
+        order = EpochOrder(self.table, self.seed, self.epoch, window, self.shuffle)
+        intervals = plan(base if base is not None else [(0, order.samples)], window, who)
+        shards = self._shards
+        it = EpochIterator(shards.fs, shards.paths, shards.indexes, shards.ends, order, intervals, who, describe, base)
+        if resume is not None and "consumers" not in resume:
+            it.load_state_dict(resume)
+        self._last = it
+        return it if self.transform is None else _Mapped(it, self.transform)
+
+    # -- checkpoints ----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state of this process's latest iterator (in a DataLoader worker: that
+        worker's), or of an epoch not started yet."""
+        if self._resume is not None:
+            return dict(self._resume)
+        if self._last is not None:
+            return self._last.state_dict()
+        return {"format": STATE_FORMAT, **self._describe(), "rank": self.rank, "world_size": self.world_size,
+                "worker": 0, "workers": 1, "yielded": 0, "length": None, "base": None, "fresh": True}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at `state` (from `state_dict()` or `resume_states`) at the next iter()."""
+        self.epoch = state["epoch"]
+        if state.get("fresh"):
+            self._resume = None
+            return
+        check_state(state, self._describe())
+        self._resume = dict(state)
+
+    @staticmethod
+    def resume_states(states: Any) -> dict[str, Any]:
+        """One state that continues an epoch on any world size and worker count.
+
+        states: every old iterator's state of that epoch (each rank's and each worker's),
+        or objects holding them such as each rank's StatefulDataLoader.state_dict(); load
+        the result with `load_state_dict` on every new rank's dataset."""
+        found = [s for s in _find_states(states) if not s.get("fresh")]
+        if not found:
+            raise ValueError("no EmberFS epoch states found")
+        first = found[0]
+        for s in found:
+            for key in (*ORDER_KEYS, "base"):
+                if s.get(key) != first.get(key):
+                    raise ValueError(f"states from different epochs or data ({key} differs)")
+        consumers = {(s["rank"], s["world_size"], s["worker"], s["workers"]): s["yielded"] for s in found}
+        return {"format": STATE_FORMAT, **{k: first[k] for k in ORDER_KEYS}, "base": first.get("base"),
+                "consumers": [[*who, n] for who, n in sorted(consumers.items())]}
 
 
-def _part(order: Sequence[int], k: int, parts: int) -> Sequence[int]:
-    """The k-th of `parts` contiguous, near-equal slices of order."""
-    n = len(order)
-    return order[n * k // parts: n * (k + 1) // parts]
+class _Mapped:
+    """An epoch iterator with the dataset's transform applied (still resumable)."""
+
+    def __init__(self, it: EpochIterator, transform: Transform) -> None:
+        self.it, self.transform = it, transform
+
+    def __iter__(self) -> _Mapped:
+        return self
+
+    def __next__(self) -> Any:
+        return self.transform(next(self.it))
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.it.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.it.load_state_dict(state)
+
+
+def _base(resume: dict[str, Any]) -> list[Interval]:
+    base = resume.get("base")
+    return [(0, resume["samples"])] if base is None else [(int(a), int(b)) for a, b in base]
+
+
+def _yielded(resume: dict[str, Any]) -> dict[Consumer, int]:
+    return {Consumer(r, w, k, n): int(y) for r, w, k, n, y in resume["consumers"]}
+
+
+def _find_states(obj: Any) -> list[dict[str, Any]]:
+    """Every EmberFS epoch state inside obj (nested dicts and lists, as loaders keep them)."""
+    if isinstance(obj, dict):
+        if obj.get("format") == STATE_FORMAT and "yielded" in obj:
+            return [obj]
+        return [s for v in obj.values() for s in _find_states(v)]
+    if isinstance(obj, (list, tuple)):
+        return [s for v in obj for s in _find_states(v)]
+    return []
 
 
 class FileDataset:

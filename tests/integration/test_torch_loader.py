@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from emberfs.client import SyncClient  # noqa: E402
 from emberfs.client.data import RecordWriter  # noqa: E402
-from emberfs.client.datasets import FileDataset, IterableRecordDataset, RecordDataset  # noqa: E402
+from emberfs.client.datasets import EpochSampler, FileDataset, IterableRecordDataset, RecordDataset  # noqa: E402
 
 CS = 64 * 1024
 SAMPLES = 300
@@ -90,3 +90,54 @@ def test_file_dataset_with_fork(dataset: tuple[str, list[str], list[bytes]]) -> 
     meta, paths, samples = dataset
     files = [f"{paths[0].rsplit('/', 1)[0]}/file-{i}" for i in range(40)]
     _exactly_once(list(_loader(FileDataset(meta, files), "fork", batch_size=8, shuffle=True)), samples[:40])
+
+
+def test_stateful_dataloader_resumes_mid_epoch(dataset: tuple[str, list[str], list[bytes]]) -> None:
+    """torchdata's StatefulDataLoader with 2 fork workers: stop after 5 batches, save its state,
+    and a new loader (new workers, new dataset object) yields exactly the batches not yet yielded,
+    in the same order."""
+    stateful = pytest.importorskip("torchdata.stateful_dataloader", reason="pip install 'emberfs[torch]'")
+    meta, paths, samples = dataset
+
+    def loader() -> Any:
+        ds = IterableRecordDataset(meta, paths, shuffle=True, seed=4, block_bytes=CS, window_blocks=2)
+        ds.set_epoch(3)
+        return stateful.StatefulDataLoader(ds, batch_size=8, num_workers=2, multiprocessing_context="fork",
+                                           timeout=BATCH_TIMEOUT_S)
+
+    whole = [bytes(s) for b in loader() for s in b]
+    first = loader()
+    it = iter(first)
+    head = [bytes(s) for _ in range(5) for s in next(it)]
+    state = first.state_dict()
+    del it, first
+    again = loader()
+    again.load_state_dict(state)
+    rest = [bytes(s) for b in again for s in b]
+    assert head + rest == whole
+    _exactly_once([head + rest], samples)
+
+
+def test_map_style_resumes_through_the_epoch_sampler(dataset: tuple[str, list[str], list[bytes]]) -> None:
+    """RecordDataset + EpochSampler under StatefulDataLoader (2 fork workers): the batches after a
+    saved state are exactly the rest of the epoch."""
+    stateful = pytest.importorskip("torchdata.stateful_dataloader", reason="pip install 'emberfs[torch]'")
+    meta, paths, samples = dataset
+
+    def loader() -> Any:
+        ds = RecordDataset(meta, paths)
+        sampler = EpochSampler(len(ds), seed=8)
+        sampler.set_epoch(2)
+        return stateful.StatefulDataLoader(ds, batch_size=16, sampler=sampler, num_workers=2,
+                                           multiprocessing_context="fork", timeout=BATCH_TIMEOUT_S)
+
+    whole = [bytes(s) for b in loader() for s in b]
+    first = loader()
+    it = iter(first)
+    head = [bytes(s) for _ in range(4) for s in next(it)]
+    state = first.state_dict()
+    del it, first
+    again = loader()
+    again.load_state_dict(state)
+    assert head + [bytes(s) for b in again for s in b] == whole
+    _exactly_once([whole], samples)
