@@ -209,7 +209,8 @@ def _measure(run: dict[str, Any], spec: dict[str, Any], dataset: DatasetSpec) ->
                     result.batch_waits)
     cache = "default cache_bytes" if spec["cache_bytes"] is None else f"cache_bytes {spec['cache_bytes'] >> 20} MiB"
     detail = (f"one epoch of {result.samples} samples ({result.nbytes / (1 << 20):.0f} MiB) in {dataset.shards} "
-              f"shards, DataLoader batch {spec['batch']}, {spec['workers']} workers, {cache}, {result.cold}")
+              f"shards, DataLoader batch {spec['batch']}, {spec['workers']} workers, {cache}, {result.cold}; "
+              f"first batch after {result.first_batch_s:.2f} s")
     row = Row.of(run["workload"], spec["workers"], run["system"], run["role"], MIBS, sample, detail=detail,
                  transport=run["transport"], event_loop=run["event_loop"], api=run["order"])
     progress(f"{row.describe()}  {result.samples / result.seconds:.0f} samples/s")

@@ -25,6 +25,7 @@ Without torch the same dataset is read by a plain loop of batches in this proces
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import random
 import time
@@ -80,6 +81,7 @@ class EpochResult:
     cpu_client_s: float  # this process and its DataLoader workers
     cpu_server_s: float | None  # the server processes named; None when none were
     cold: str  # how the page cache was emptied (coldcache.py)
+    first_batch_s: float  # from the start to the first batch: dataset, workers, first reads
     batch_waits: list[float] = field(repr=False, default_factory=list)
 
 
@@ -100,10 +102,18 @@ def run_epoch(source: Source, paths: Sequence[str], order: str, sizes: Sequence[
               seed: int, cache_bytes: int | None = None, cold_dirs: Iterable[Path] = (),
               server_pids: Callable[[], Sequence[int]] | None = None) -> EpochResult:
     """One epoch of `order` over the shards at `paths`, whose samples have `sizes`."""
+    import emberfs.client.datasets  # noqa: F401 (imported before the clock starts: a process pays it once)
+
+    if _have_torch():  # the same: seconds to import
+        import torch.utils.data  # noqa: F401
+    # The rows before may have left SyncClients in reference cycles: EmberFS's fork hook
+    # would stop them (and collect garbage) at this epoch's worker forks, whatever its source.
+    gc.collect()
     cold = drop_page_caches(cold_dirs)
     servers0 = None if server_pids is None else sum(map(proc_cpu_seconds, server_pids()))
     check = EpochCheck(sizes)
     waits: list[float] = []
+    time_to_first = 0.0
     cpu0 = time.process_time()
     start = time.perf_counter()
     ds = make_dataset(source, paths, order, seed=seed, cache_bytes=cache_bytes)
@@ -119,6 +129,7 @@ def run_epoch(source: Source, paths: Sequence[str], order: str, sizes: Sequence[
             except StopIteration:
                 break
             waits.append(time.perf_counter() - t0)
+            time_to_first = time_to_first or time.perf_counter() - start
             for sample in samples:
                 check.add(sample)
         seconds = time.perf_counter() - start
@@ -130,7 +141,7 @@ def run_epoch(source: Source, paths: Sequence[str], order: str, sizes: Sequence[
     servers = None if servers0 is None or server_pids is None else \
         max(sum(map(proc_cpu_seconds, server_pids())) - servers0, 0.0)
     check.finish()
-    return EpochResult(check.count, check.nbytes, seconds, cpu, servers, cold, waits)
+    return EpochResult(check.count, check.nbytes, seconds, cpu, servers, cold, time_to_first or seconds, waits)
 
 
 def loader_text(batch: int, workers: int) -> str:

@@ -35,7 +35,8 @@ def _alive(pid: int) -> bool:
 
 
 def _row(table: str, source: str, loader: str, samples: int) -> re.Match[str] | None:
-    return re.search(rf"^{re.escape(source)}\s+{loader}\s+{samples}\s+[\d.]+\s+\d+\s+[\d.]+$", table, re.M)
+    return re.search(rf"^{re.escape(source)}\s+{loader}\s+{samples}\s+[\d.]+\s+[\d.]+\s+\d+\s+[\d.]+$", table,
+                     re.M)
 
 
 def _stopped_cleanly(stderr: str) -> None:
