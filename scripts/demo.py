@@ -69,12 +69,12 @@ def say(text: str) -> None:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--samples", type=int, default=16384, help="samples in the dataset (default 16384)")
+    p.add_argument("--samples", type=int, default=65536, help="samples in the dataset (default 65536: 1 GiB)")
     p.add_argument("--sample-kib", type=int, default=16,
                    help="mean sample size in KiB: sizes uniform in 1/4 to 7/4 of it (default 16: 4-28 KiB)")
     p.add_argument("--sample-bytes", type=parse_size_range, default=None, metavar="MIN-MAX",
                    help="sample sizes uniform in MIN-MAX bytes (100-20000, 4K-28K); overrides --sample-kib")
-    p.add_argument("--shards", type=int, default=8, help="record shards (default 8)")
+    p.add_argument("--shards", type=int, default=16, help="record shards (default 16)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
     p.add_argument("--batch-size", type=int, default=64, help="DataLoader batch size (default 64)")
     p.add_argument("--cache-mib", type=int, default=None,
