@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .._sync import SyncClient
-from ..data import LocalFiles, RangeReader
+from ..data import LocalFiles, RangeReader, ShardError
 from ..shards import MIN_MAX_BYTES, Manifest, ShardWriter, read_manifest, shard_problems
 from ._base import CliContext, Command, positive_int, progress_arguments, progress_bar
 from ._progress import Progress, format_bytes
@@ -132,6 +132,13 @@ def _summary(m: Manifest) -> str:
             f"({format_bytes(m.total_bytes)})")
 
 
+def _report(ctx: CliContext, command: str, exc: OSError) -> None:
+    if isinstance(exc, ShardError):  # its own words say more than strerror(EBADMSG or ENOENT)
+        print(f"emberfs: {command}: {exc.filename}: {exc.strerror}", file=ctx.err)
+    else:
+        ctx.report(command, exc)
+
+
 def _pack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC_DIR", help="a local directory")
     p.add_argument("dest", metavar="DEST", help="the dataset's directory on EmberFS (with --local: on local disk)")
@@ -175,7 +182,7 @@ async def _pack_command(ctx: CliContext, args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         progress.close()
         if isinstance(exc, OSError):
-            ctx.report("pack", exc)
+            _report(ctx, "pack", exc)
         else:
             print(f"emberfs: pack: {exc}", file=ctx.err)
         print(f"emberfs: pack: {args.dest}: left without a manifest (incomplete)", file=ctx.err)
@@ -220,7 +227,7 @@ async def _shards_command(ctx: CliContext, args: argparse.Namespace) -> int:
     except (ConnectionError, TimeoutError):
         raise
     except OSError as exc:
-        ctx.report(command, exc)
+        _report(ctx, command, exc)
         return 1
     if args.action == "info":
         _info(ctx, manifest)
