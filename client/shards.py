@@ -18,9 +18,10 @@ note saying so to the exception (shown with its traceback). `overwrite=True` rem
 manifest before the first shard is touched; old shards past the new last one stay, unlisted.
 
 fs is a `SyncClient` (anything with its `makedirs`, `exists`, `remove`, `rename` and
-`listdir_attrs`) or `LocalFiles` (then paths are local and made absolute). Errors: the
-OSError family naming the path; a bad or missing manifest, or shards that disagree with
-it, raise `ManifestError` (a `ShardError`).
+`listdir_attrs`) or `LocalFiles` (then paths are local and made absolute:
+`_datasetfs.py`). Errors: the OSError family naming the path; a bad or missing manifest,
+or shards that disagree with it, raise `ManifestError` (a `ShardError`). The reading
+side lives in `_datasetread.py`, re-exported here.
 """
 
 from __future__ import annotations
@@ -29,20 +30,15 @@ import contextlib
 import enum
 import errno
 import json
-import os
 import posixpath
 import uuid
-from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Self
 
-import crc32c
-
-from ._manifest import (
-    MANIFEST_NAME, Manifest, ManifestError, ShardEntry, check_relative, decode_manifest, encode_manifest,
-    locate,
-)
-from .data import HEADER_SIZE, LocalFiles, RangeReader, RecordWriter, index_size
+from ._datasetfs import dataset_path, names_of
+from ._datasetread import read_keys, read_manifest, shard_problems, verify_manifest
+from ._manifest import MANIFEST_NAME, Manifest, ManifestError, ShardEntry, encode_manifest, locate
+from .data import HEADER_SIZE, RangeReader, RecordWriter, index_size
 
 __all__ = [
     "MANIFEST_NAME", "MIN_MAX_BYTES", "Manifest", "ManifestError", "ShardWriter", "WriterState", "read_keys",
@@ -52,76 +48,6 @@ __all__ = [
 SHARD_NAME = "shard-{:05d}.rec"
 KEYS_SUFFIX = ".keys.json"
 MIN_MAX_BYTES = HEADER_SIZE + index_size(1)  # a shard of one empty sample
-_VERIFY_PIECE = 8 << 20  # bytes per read while verifying a shard
-
-
-# -- what a dataset needs of a file system beyond RangeReader ------------------------------
-
-
-class _Names(Protocol):
-    def makedirs(self, path: str) -> None: ...
-    def exists(self, path: str) -> bool: ...
-    def remove(self, path: str) -> None: ...
-    def rename(self, src: str, dst: str) -> None: ...  # replaces dst
-    def file_sizes(self, directory: str) -> dict[str, int]: ...  # one listing: name -> bytes
-
-
-class _LocalNames:
-    def makedirs(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
-
-    def exists(self, path: str) -> bool:
-        return os.path.exists(path)
-
-    def remove(self, path: str) -> None:
-        os.remove(path)
-
-    def rename(self, src: str, dst: str) -> None:
-        os.replace(src, dst)
-
-    def file_sizes(self, directory: str) -> dict[str, int]:
-        with os.scandir(directory) as entries:
-            return {e.name: e.stat().st_size for e in entries if e.is_file()}
-
-
-class _ClientNames:
-    def __init__(self, fs: Any) -> None:
-        self.fs = fs
-
-    def makedirs(self, path: str) -> None:
-        self.fs.makedirs(path, exist_ok=True)
-
-    def exists(self, path: str) -> bool:
-        return bool(self.fs.exists(path))
-
-    def remove(self, path: str) -> None:
-        self.fs.remove(path)
-
-    def rename(self, src: str, dst: str) -> None:
-        self.fs.rename(src, dst)
-
-    def file_sizes(self, directory: str) -> dict[str, int]:
-        return {name: st.st_size for name, st in self.fs.listdir_attrs(directory)}
-
-
-_CLIENT_CALLS = ("makedirs", "exists", "remove", "rename", "listdir_attrs")
-
-
-def _names_of(fs: RangeReader) -> _Names:
-    if isinstance(fs, LocalFiles):
-        return _LocalNames()
-    missing = [name for name in _CLIENT_CALLS if not callable(getattr(fs, name, None))]
-    if missing:
-        raise TypeError(f"{fs!r} cannot hold a dataset: it has no {', '.join(missing)} "
-                        "(use a SyncClient or LocalFiles)")
-    return _ClientNames(fs)
-
-
-def _root(fs: RangeReader, path: str) -> str:
-    return os.path.abspath(path) if isinstance(fs, LocalFiles) else path
-
-
-# -- writing ---------------------------------------------------------------------------------
 
 
 class WriterState(enum.Enum):
@@ -144,12 +70,12 @@ class ShardWriter:
         if max_count < 1:
             raise ValueError(f"max_count must be at least 1, not {max_count}")
         self.fs, self.max_bytes, self.max_count = fs, max_bytes, max_count
-        self.root, self.manifest_path = locate(_root(fs, root))
+        self.root, self.manifest_path = locate(dataset_path(fs, root))
         if self.manifest_path != posixpath.join(self.root, MANIFEST_NAME):
             raise ValueError(f"{root}: a ShardWriter takes the dataset's directory, not a manifest file")
         self.overwrite, self.buffer_size = overwrite, buffer_size
         self.state = WriterState.NEW
-        self._names = _names_of(fs)
+        self._names = names_of(fs)
         self._entries: list[ShardEntry] = []
         self._shard: RecordWriter | None = None
         self._keys: list[str | None] = []
@@ -282,114 +208,3 @@ class ShardWriter:
             return
         self.abort()
         exc.add_note(self._aborted_note())
-
-
-# -- reading and checking --------------------------------------------------------------------
-
-
-def read_manifest(fs: RangeReader, path: str, *, check_sizes: bool = True) -> Manifest:
-    """The dataset at `path` (its directory, or its manifest file).
-
-    check_sizes: also check that every listed shard and keys file exists and each shard
-    has the listed size, from one directory listing per directory holding shards (no
-    shard is read). ManifestError names what is missing or wrong.
-    """
-    root, manifest_path = locate(_root(fs, path))
-    try:
-        data = fs.read_file(manifest_path)
-    except FileNotFoundError:
-        raise ManifestError("no manifest: not a dataset, or its writer never finished", manifest_path,
-                            errno.ENOENT) from None
-    except IsADirectoryError:
-        raise ManifestError("the manifest is a directory", manifest_path) from None
-    manifest = Manifest(manifest_path, root, tuple(decode_manifest(manifest_path, data)))
-    if check_sizes:
-        _check_sizes(_names_of(fs), manifest)
-    return manifest
-
-
-def _check_sizes(names: _Names, manifest: Manifest) -> None:
-    listings: dict[str, dict[str, int]] = {}
-
-    def size_of(relative: str) -> int | None:
-        directory, name = posixpath.split(posixpath.join(manifest.root, relative))
-        if directory not in listings:
-            try:
-                listings[directory] = names.file_sizes(directory)
-            except (FileNotFoundError, NotADirectoryError):
-                listings[directory] = {}
-        return listings[directory].get(name)
-
-    for entry in manifest.entries:
-        for relative in (entry.path, entry.keys):
-            if relative is not None and size_of(relative) is None:
-                raise ManifestError(f"{relative!r}, listed in the manifest, is missing",
-                                    posixpath.join(manifest.root, relative), errno.ENOENT)
-        actual = size_of(entry.path)
-        if actual != entry.size:
-            raise ManifestError(f"the shard is {actual} bytes, the manifest says {entry.size}",
-                                posixpath.join(manifest.root, entry.path))
-
-
-def read_keys(fs: RangeReader, manifest: Manifest, shard: int) -> list[str | None]:
-    """The keys of shard number `shard` (one per sample), or Nones if it has no keys file."""
-    entry = manifest.entries[shard]
-    if entry.keys is None:
-        return [None] * entry.count
-    path = posixpath.join(manifest.root, check_relative(manifest.path, entry.keys, "keys path"))
-    try:
-        keys = json.loads(fs.read_file(path))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ManifestError(f"the keys file is not JSON ({exc})", path) from None
-    if not isinstance(keys, list) or len(keys) != entry.count or not all(k is None or isinstance(k, str)
-                                                                        for k in keys):
-        raise ManifestError(f"the keys file must be a list of {entry.count} strings or nulls", path)
-    return keys
-
-
-def _file_crc(fs: RangeReader, path: str, size: int, progress: Callable[[int], None]) -> tuple[int, int]:
-    """(CRC32C, bytes) of the file, read in pieces; stops one piece past `size`."""
-    crc, done = 0, 0
-    with fs.open(path, "rb") as f:
-        for _ in range(size // _VERIFY_PIECE + 2):
-            piece = f.read(_VERIFY_PIECE)
-            if not piece:
-                break
-            crc, done = crc32c.crc32c(piece, crc), done + len(piece)
-            progress(len(piece))
-    return crc, done
-
-
-def shard_problems(
-    fs: RangeReader, manifest: Manifest, progress: Callable[[int], None] | None = None
-) -> list[tuple[str, str]]:
-    """(path, what is wrong) for every shard or keys file that fails a full read: each
-    shard's size and whole-file CRC32C, each keys file's shape. progress(n) gets the
-    bytes read as they are."""
-    problems: list[tuple[str, str]] = []
-    for k, (entry, path) in enumerate(zip(manifest.entries, manifest.paths, strict=True)):
-        try:
-            crc, size = _file_crc(fs, path, entry.size, progress or (lambda n: None))
-            if size != entry.size:
-                problems.append((path, f"{size}{'+' if size > entry.size else ''} bytes, the manifest says "
-                                       f"{entry.size}"))
-            elif crc != entry.crc:
-                problems.append((path, f"CRC32C {crc:08x}, the manifest says {entry.crc:08x}: the shard is corrupt"))
-            read_keys(fs, manifest, k)
-        except (ConnectionError, TimeoutError):
-            raise
-        except OSError as exc:
-            problems.append((str(exc.filename or path), exc.strerror or str(exc)))
-    return problems
-
-
-def verify_manifest(fs: RangeReader, path: str, progress: Callable[[int], None] | None = None) -> Manifest:
-    """read_manifest, then read every shard whole and check its CRC32C; ManifestError
-    naming every shard that fails."""
-    manifest = read_manifest(fs, path)
-    problems = shard_problems(fs, manifest, progress)
-    if problems:
-        listed = "; ".join(f"{p}: {why}" for p, why in problems[:5])
-        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-        raise ManifestError(f"{len(problems)} of {len(manifest.entries)} shards fail: {listed}{more}", manifest.path)
-    return manifest

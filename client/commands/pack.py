@@ -2,18 +2,21 @@
 show or verify one.
 
     emberfs pack SRC_DIR DEST [--pattern GLOB]... [--jsonl] [--max-bytes SIZE] [--max-count N]
-                 [--local] [--force] [--no-keys]
+                 [--shuffle SEED] [--local] [--force] [--no-keys]
     emberfs shards info DEST [--local]
     emberfs shards verify DEST [--local]
 
-pack takes every regular file under SRC_DIR (recursively; symlinks to files followed, to directories not; in sorted
-order of their paths relative to SRC_DIR) whose name matches a --pattern (default:
-all), one sample per file; with --jsonl one sample per non-blank line of each
-`*.jsonl`/`*.json` file (each line must parse as JSON; the sample is the line's bytes
-without its newline). Each sample's key (its file's relative path, or `PATH:LINE`) goes
-into a keys file per shard unless --no-keys. DEST is an EmberFS directory, or with
---local a local one; it gets `shard-NNNNN.rec` files and, last, `manifest.json`
-(`emberfs.client.shards`). Any failure leaves DEST without a manifest and exits 1.
+pack takes every regular file under SRC_DIR whose name matches a --pattern (default:
+all), recursively (symlinks to files are followed, to directories not), in sorted order
+of their paths relative to SRC_DIR, one sample per file; with --jsonl one sample per
+non-blank line of each `*.jsonl`/`*.json` file (each line must parse as JSON; the
+sample is the line's bytes without its newline). --shuffle SEED writes the samples in a
+seeded random order instead: a block-shuffled reader mixes only the blocks in its
+window, so a folder sorted by class would otherwise give batches of few classes. Each
+sample's key (its file's relative path, or `PATH:LINE`) goes into a keys file per shard
+unless --no-keys. DEST is an EmberFS directory, or with --local a local one; it gets
+`shard-NNNNN.rec` files and, last, `manifest.json` (`emberfs.client.shards`). Any
+failure leaves DEST without a manifest and exits 1.
 
 The work is blocking (a `SyncClient`, or `LocalFiles` with --local) and runs on a worker
 thread, so the progress bar and Ctrl-C behave as in put and get.
@@ -27,6 +30,7 @@ import errno
 import fnmatch
 import json
 import os
+import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -36,7 +40,7 @@ from ..shards import MIN_MAX_BYTES, Manifest, ShardWriter, read_manifest, shard_
 from ._base import CliContext, Command, positive_int, progress_arguments, progress_bar
 from ._progress import Progress, format_bytes
 
-__all__ = ["COMMANDS", "JSONL_PATTERNS", "parse_size", "source_files"]
+__all__ = ["COMMANDS", "JSONL_PATTERNS", "json_lines", "parse_size", "samples", "source_files"]
 
 JSONL_PATTERNS = ("*.jsonl", "*.json")
 _SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -77,10 +81,11 @@ def source_files(src: str, patterns: Sequence[str]) -> list[tuple[str, str, int]
     return found
 
 
-def json_lines(path: str, key: str) -> Iterator[tuple[str, bytes, int]]:
-    """(key `KEY:LINE`, the line's bytes, bytes of the file consumed) for each non-blank
-    line of a JSON-lines file; a blank line is no sample (JSON-lines readers skip them)."""
-    used = 0
+def json_lines(path: str, key: str) -> Iterator[tuple[str, bytes, int, int]]:
+    """(key `KEY:LINE`, the line's bytes, bytes of the file consumed, the line's offset) for
+    each non-blank line of a JSON-lines file; a blank line is no sample (JSON-lines readers
+    skip them)."""
+    used = offset = 0
     with open(path, "rb") as f:
         for number, line in enumerate(f, 1):
             used += len(line)
@@ -90,22 +95,47 @@ def json_lines(path: str, key: str) -> Iterator[tuple[str, bytes, int]]:
                     json.loads(sample)
                 except ValueError as exc:
                     raise ValueError(f"{path}:{number}: not a JSON value ({exc})") from None
-                yield f"{key}:{number}", sample, used
+                yield f"{key}:{number}", sample, used, offset
                 used = 0
+            offset += len(line)
+
+
+def samples(
+    files: Sequence[tuple[str, str, int]], jsonl: bool, shuffle: int | None
+) -> Iterator[tuple[str, bytes, int]]:
+    """(key, sample, source bytes consumed) in the order they go into the dataset.
+
+    In file order, streaming; with a `shuffle` seed, first one (key, path, offset, length)
+    per sample (every JSON line checked before anything is written), permuted by the seed,
+    then each read on its own.
+    """
+    if shuffle is None:
+        for key, path, _ in files:
+            if jsonl:
+                for line_key, sample, used, _ in json_lines(path, key):
+                    yield line_key, sample, used
+            else:
+                with open(path, "rb") as f:
+                    data = f.read()
+                yield key, data, len(data)
+        return
+    if jsonl:
+        spots = [(k, path, offset, len(line)) for key, path, _ in files for k, line, _, offset in json_lines(path, key)]
+    else:
+        spots = [(key, path, 0, -1) for key, path, _ in files]
+    random.Random(shuffle).shuffle(spots)
+    for key, path, offset, length in spots:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(length)
+        yield key, data, len(data)
 
 
 def _pack(fs: RangeReader, args: argparse.Namespace, files: list[tuple[str, str, int]], progress: Progress) -> Manifest:
     with ShardWriter(fs, args.dest, max_bytes=args.max_bytes, max_count=args.max_count, overwrite=args.force) as w:
-        for key, path, _ in files:
-            if args.jsonl:
-                for line_key, sample, used in json_lines(path, key):
-                    w.write(sample, None if args.no_keys else line_key)
-                    progress.advance(used)
-            else:
-                with open(path, "rb") as f:
-                    sample = f.read()
-                w.write(sample, None if args.no_keys else key)
-                progress.advance(len(sample))
+        for key, sample, used in samples(files, args.jsonl, args.shuffle):
+            w.write(sample, None if args.no_keys else key)
+            progress.advance(used)
     return w.manifest
 
 
@@ -150,6 +180,9 @@ def _pack_arguments(p: argparse.ArgumentParser) -> None:
                    help="start a new shard before one would pass SIZE (default 256M)")
     p.add_argument("--max-count", type=positive_int, default=100_000, metavar="N",
                    help="samples per shard at most (default 100000)")
+    p.add_argument("--shuffle", type=int, metavar="SEED",
+                   help="write the samples in an order permuted by SEED, not sorted (keeps about 150 bytes per "
+                        "sample in memory)")
     p.add_argument("--local", action="store_true", help="DEST is a local directory")
     p.add_argument("--force", action="store_true", help="replace a dataset already at DEST")
     p.add_argument("--no-keys", action="store_true", help="write no keys files (file names, line numbers)")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from emberfs.client.cli import main
-from emberfs.client.commands.pack import json_lines, parse_size, source_files
+from emberfs.client.commands.pack import json_lines, parse_size, samples, source_files
 from emberfs.client.data import LocalFiles, RecordReader
 from emberfs.client.shards import read_keys, read_manifest
 
@@ -62,13 +62,35 @@ def test_source_files_are_sorted_filtered_and_relative(src: Path) -> None:
 
 def test_json_lines(src: Path) -> None:
     rows = list(json_lines(str(src / "meta" / "rows.jsonl"), "meta/rows.jsonl"))
-    assert [(key, sample) for key, sample, _ in rows] == [
-        ("meta/rows.jsonl:1", b'{"id": 1}'), ("meta/rows.jsonl:3", b'{"id": 2, "t": "two"}'),
-        ("meta/rows.jsonl:4", b"[3]")]
-    assert sum(used for _, _, used in rows) == os.path.getsize(src / "meta" / "rows.jsonl")
+    assert [(key, sample, offset) for key, sample, _, offset in rows] == [
+        ("meta/rows.jsonl:1", b'{"id": 1}', 0), ("meta/rows.jsonl:3", b'{"id": 2, "t": "two"}', 11),
+        ("meta/rows.jsonl:4", b"[3]", 34)]
+    assert sum(used for _, _, used, _ in rows) == os.path.getsize(src / "meta" / "rows.jsonl")
     (src / "bad.jsonl").write_bytes(b'{"ok": 1}\n{"cut": \n')
     with pytest.raises(ValueError, match="bad.jsonl:2: not a JSON value"):
         list(json_lines(str(src / "bad.jsonl"), "bad.jsonl"))
+
+
+@pytest.mark.parametrize("jsonl, patterns", [(False, ["*"]), (True, ["*.jsonl", "*.json"])])
+def test_shuffled_samples_are_a_seeded_permutation(src: Path, jsonl: bool, patterns: list[str]) -> None:
+    for k in range(30):
+        (src / "many" / f"{k:02d}.jpg").parent.mkdir(exist_ok=True)
+        (src / "many" / f"{k:02d}.jpg").write_bytes(b"%d" % k)
+        (src / "many" / f"{k:02d}.jsonl").write_bytes(b"%d\n[%d]\n" % (k, k))
+    files = source_files(str(src), patterns)
+    in_order = [(key, sample) for key, sample, _ in samples(files, jsonl, None)]
+    shuffled = [(key, sample) for key, sample, _ in samples(files, jsonl, 7)]
+    assert sorted(shuffled) == sorted(in_order) and shuffled != in_order
+    assert [(key, sample) for key, sample, _ in samples(files, jsonl, 7)] == shuffled  # the seed decides
+    assert [(key, sample) for key, sample, _ in samples(files, jsonl, 8)] != shuffled
+
+
+def test_a_shuffled_pack_checks_every_line_before_writing(src: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (src / "meta" / "z.jsonl").write_bytes(b"{}\n{oops\n")
+    assert main(["pack", str(src), str(tmp_path / "ds"), "--local", "--jsonl", "--shuffle", "1"]) == 1
+    assert "z.jsonl:2: not a JSON value" in capsys.readouterr().err
+    assert not any(p.suffix == ".rec" for p in (tmp_path / "ds").iterdir())
 
 
 def test_pack_a_folder_of_images(src: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
