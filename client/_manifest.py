@@ -4,10 +4,10 @@ A `ShardWriter` writes `manifest.json` into the dataset's directory last, by a r
 so a directory with a manifest holds a finished dataset and one without holds none.
 Format (JSON, UTF-8), version 1:
 
-    {"format": "emberfs-record-shards", "version": 1, "total_samples": 1500, "total_bytes": 1048708,
+    {"format": "emberfs-record-shards", "version": 1, "total_samples": 1500, "total_bytes": 1067083,
      "shards": [
-      {"path": "shard-00000.rec", "samples": 1000, "bytes": 700052, "crc32c": 2877225120,
-       "index_crc32c": 1518823431, "keys": "shard-00000.keys.json"},
+      {"path": "shard-00000.rec", "samples": 1000, "bytes": 715116, "crc32c": 2614445445,
+       "index_crc32c": 3184490923, "keys": "shard-00000.keys.json"},
       ...
      ]}
 
