@@ -37,6 +37,9 @@ whose CRC does not match) raises `ShardError`, an OSError (EBADMSG) naming the f
 `LocalFiles` offers the same read and open calls over the local file system, so the
 same writer, reader and datasets run on local disk (the baseline the demo and the
 benchmark compare EmberFS with).
+
+Many shards make a dataset: `emberfs.client.shards` writes them at a size and count
+limit with a manifest (`ShardWriter`) and opens them by one path (`read_manifest`).
 """
 
 from __future__ import annotations
