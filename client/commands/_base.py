@@ -79,8 +79,8 @@ class Command:
 
 
 # Where the server's own words say more than strerror does ("invalid name 'a/b'", or
-# for EACCES whether a mode bit or the token was missing).
-_DETAILED = {_errno.EINVAL, _errno.ENAMETOOLONG, _errno.EIO, _errno.EACCES}
+# for EACCES whether a mode bit or the token was missing, for EBADMSG why a shard is bad).
+_DETAILED = {_errno.EINVAL, _errno.ENAMETOOLONG, _errno.EIO, _errno.EACCES, _errno.EBADMSG}
 
 
 def error_line(command: str, exc: OSError) -> str:
