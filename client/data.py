@@ -37,6 +37,9 @@ whose CRC does not match) raises `ShardError`, an OSError (EBADMSG) naming the f
 `LocalFiles` offers the same read and open calls over the local file system, so the
 same writer, reader and datasets run on local disk (the baseline the demo and the
 benchmark compare EmberFS with).
+
+Many shards make a dataset: `emberfs.client.shards` writes them at a size and count
+limit with a manifest (`ShardWriter`) and opens them by one path (`read_manifest`).
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ from types import TracebackType
 from typing import IO, Any, Protocol, Self
 
 import crc32c
+
+from ._crc import crc32c_combine
 
 __all__ = [
     "HEADER_SIZE", "MAGIC", "VERSION", "LocalFiles", "RangeReader", "RecordReader", "RecordWriter",
@@ -273,6 +278,8 @@ class RecordWriter:
     fs: a `SyncClient` or `LocalFiles`. Samples are buffered up to `buffer_size` bytes
     and sent in large writes. Leaving the block normally (or `close()`) writes the index
     and then the real header; leaving it by an exception closes the file unfinished.
+    After a close, `file_size`, `file_crc` (CRC32C of the whole file, from the bytes as
+    they were sent: nothing is read back) and `index_crc` describe the finished shard.
     """
 
     def __init__(self, fs: RangeReader, path: str, *, buffer_size: int = 4 << 20) -> None:
@@ -282,6 +289,10 @@ class RecordWriter:
         self._offsets = array("Q", [HEADER_SIZE])
         self._crcs = array("I")
         self._finished = False
+        self._tail_crc = 0  # CRC32C of every byte after the header sent so far
+        self.file_size: int | None = None
+        self.file_crc: int | None = None
+        self.index_crc: int | None = None
 
     def __repr__(self) -> str:
         return f"<RecordWriter {self.path!r} {len(self._crcs)} samples>"
@@ -316,6 +327,7 @@ class RecordWriter:
     def _drain(self) -> None:
         if self._buffer:
             self._file.write(self._buffer)
+            self._tail_crc = crc32c.crc32c(self._buffer, self._tail_crc)
             self._buffer = bytearray()
 
     def close(self) -> None:
@@ -327,11 +339,17 @@ class RecordWriter:
             self._drain()
             index = encode_index(self._offsets, self._crcs)
             self._file.write(index)
+            self._tail_crc = crc32c.crc32c(index, self._tail_crc)
+            index_crc = crc32c.crc32c(index)
+            header = encode_header(self.count, self._offsets[-1], index_crc)
             self._file.seek(0)
-            self._file.write(encode_header(self.count, self._offsets[-1], crc32c.crc32c(index)))
+            self._file.write(header)
         finally:
             self._finished = True
             self._file.close()
+        tail = self._offsets[-1] - HEADER_SIZE + len(index)
+        self.file_size, self.index_crc = HEADER_SIZE + tail, index_crc
+        self.file_crc = crc32c_combine(crc32c.crc32c(header), self._tail_crc, tail)
 
     def abort(self) -> None:
         """Close the file without the index: it stays an unfinished shard."""

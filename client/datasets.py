@@ -46,6 +46,7 @@ from itertools import accumulate
 from typing import Any
 
 from ._blockcache import BLOCK, BlockCache
+from ._datasetread import read_manifest
 from ._epoch import BlockTable, Consumer, EpochOrder, Interval, block_table, plan, remaining
 from ._sampler import EpochSampler
 from ._epochreader import ORDER_KEYS, STATE_FORMAT, EpochIterator, check_state
@@ -65,6 +66,10 @@ def _file_system(source: str | RangeReader, client_options: dict[str, Any] | Non
     if client_options:
         raise ValueError("client_options apply only when a metaserver address is given")
     return source
+
+
+def _manifest_paths(fs: RangeReader, path: str) -> list[str]:
+    return read_manifest(fs, path).paths
 
 
 class _Shards:
@@ -142,6 +147,13 @@ class RecordDataset:
 
     def __repr__(self) -> str:
         return f"<RecordDataset {len(self._shards.paths)} shards on {self._shards.fs!r}>"
+
+    @classmethod
+    def from_manifest(cls, meta_address: str | RangeReader, path: str, transform: Transform | None = None,
+                      *, client_options: dict[str, Any] | None = None, **options: Any) -> RecordDataset:
+        """The dataset a ShardWriter or `emberfs pack` wrote at `path` (its directory or manifest)."""
+        fs = _file_system(meta_address, client_options)
+        return cls(fs, _manifest_paths(fs, path), transform, **options)
 
     @property
     def paths(self) -> list[str]:
@@ -245,6 +257,13 @@ class IterableRecordDataset:
         state = self.__dict__.copy()
         state["_last"] = None  # an iterator holds a thread while it runs
         return state
+
+    @classmethod
+    def from_manifest(cls, meta_address: str | RangeReader, path: str, *,
+                      client_options: dict[str, Any] | None = None, **options: Any) -> IterableRecordDataset:
+        """The dataset a ShardWriter or `emberfs pack` wrote at `path`; options as the constructor's."""
+        fs = _file_system(meta_address, client_options)
+        return cls(fs, _manifest_paths(fs, path), **options)
 
     @property
     def paths(self) -> list[str]:

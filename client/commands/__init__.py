@@ -7,7 +7,7 @@ it here. `emberfs.client.cli` builds its parser from this tuple alone.
 
 from __future__ import annotations
 
-from . import attrs, bench, cluster, df, health, listing, localcluster, names, transfer
+from . import attrs, bench, cluster, df, health, listing, localcluster, names, pack, transfer
 from ._base import CliContext, Command, error_line
 
 __all__ = ["COMMANDS", "CliContext", "Command", "error_line"]
@@ -20,6 +20,7 @@ COMMANDS: tuple[Command, ...] = (
     *health.COMMANDS,
     *localcluster.COMMANDS,
     *transfer.COMMANDS,
+    *pack.COMMANDS,
     *df.COMMANDS,
     *bench.COMMANDS,
 )

@@ -23,11 +23,15 @@ from typing import TextIO
 
 from .._client import Client
 from .._retry import RetryPolicy
+from ._progress import Progress
 
 CONNECT_WAIT_S = 3.0
 POLL_ATTEMPTS = 4  # about 0.3 s of retries per poll
 
-__all__ = ["CONNECT_WAIT_S", "CliContext", "Command", "basename", "error_line", "for_each_path", "octal_mode"]
+__all__ = [
+    "CONNECT_WAIT_S", "CliContext", "Command", "basename", "error_line", "for_each_path", "octal_mode", "positive_int",
+    "progress_arguments", "progress_bar",
+]
 
 
 @dataclass
@@ -75,8 +79,8 @@ class Command:
 
 
 # Where the server's own words say more than strerror does ("invalid name 'a/b'", or
-# for EACCES whether a mode bit or the token was missing).
-_DETAILED = {_errno.EINVAL, _errno.ENAMETOOLONG, _errno.EIO, _errno.EACCES}
+# for EACCES whether a mode bit or the token was missing, for EBADMSG why a shard is bad).
+_DETAILED = {_errno.EINVAL, _errno.ENAMETOOLONG, _errno.EIO, _errno.EACCES, _errno.EBADMSG}
 
 
 def error_line(command: str, exc: OSError) -> str:
@@ -132,3 +136,28 @@ def octal_mode(text: str) -> int:
 
 def basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def positive_int(text: str) -> int:
+    """argparse type for a count of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"want a positive integer, not {text!r}")
+    return value
+
+
+def progress_arguments(p: argparse.ArgumentParser) -> None:
+    """--progress and -q, read by `progress_bar`."""
+    p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is no terminal")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def progress_bar(ctx: CliContext, args: argparse.Namespace, total: int | None) -> Progress:
+    """The command's progress bar on stderr: on a terminal unless -q, anywhere with --progress."""
+    forced = getattr(args, "progress", False)
+    quiet = getattr(args, "quiet", False)
+    enabled = not quiet and (forced or ctx.err.isatty())
+    return Progress(total, ctx.err, enabled=enabled, delay=0.0 if forced else 0.5)

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ._base import CliContext, Command, for_each_path
+from ._base import CliContext, Command, for_each_path, positive_int, progress_arguments, progress_bar
 from ._progress import Progress
 from ._sides import DIR, FILE, SYMLINK, LocalSide, Node, Reader, RemoteSide, Side, Stream, Writer
 
@@ -61,7 +61,7 @@ class _Copy:
     def __init__(self, ctx: CliContext, command: str, src: Side, dst: Side, args: argparse.Namespace) -> None:
         self.ctx, self.command, self.src, self.dst, self.args = ctx, command, src, dst, args
         self.status = 0
-        self.progress = _progress(ctx, args, None)
+        self.progress = progress_bar(ctx, args, None)
 
     def fail(self, exc: OSError | str) -> None:
         if isinstance(exc, str):
@@ -169,13 +169,6 @@ async def _bounded(jobs: int, items: Iterable[T], run: Callable[[T], Awaitable[o
         raise failures.exceptions[0] from None
 
 
-def _progress(ctx: CliContext, args: argparse.Namespace, total: int | None) -> Progress:
-    forced = getattr(args, "progress", False)
-    quiet = getattr(args, "quiet", False)
-    enabled = not quiet and (forced or ctx.err.isatty())
-    return Progress(total, ctx.err, enabled=enabled, delay=0.0 if forced else 0.5)
-
-
 async def _copy(ctx: CliContext, args: argparse.Namespace, command: str, src: Side, dst: Side) -> int:
     copy = _Copy(ctx, command, src, dst, args)
     dest: Node | None
@@ -209,24 +202,13 @@ async def _copy(ctx: CliContext, args: argparse.Namespace, command: str, src: Si
 def _transfer_arguments(what: str, where: str) -> Callable[[argparse.ArgumentParser], None]:
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument("-r", "-R", "--recursive", dest="recursive", action="store_true", help="copy directories")
-        p.add_argument("-j", "--jobs", type=_positive, default=DEFAULT_JOBS, metavar="N",
+        p.add_argument("-j", "--jobs", type=positive_int, default=DEFAULT_JOBS, metavar="N",
                        help=f"files in flight at once (default {DEFAULT_JOBS})")
-        p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is no terminal")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        progress_arguments(p)
         p.add_argument("sources", nargs="+", metavar=what)
         p.add_argument("dest", metavar="DEST", help=where)
 
     return add
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"want a positive integer, not {text!r}")
-    return value
 
 
 async def _put(ctx: CliContext, args: argparse.Namespace) -> int:
@@ -241,7 +223,7 @@ async def _put(ctx: CliContext, args: argparse.Namespace) -> int:
 
 async def _put_stdin(ctx: CliContext, args: argparse.Namespace, remote: RemoteSide, dest: str) -> None:
     writer = await remote.open_write(dest)  # a directory: IsADirectoryError, reported as such
-    progress = _progress(ctx, args, None)
+    progress = progress_bar(ctx, args, None)
     try:
         await _pump(Stream(sys.stdin.buffer, own=False), writer, progress)
     finally:
@@ -261,7 +243,7 @@ async def _to_stdout(ctx: CliContext, args: argparse.Namespace, command: str, re
                      paths: list[str]) -> int:
     ctx.out.flush()
     out = Stream(ctx.out.buffer, own=False)  # type: ignore[attr-defined]
-    progress = _progress(ctx, args, None)
+    progress = progress_bar(ctx, args, None)
 
     async def one(path: str) -> None:
         reader = await remote.open_read(path)

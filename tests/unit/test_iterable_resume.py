@@ -210,3 +210,19 @@ def test_iterating_twice_gives_the_same_epoch(shards: tuple[list[str], list[byte
 def test_local_path_type(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         IterableRecordDataset(LocalFiles(), str(tmp_path))  # one string, not a list of paths
+
+
+def test_datasets_open_by_manifest(tmp_path: Path) -> None:
+    from emberfs.client.datasets import RecordDataset
+    from emberfs.client.shards import ShardWriter
+
+    samples = [i.to_bytes(4, "big") + os.urandom(i % 50) for i in range(300)]
+    with ShardWriter(LocalFiles(), str(tmp_path / "ds"), max_count=70) as writer:
+        for sample in samples:
+            writer.write(sample)
+    mapped = RecordDataset.from_manifest(LocalFiles(), str(tmp_path / "ds"))
+    assert len(mapped.paths) == 5 and mapped.__getitems__([0, 299]) == [samples[0], samples[299]]
+    stream = IterableRecordDataset.from_manifest(LocalFiles(), str(tmp_path / "ds"), shuffle=True, seed=1)
+    assert sorted(ids(list(stream))) == list(range(300))
+    with pytest.raises(OSError, match="no manifest"):
+        RecordDataset.from_manifest(LocalFiles(), str(tmp_path))
