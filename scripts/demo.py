@@ -22,9 +22,11 @@ cluster through a DataLoader, beside local files and beside nginx.
    stops nginx and the cluster (also on Ctrl-C or a failure), reporting how each server
    exited.
 
-The datasets' cache (`cache_bytes`, per DataLoader worker) is lowered to half the
-dataset split between the workers (at most its default, 256 MiB), so the dataset is
-larger than the cache at a size that keeps the demo short; the output says so.
+The default dataset is 1 GiB of 4-28 KiB samples in 16 shards (the benchmark's), twice
+what the workers' caches hold together with the datasets' default `cache_bytes` (256 MiB
+per DataLoader worker). For a smaller dataset the cache is lowered to half the dataset
+split between the workers, so the dataset stays larger than the cache; the output says
+which (`--cache-mib` sets it).
 Progress goes to stderr, the results to stdout. Without torch the epochs run as plain
 batched loops in this process, and the demo says so; without nginx its row says why.
 """
