@@ -1,0 +1,30 @@
+"""Suite-wide: with EMBERFS_NO_SKIPS=1 (set by .ci/run) a skipped test fails the run.
+
+A test skips when something it needs is missing (torch, torchdata, nginx, a Docker engine).
+On a developer's machine that is a convenience; in CI, which installs everything, a skip
+means a half-failed install or a broken check, and must not pass quietly as green."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("EMBERFS_NO_SKIPS") == "1" and _skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if os.environ.get("EMBERFS_NO_SKIPS") == "1" and _skipped:
+        terminalreporter.write_line(
+            f"EMBERFS_NO_SKIPS=1: {len(_skipped)} test(s) skipped, which fails this run: {', '.join(_skipped[:10])}",
+            red=True)
