@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,6 @@ import pytest
 DEMO = Path(__file__).resolve().parents[2] / "scripts" / "demo.py"
 pytestmark = pytest.mark.timeout(300)  # a whole demo per test: longer on a busy machine
 SMALL = ["--samples", "256", "--sample-kib", "4", "--shards", "2", "--workers", "2", "--batch-size", "32"]
-NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 BLOCK_LOADER = r"IterableRecordDataset\(shuffle=True\)\s+block-shuffled"
 RANDOM_LOADER = r"RecordDataset, DataLoader\(shuffle=True\)\s+random order"
 
@@ -46,11 +44,13 @@ def _stopped_cleanly(stderr: str) -> None:
     assert len(pids) == 4 and not [pid for pid in pids if _alive(pid)]
 
 
-@pytest.mark.skipif(NGINX is None, reason="nginx not installed (apt-get install -y nginx-light): the peer row")
 def test_demo_reads_through_a_data_loader_and_stops_cleanly(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(DEMO), *SMALL, "--no-install"], capture_output=True, text=True,
-                          timeout=240, cwd=tmp_path)
+    # The demo installs nginx when it is missing and may (root on Debian), as the bench does.
+    proc = subprocess.run([sys.executable, str(DEMO), *SMALL], capture_output=True, text=True, timeout=240,
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    if "[demo] no nginx peer:" in proc.stderr:
+        pytest.skip(proc.stderr.split("[demo] no nginx peer:")[1].splitlines()[0].strip())
     assert "100%" in proc.stderr and "in 0:" in proc.stderr  # the progress bar, on stderr
     table = proc.stdout
     assert "256 samples of 1-7 KiB" in table, table

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from emberfs.bench.baselines.httpranges import HttpRangeReader
-from emberfs.bench.baselines.nginx import NginxServer
+from emberfs.bench.baselines.nginx import NginxServer, install_nginx
 from emberfs.client.data import LocalFiles, encode_shard
 from emberfs.client.datasets import IterableRecordDataset, RecordDataset
 
@@ -32,8 +32,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     (root / "d").mkdir()
     for k in range(3):
         (root / "d" / f"shard-{k}.rec").write_bytes(encode_shard(SAMPLES[k * 20:(k + 1) * 20]))
+    why = install_nginx(lambda text: None)  # when missing and this may run apt-get, as the bench does
     server = NginxServer(tmp_path_factory.mktemp("nginx"), root)
-    why = server.unavailable()
+    why = why or server.unavailable()
     if why:
         pytest.skip(why)
     why = server.start()
