@@ -6,19 +6,21 @@ take over at the tail), so a piece follows exactly the rules of a READ of its ow
 bulk server checks the frame's capability once before this runs (one capability covers
 one inode). A piece's failure becomes that piece's error; the others still answer.
 
-Pieces run one after another: a read of cached bytes completes on the event loop
-without suspending, and a task per piece cost more CPU than it saved (docs/DATA-PATH.md,
-"Batched reads").
+Pieces whose bytes are in the page cache are read one after another on the event loop
+(they never suspend, and a task each cost more than the read); the rest then go to the
+I/O pool together, so misses wait on the disk concurrently, not in turn.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from emberfs.common import bulkwire as w
 from emberfs.common.errors import EmberError, InvalidArgument
 from emberfs.proto import storage_pb2
 
+from .chunkfiles import WouldBlock
 from .craq import Operator
 
 __all__ = ["serve_readv"]
@@ -32,17 +34,31 @@ async def serve_readv(op: Operator, head: w.Request, payload: bytes) -> bytes:
         reads = w.unpack_readv_reads(payload)
     except ValueError as exc:
         raise InvalidArgument(f"READV: {exc}") from None
-    results = [await _read_piece(op, head, chunk_index, offset, length) for chunk_index, offset, length in reads]
+    results: list[w.ReadvResult] = []
+    misses: list[int] = []
+    for index, (chunk_index, offset, length) in enumerate(reads):
+        try:
+            results.append(await _read_piece(op, head, chunk_index, offset, length, wait=False))
+        except WouldBlock:
+            results.append(w.ReadvResult())
+            misses.append(index)
+    if misses:
+        served = await asyncio.gather(*(_read_piece(op, head, *reads[i], wait=True) for i in misses))
+        for index, result in zip(misses, served, strict=True):
+            results[index] = result
     return w.pack_readv_results(results)
 
 
-async def _read_piece(op: Operator, head: w.Request, chunk_index: int, offset: int, length: int) -> w.ReadvResult:
+async def _read_piece(op: Operator, head: w.Request, chunk_index: int, offset: int, length: int, *,
+                      wait: bool) -> w.ReadvResult:
     request = storage_pb2.ReadRequest(
         chain_id=head.chain_id, chain_version=head.chain_version,
         chunk=storage_pb2.ChunkId(inode_id=head.inode_id, chunk_index=chunk_index),
         offset=offset, length=length, target_id=head.target_id)
     try:
-        data, crc, meta = await op.read_data(request)
+        data, crc, meta = await op.read_data(request, wait=wait)
+    except WouldBlock:
+        raise
     except EmberError as exc:
         return w.ReadvResult(w.STATUS_ERROR, error=w.encode_error(exc.code, exc.message, w.MAX_READV_ERROR))
     except Exception:
