@@ -14,6 +14,9 @@ Rules the data path keeps:
   another replica at once, and marks the replica a suspect for `SUSPECT_S` seconds so
   that other reads try it last (routing may list a dead server as SERVING until the
   manager notices, 3FS clients avoid such targets the same way).
+- A batch of small reads of one file (`read_batch`) travels as one READV per chain on the
+  bulk channel, to one replica chosen as above; each piece is CRC-checked, and any piece
+  it did not serve is read again alone by `read_chunk`, so the rules here still decide.
 - StaleChainVersion / NotChainHead / TargetNotServing refresh routing and retry;
   retries wait the client's `RetryPolicy` backoff and stop at its limits.
 - Bounds: at most `max_inflight` chunk requests of this client at once, and at most
