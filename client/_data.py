@@ -382,16 +382,20 @@ class DataPath:
             return list(batch.indexes)
         finally:
             self._outstanding[target] -= len(batch.indexes)
-        failed = []
+        failed, bad = [], False
         for i, result in zip(batch.indexes, results, strict=True):
             data, length = result.data, spans[i].length
             if result.status != w.STATUS_OK:
                 failed.append(i)
             elif len(data) > length or (self.verify_crc and result.exists and crc32c.crc32c(data) != result.crc32c):
                 failed.append(i)
-                self._suspects[target] = self._clock() + SUSPECT_S  # as read_chunk after a bad CRC
+                bad = True
             else:
                 out[i] = fill_chunk(data, result.exists, length)
+        if bad:  # as read_chunk after a bad CRC: other reads try this replica last for a while
+            self._suspects[target] = self._clock() + SUSPECT_S
+        else:
+            self._suspects.pop(target, None)
         return failed
 
     async def _readv_failed(self, view: RoutingView, target: int, error: EmberError, inode_id: int,
