@@ -27,7 +27,7 @@ from emberfs.common.auth import token_from_env
 from emberfs.common.tls import check_ca, tls_ca_from_env
 from emberfs.common.errors import EmberError, Internal, InvalidArgument, IsADirectory
 from emberfs.common.paths import check_mode
-from emberfs.common.layout import ChunkRead, ChunkSpan, chunk_span
+from emberfs.common.layout import ChunkSpan, chunk_span
 from emberfs.common.storagepool import StoragePool
 from emberfs.proto import common_pb2, meta_pb2, mgmt_pb2
 
@@ -290,7 +290,9 @@ class Client:
         """Many (path, offset, length) reads in one call, results in request order.
 
         Each file is looked up once; pieces of the ranges that share a chunk are fetched
-        by one chunk read, and all chunk reads run concurrently under the client's bounds.
+        by one chunk read, and on the bulk channel a file's small chunk reads on one chain
+        travel together in one READV (`DataPath.read_batch`); all of it runs concurrently
+        under the client's bounds.
         """
         ranges = [(path, int(offset), int(length)) for path, offset, length in ranges]
         for path, offset, length in ranges:
@@ -301,18 +303,18 @@ class Client:
         lengths = {path: inode.length for path, (inode, _) in zip(paths, found, strict=True)}
         out = [bytearray(n) for n in result_sizes(ranges, lengths)]
 
-        async def fetch(plan: FileReads, read: ChunkRead) -> None:
-            span = ChunkSpan(read.chunk_index, read.offset, read.length)
-            data = await self._data_call(plan.path, self._data.read_chunk(files[plan.path], span))
-            for piece in read.pieces:
-                target = out[plan.range_indexes[piece.range_index]]
-                target[piece.range_offset : piece.range_offset + piece.length] = data[
-                    piece.read_offset : piece.read_offset + piece.length
-                ]
+        async def fetch(plan: FileReads) -> None:
+            spans = [ChunkSpan(read.chunk_index, read.offset, read.length) for read in plan.reads]
+            results = await self._data_call(plan.path, self._data.read_batch(files[plan.path], spans))
+            for read, data in zip(plan.reads, results, strict=True):
+                for piece in read.pieces:
+                    target = out[plan.range_indexes[piece.range_index]]
+                    target[piece.range_offset : piece.range_offset + piece.length] = data[
+                        piece.read_offset : piece.read_offset + piece.length
+                    ]
 
         plans = read_plan(ranges, lengths, {p: f.chunk_size for p, f in files.items()})
-        jobs = [lambda p=plan, r=read: fetch(p, r) for plan in plans for read in plan.reads]
-        await bounded_all(jobs, self._data.max_inflight)
+        await bounded_all([functools.partial(fetch, plan) for plan in plans], self._data.max_inflight)
         return [bytes(buffer) for buffer in out]
 
     async def write_file(self, path: str, data: bytes | bytearray | memoryview, mode: int = 0o666) -> None:

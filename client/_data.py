@@ -14,6 +14,9 @@ Rules the data path keeps:
   another replica at once, and marks the replica a suspect for `SUSPECT_S` seconds so
   that other reads try it last (routing may list a dead server as SERVING until the
   manager notices, 3FS clients avoid such targets the same way).
+- A batch of small reads of one file (`read_batch`) travels as one READV per chain on the
+  bulk channel, to one replica chosen as above; each piece is CRC-checked, and any piece
+  it did not serve is read again alone by `read_chunk`, so the rules here still decide.
 - StaleChainVersion / NotChainHead / TargetNotServing refresh routing and retry;
   retries wait the client's `RetryPolicy` backoff and stop at its limits.
 - Bounds: at most `max_inflight` chunk requests of this client at once, and at most
@@ -44,6 +47,8 @@ from typing import Any, TypeVar
 
 import crc32c
 
+from emberfs.common import bulkwire as w
+from emberfs.common.bulkclient import ReadvRequest
 from emberfs.common.errors import (
     CapabilityRefused,
     ChecksumMismatch,
@@ -57,10 +62,12 @@ from emberfs.common.storagepool import StoragePool
 from emberfs.proto import common_pb2, meta_pb2, storage_pb2
 
 from ._plan import (
+    ReadvBatch,
     effective_stripe,
     fill_chunk,
     live_suspects,
     pick_replica,
+    readv_plan,
     truncate_plan,
     untried_replicas,
 )
@@ -328,6 +335,83 @@ class DataPath:
             return [await self.read_chunk(file, spans[0])]
         jobs = [lambda s=span: self.read_chunk(file, s) for span in spans]
         return await bounded_all(jobs, self.max_inflight)
+
+    async def read_batch(self, file: FileLayout, spans: Sequence[ChunkSpan]) -> list[Any]:
+        """Each span's bytes, holes and short ends as zeros, for many spans of one file.
+
+        On the bulk channel the small spans of one chain go out as one READV to one
+        replica (`readv_plan`); a piece that fails there (its own error, a bad CRC, or
+        the whole frame) is read again alone by `read_chunk`, whose retries, routing
+        refreshes and capability renewal then decide. Without the bulk channel, and for
+        large spans, every span goes alone."""
+        out: list[Any] = [None] * len(spans)
+        batches, alone = readv_plan(spans, file.chain_of) if self.pool.bulk is not None else ([], range(len(spans)))
+
+        async def read_alone(indexes: Sequence[int]) -> None:
+            jobs = [functools.partial(self.read_chunk, file, spans[i]) for i in indexes]
+            for i, data in zip(indexes, await bounded_all(jobs, self.max_inflight), strict=True):
+                out[i] = data
+
+        async def read_together(batch: ReadvBatch) -> None:
+            await read_alone(await self._readv(file, spans, batch, out))
+
+        await bounded_all([functools.partial(read_together, b) for b in batches]
+                          + [functools.partial(read_alone, alone)], self.max_inflight)
+        return out
+
+    async def _readv(self, file: FileLayout, spans: Sequence[ChunkSpan], batch: ReadvBatch,
+                     out: list[Any]) -> list[int]:
+        """One READV for the batch's spans into `out`; the indexes of the pieces it did not serve."""
+        view = await self.routing.current()
+        try:
+            chain = view.chain(batch.chain_id)
+        except EmberError:
+            return list(batch.indexes)  # read_chunk refreshes routing and says what is wrong
+        suspects = live_suspects(self._suspects, self._clock())
+        target = pick_replica(chain.serving, self._outstanding, (), next(self._turns), suspects)
+        if target is None or not view.bulk_address_of(target):
+            return list(batch.indexes)
+        blob = await self.caps.blob(file.inode_id, RIGHT_READ)
+        request = ReadvRequest(batch.chain_id, chain.chain_version, file.inode_id, target,
+                               [spans[i] for i in batch.indexes], blob)
+        self._outstanding[target] += len(batch.indexes)
+        try:
+            results = await self._send(view, target, "ReadV", request)
+        except EmberError as error:
+            await self._readv_failed(view, target, error, file.inode_id, blob)
+            return list(batch.indexes)
+        finally:
+            self._outstanding[target] -= len(batch.indexes)
+        failed, bad = [], False
+        for i, result in zip(batch.indexes, results, strict=True):
+            data, length = result.data, spans[i].length
+            if result.status != w.STATUS_OK:
+                failed.append(i)
+            elif len(data) > length or (self.verify_crc and result.exists and crc32c.crc32c(data) != result.crc32c):
+                failed.append(i)
+                bad = True
+            else:
+                out[i] = fill_chunk(data, result.exists, length)
+        if bad:  # as read_chunk after a bad CRC: other reads try this replica last for a while
+            self._suspects[target] = self._clock() + SUSPECT_S
+        else:
+            self._suspects.pop(target, None)
+        return failed
+
+    async def _readv_failed(self, view: RoutingView, target: int, error: EmberError, inode_id: int,
+                            blob: bytes) -> None:
+        """What a failed READV teaches the single reads that follow it: the retry policy's
+        step for a first failure (avoid the replica, refresh routing); a refused
+        capability is renewed by the first of them."""
+        if isinstance(error, CapabilityRefused):
+            self.caps.drop(inode_id, RIGHT_READ, blob)
+        step = chunk_retry(self.retry, 1, error, self.timeout, self._rand(), other_replica=True)
+        if step is None:
+            return
+        if step.avoid:
+            self._suspects[target] = self._clock() + SUSPECT_S
+        if step.refresh:
+            await self._refresh(view.version)
 
     async def read_spans_into(self, file: FileLayout, spans: Sequence[ChunkSpan], into: memoryview) -> None:
         """The spans' bytes, back to back, into `into` (exactly their total length)."""

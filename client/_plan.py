@@ -7,6 +7,8 @@ Layout rules come from `emberfs.common.layout` (chunk *i* lives on
 - `read_plan`: (path, offset, length) ranges of several files -> one `FileReads` per
   file, each a list of coalesced `ChunkRead`s (one request per contiguous run of bytes
   per chunk), clipped at the file's length as pread(2) is.
+- `readv_plan`: which chunk reads of one file travel together in one READV (small
+  pieces of one chain, within the frame's limits) and which go alone.
 - `truncate_plan`: the chunk to cut and the chunks to drop when a file's length moves.
 - `pick_replica` / `replica_order`: least outstanding requests first, skipping replicas
   that failed this request or recently failed any (`suspects`).
@@ -15,14 +17,17 @@ Layout rules come from `emberfs.common.layout` (chunk *i* lives on
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from emberfs.common.layout import ChunkRead, coalesce_ranges
+from emberfs.common.bulkwire import MAX_READV_BYTES, MAX_READV_READS
+from emberfs.common.layout import ChunkRead, ChunkSpan, coalesce_ranges
 
 __all__ = [
+    "READV_PIECE_MAX",
     "FileReads",
+    "ReadvBatch",
     "TruncatePlan",
     "chunk_count",
     "chunks_to_remove",
@@ -31,6 +36,7 @@ __all__ = [
     "live_suspects",
     "pick_replica",
     "read_plan",
+    "readv_plan",
     "result_sizes",
     "truncate_plan",
     "untried_replicas",
@@ -39,6 +45,10 @@ __all__ = [
 # Two pieces of one chunk this close are fetched as one read: a small gap costs less
 # than another round trip.
 COALESCE_GAP = 64 * 1024
+# Reads larger than this go alone, not in a READV: their per-request cost is small beside
+# their bytes, and alone they keep sendfile(2), land straight in their buffer, and spread
+# over the replicas.
+READV_PIECE_MAX = 256 * 1024
 
 
 def effective_stripe(stripe: int, chain_ids: Sequence[int]) -> int:
@@ -56,7 +66,10 @@ def chunks_to_remove(old_length: int, new_length: int, chunk_size: int) -> range
     return range(chunk_count(new_length, chunk_size), chunk_count(old_length, chunk_size))
 
 
-def fill_chunk(data: bytes, exists: bool, expected: int) -> bytes:
+Bytes = bytes | bytearray | memoryview
+
+
+def fill_chunk(data: Bytes, exists: bool, expected: int) -> Bytes:
     """A chunk's bytes as the file sees them: a hole or a short chunk reads as zeros up
     to `expected` (the part of the chunk inside the file); extra bytes are clipped."""
     if not exists:
@@ -65,7 +78,7 @@ def fill_chunk(data: bytes, exists: bool, expected: int) -> bytes:
         return data  # no copy: the common case
     if len(data) > expected:
         return data[:expected]
-    return data + bytes(expected - len(data))
+    return bytes(data) + bytes(expected - len(data))
 
 
 # -- reads -----------------------------------------------------------------------------
@@ -103,6 +116,49 @@ def read_plan(
 def result_sizes(ranges: Sequence[tuple[str, int, int]], lengths: Mapping[str, int]) -> list[int]:
     """How many bytes each range returns: short at EOF, empty past it (as pread)."""
     return [max(0, min(length, lengths[path] - offset)) for path, offset, length in ranges]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadvBatch:
+    """Pieces of one file on one chain that one READV asks for."""
+
+    chain_id: int
+    indexes: tuple[int, ...]  # positions in the spans given to readv_plan
+
+
+def readv_plan(
+    spans: Sequence[ChunkSpan],
+    chain_of: Callable[[int], int],
+    *,
+    piece_max: int = READV_PIECE_MAX,
+    max_reads: int = MAX_READV_READS,
+    max_bytes: int = MAX_READV_BYTES,
+) -> tuple[list[ReadvBatch], list[int]]:
+    """(batches, alone): the spans of one file grouped by chain (`chain_of(chunk_index)`)
+    into READVs of at most `max_reads` pieces and `max_bytes` bytes, in the spans' order;
+    `alone` lists the spans read on their own: those over `piece_max` bytes, and a piece
+    that would make a batch of one."""
+    by_chain: dict[int, list[int]] = {}
+    alone: list[int] = []
+    for index, span in enumerate(spans):
+        if span.length > piece_max:
+            alone.append(index)
+        else:
+            by_chain.setdefault(chain_of(span.chunk_index), []).append(index)
+    batches: list[ReadvBatch] = []
+    for chain_id, indexes in by_chain.items():
+        group: list[int] = []
+        size = 0
+        for index in indexes:
+            length = spans[index].length
+            if group and (len(group) == max_reads or size + length > max_bytes):
+                batches.append(ReadvBatch(chain_id, tuple(group)))
+                group, size = [], 0
+            group.append(index)
+            size += length
+        batches.append(ReadvBatch(chain_id, tuple(group)))
+    alone += [b.indexes[0] for b in batches if len(b.indexes) == 1]
+    return [b for b in batches if len(b.indexes) > 1], sorted(alone)
 
 
 # -- writes ----------------------------------------------------------------------------

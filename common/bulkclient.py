@@ -5,7 +5,9 @@ Used by the client's data path (reads and writes) and by storage servers forward
 to their successors. `BulkPool.call(address, method, request, timeout=)` has the
 shape of `StoragePool.call` and returns the same reply types (a read's reply is a
 `BulkReadReply` whose `data` is a bytearray filled in place by the socket), so the
-callers pick a transport and nothing else changes.
+callers pick a transport and nothing else changes. "ReadV" (a `ReadvRequest`, many
+pieces of one inode on one target) has no gRPC twin; its reply is the list of
+`bulkwire.ReadvResult`, one per piece, each piece's data a view of one payload.
 
 Receiving: frames land in a staging buffer; a payload that has not fully arrived
 gets its own bytearray and the socket fills the rest of it directly (`BufferedProtocol`),
@@ -21,16 +23,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from emberfs.common import bulkwire as w
-from emberfs.common.errors import EmberError, Unauthenticated, Unavailable, error_for_code
+from emberfs.common.errors import ChecksumMismatch, EmberError, Unauthenticated, Unavailable, error_for_code
 from emberfs.common.tls import client_ssl_context
 from emberfs.proto import common_pb2, storage_pb2
 
-__all__ = ["BULK_METHODS", "BulkPool", "BulkReadReply", "CONNECT_TIMEOUT_S", "Cork"]
+__all__ = ["BULK_METHODS", "BulkPool", "BulkReadReply", "CONNECT_TIMEOUT_S", "Cork", "ReadvRequest"]
 
-BULK_METHODS = frozenset({"Read", "Write", "Forward"})
+BULK_METHODS = frozenset({"Read", "Write", "Forward", "ReadV"})  # ReadV: the bulk channel only
 CONNECT_TIMEOUT_S = 5.0
 STAGE_BYTES = 256 * 1024
 
@@ -139,6 +143,18 @@ class BulkReadReply:
         self.commit_version = head.commit_version
         self.chunk_length = head.chunk_length
         self.exists = bool(head.flags & w.FLAG_EXISTS)
+
+
+@dataclass(slots=True)
+class ReadvRequest:
+    """A READV: pieces (chunk index, offset, length) of one inode on one target of a chain."""
+
+    chain_id: int
+    chain_version: int
+    inode_id: int
+    target_id: int
+    reads: Sequence[tuple[int, int, int]]
+    capability: bytes = b""
 
 
 # A reply: its head, its ext, and its payload (bytes of our own, or a view of the
@@ -379,6 +395,11 @@ class BulkPool:
             raise error_for_code(code)(message)
         if method == "Read":
             return BulkReadReply(rpayload, reply)
+        if method == "ReadV":
+            try:
+                return w.unpack_readv_results(rpayload, len(request.reads))
+            except ValueError as exc:  # the answer's bytes are not what was asked for: this replica failed
+                raise ChecksumMismatch(f"READV answer from {address}: {exc}") from None
         return storage_pb2.WriteResponse(commit_version=reply.commit_version, chunk_length=reply.chunk_length,
                                          chunk_crc32c=reply.crc32c, chunk_exists=bool(reply.flags & w.FLAG_EXISTS))
 
@@ -404,6 +425,10 @@ def _encode(method: str, request: Any) -> tuple[w.Request, bytes, Any]:
     if method == "Write":
         ext = w.pack_client_ext(request.capability, request.header.SerializeToString())
         return _update_head(w.OP_WRITE, request), ext, request.data
+    if method == "ReadV":
+        head = w.Request(w.OP_READV, 0, chain_id=request.chain_id, chain_version=request.chain_version,
+                         inode_id=request.inode_id, target_id=request.target_id)
+        return head, w.pack_client_ext(request.capability), w.pack_readv_reads(request.reads)
     if method == "Forward":
         u = request.update
         head = _update_head(w.OP_FORWARD, u)

@@ -17,11 +17,22 @@ then carries pipelined requests, answered in any order and matched by request id
     request  = REQUEST header (84 bytes) + ext + payload
     response = RESPONSE header (36 bytes) + ext (an error: code "\\n" message) + payload
 
-A request's ext: for a client's READ and WRITE, `u16 capability length, capability`
-(common/capability.py; length 0 without tokens) then, for a WRITE, the serialized
-RequestHeader (`pack_client_ext` / `split_client_ext`); a READ may also send an empty
-ext (no capability). For a peer's FORWARD, the serialized RequestHeader alone (the
-server token authorises it).
+A request's ext: for a client's READ, READV and WRITE, `u16 capability length,
+capability` (common/capability.py; length 0 without tokens) then, for a WRITE, the
+serialized RequestHeader (`pack_client_ext` / `split_client_ext`); a READ or READV may
+also send an empty ext (no capability). For a peer's FORWARD, the serialized
+RequestHeader alone (the server token authorises it).
+
+READV reads many pieces of one inode on one target (the header's chain id, chain
+version, inode id and target id apply to all of them). Its payload is one
+`u32 chunk index, u32 offset, u32 length` per piece (at most MAX_READV_READS pieces,
+MAX_READV_BYTES asked in all). Its answer is one OK frame whose payload is a result per
+piece (READV_RESULT: status, flags, error length, chunk length, commit version, the
+CRC32C of exactly the bytes returned, their length), then the error texts of the
+failed pieces, then the pieces' bytes, all in request order. A piece's failure is that
+piece's error; only a frame the server cannot take at all (a bad capability, a bad
+piece table) gets an error frame. The frame layout did not change, so VERSION did not:
+a server that predates READV answers it as any unknown op (InvalidArgument).
 
 A malformed header (bad magic, lengths past the caps) cannot be skipped safely, so
 the peer answers with an error frame where it can and closes the connection; an
@@ -31,7 +42,7 @@ unknown op or a refused request only gets its error frame, and the connection go
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,10 +54,16 @@ __all__ = [
     "MAX_PAYLOAD",
     "MAX_TOKEN",
     "OP_FORWARD",
+    "MAX_READV_BYTES",
+    "MAX_READV_ERROR",
+    "MAX_READV_READS",
     "OP_NAMES",
     "OP_READ",
+    "OP_READV",
     "OP_WRITE",
     "REQUEST",
+    "READV_READ",
+    "READV_RESULT",
     "RESPONSE",
     "STATUS_ERROR",
     "STATUS_OK",
@@ -57,15 +74,20 @@ __all__ = [
     "Stage",
     "Hello",
     "Request",
+    "ReadvResult",
     "Response",
     "decode_error",
     "encode_error",
     "split_client_ext",
     "pack_client_ext",
     "pack_hello",
+    "pack_readv_reads",
+    "pack_readv_results",
     "pack_request",
     "pack_response",
     "unpack_hello",
+    "unpack_readv_reads",
+    "unpack_readv_results",
     "unpack_request",
     "unpack_response",
 ]
@@ -77,7 +99,8 @@ FRAME_MAGIC = 0xEB1F  # first two bytes of every frame: a desynchronised stream 
 OP_READ = 1
 OP_WRITE = 2  # a client's update at the chain head (storage_pb2.WriteRequest)
 OP_FORWARD = 3  # a chain peer's update (storage_pb2.ForwardRequest)
-OP_NAMES = {OP_READ: "READ", OP_WRITE: "WRITE", OP_FORWARD: "FORWARD"}
+OP_READV = 4  # many small reads of one inode on one target, one answer
+OP_NAMES = {OP_READ: "READ", OP_WRITE: "WRITE", OP_FORWARD: "FORWARD", OP_READV: "READV"}
 
 STATUS_OK = 0
 STATUS_ERROR = 1
@@ -87,6 +110,9 @@ FLAG_EXISTS = 1  # response flag: the chunk exists (a read of a hole has it clea
 MAX_PAYLOAD = 64 * 1024 * 1024 + 64 * 1024  # the largest chunk plus slack, as gRPC's cap
 MAX_EXT = 64 * 1024
 MAX_TOKEN = 4096
+MAX_READV_READS = 1024
+MAX_READV_BYTES = 32 * 1024 * 1024  # asked by one READV: its answer stays below MAX_PAYLOAD
+MAX_READV_ERROR = 1024  # one piece's error text
 
 HELLO = struct.Struct("<4sHHI")
 # magic, op, kind, request id, chain id, chunk index, chain version, inode id,
@@ -96,6 +122,9 @@ REQUEST = struct.Struct("<HBBQIIQQIIIIQQQII")
 # magic, status, flags, request id, commit version, chunk length, crc32c,
 # ext length, payload length
 RESPONSE = struct.Struct("<HBBQQIIII")
+READV_READ = struct.Struct("<III")  # chunk index, offset, length
+# status, flags, error length, chunk length, commit version, crc32c, data length
+READV_RESULT = struct.Struct("<BBHIQII")
 
 
 H = TypeVar("H")
@@ -221,18 +250,92 @@ def split_client_ext(ext: bytes) -> tuple[bytes, bytes]:
     return bytes(ext[_CAP_LENGTH.size:end]), bytes(ext[end:])
 
 
-def encode_error(code: str, message: str) -> bytes:
-    """An error frame's ext: the EmberError code and its message (cut to fit)."""
+def encode_error(code: str, message: str, limit: int = MAX_EXT) -> bytes:
+    """An error frame's ext (or a READV piece's error): the EmberError code and its
+    message, cut to `limit` bytes."""
     body = f"{code}\n{message}".encode("utf-8", "replace")
-    if len(body) <= MAX_EXT:
+    if len(body) <= limit:
         return body
     # Cut on a character boundary: a split one would decode as garbage.
-    return body[:MAX_EXT].decode("utf-8", "ignore").encode("utf-8")
+    return body[:limit].decode("utf-8", "ignore").encode("utf-8")
 
 
 def decode_error(ext: bytes | memoryview) -> tuple[str, str]:
     code, _, message = bytes(ext).decode("utf-8", "replace").partition("\n")
     return code, message
+
+
+# -- READV bodies -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReadvResult:
+    """One piece of a READV answer: what a READ's response header and payload would say."""
+
+    status: int = STATUS_OK
+    flags: int = 0
+    commit_version: int = 0
+    chunk_length: int = 0
+    crc32c: int = 0  # of `data`, exactly
+    data: bytes | bytearray | memoryview = b""
+    error: bytes = b""  # a failed piece: encode_error's "code\nmessage"
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.flags & FLAG_EXISTS)
+
+
+def pack_readv_reads(reads: Sequence[tuple[int, int, int]]) -> bytes:
+    """A READV payload: (chunk index, offset, length) per piece."""
+    return b"".join(READV_READ.pack(*read) for read in reads)
+
+
+def unpack_readv_reads(payload: bytes | memoryview) -> list[tuple[int, int, int]]:
+    """The pieces of a READV payload; ValueError when it is malformed or over a limit."""
+    size = READV_READ.size
+    if not payload or len(payload) % size:
+        raise ValueError(f"a READV payload is a non-empty list of {size}-byte reads, not {len(payload)} bytes")
+    if len(payload) > MAX_READV_READS * size:
+        raise ValueError(f"a READV asks for {len(payload) // size} reads; the limit is {MAX_READV_READS}")
+    reads = list(READV_READ.iter_unpack(payload))
+    asked = sum(length for _, _, length in reads)
+    if asked > MAX_READV_BYTES:
+        raise ValueError(f"a READV asks for {asked} bytes; the limit is {MAX_READV_BYTES}")
+    return reads
+
+
+def pack_readv_results(results: Sequence[ReadvResult]) -> bytes:
+    """A READV answer's payload: the result table, the error texts, the bytes."""
+    table = b"".join(
+        READV_RESULT.pack(r.status, r.flags, len(r.error), r.chunk_length, r.commit_version, r.crc32c, len(r.data))
+        for r in results)
+    return b"".join([table, *(r.error for r in results if r.error), *(r.data for r in results if len(r.data))])
+
+
+def unpack_readv_results(payload: bytes | bytearray | memoryview, count: int) -> list[ReadvResult]:
+    """The `count` results of a READV answer, their data views of `payload`; ValueError
+    when the payload does not hold exactly that many well-formed results."""
+    view = memoryview(payload).cast("B")
+    table_end = count * READV_RESULT.size
+    if len(view) < table_end:
+        raise ValueError(f"a READV answer of {len(view)} bytes is too short for {count} results")
+    rows = list(READV_RESULT.iter_unpack(view[:table_end])) if count else []
+    errors_end = table_end + sum(row[2] for row in rows)
+    if errors_end + sum(row[6] for row in rows) != len(view):
+        raise ValueError(f"a READV answer of {len(view)} bytes does not match its result table")
+    results, error_at, data_at = [], table_end, errors_end
+    for status, flags, error_length, chunk_length, commit_version, crc, data_length in rows:
+        # A piece has bytes or an error, never both; a failure always says why.
+        if not ((status == STATUS_OK and not error_length) or (status == STATUS_ERROR and error_length
+                                                                and not data_length)):
+            raise ValueError(f"a READV result with status {status}, {error_length} error and "
+                             f"{data_length} data bytes")
+        results.append(ReadvResult(status, flags, commit_version, chunk_length, crc,
+                                   view[data_at:data_at + data_length],
+                                   bytes(view[error_at:error_at + error_length])))
+        error_at += error_length
+        data_at += data_length
+    return results
 
 
 class Stage:

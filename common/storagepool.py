@@ -6,7 +6,7 @@ grpc reconnects a channel by itself (short backoff, see common.rpc.channel_optio
 StaleChainVersion, NotChainHead, Unavailable, ...); retries and replica choice belong
 to the caller. Given the server's bulk address (from routing) and a pool made with
 `bulk=True`, Read/Write/Forward travel on the bulk channel instead (bulkclient.py),
-with the same replies and the same errors. With a `token`, every call carries it
+with the same replies and the same errors; ReadV exists there only. With a `token`, every call carries it
 (gRPC metadata, the bulk hello).
 """
 
@@ -48,6 +48,8 @@ class StoragePool:
         """The reply of `method`; `into` lets a bulk Read land in the caller's buffer."""
         if bulk_address and self.bulk is not None and method in BULK_METHODS:
             return await self.bulk.call(bulk_address, method, request, timeout=timeout, into=into)
+        if method == "ReadV":
+            raise ValueError("ReadV travels on the bulk channel only: this pool or this server has none")
         try:
             return await getattr(self.stub(address), method)(request, timeout=timeout)
         except grpc.aio.AioRpcError as rpc_error:

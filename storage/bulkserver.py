@@ -8,7 +8,8 @@ CRAQ operator, so both transports share every rule. Per connection:
   missing or unknown token (STATUS_UNAUTHENTICATED), and FORWARD frames need a server
   token (PermissionDenied error frame; the connection goes on), and READ and WRITE
   frames need a capability for their inode in their ext (access.py; CapabilityRefused
-  error frame, nothing written, the connection goes on);
+  error frame, nothing written, the connection goes on), and so do READV frames
+  (readv.py: many reads of one inode, one answer);
 - requests are pipelined: each runs as its own task and answers with its request id;
 - a header that breaks the protocol (bad magic, lengths past the caps) gets an error
   frame and the connection closes; an unknown op or a refused request gets its error
@@ -48,6 +49,7 @@ from emberfs.proto import storage_pb2
 
 from .access import RIGHT_READ, RIGHT_WRITE, AccessGuard
 from .craq import Operator
+from .readv import serve_readv
 from .region import native_sendfile
 
 __all__ = ["MAX_INFLIGHT", "MAX_INFLIGHT_BYTES", "MIN_RATE", "SERVER_BUDGET", "STALL_S", "BulkServer"]
@@ -358,15 +360,19 @@ class _ServerConnection(asyncio.BufferedProtocol):
 
     async def _dispatch(self, head: w.Request, ext: bytes, payload: bytes) -> tuple[w.Response, Any]:
         op = self.op
-        if head.op in (w.OP_READ, w.OP_WRITE):
+        if head.op in (w.OP_READ, w.OP_WRITE, w.OP_READV):
             try:
                 capability, ext = w.split_client_ext(ext)
             except ValueError as exc:
                 raise InvalidArgument(f"the frame's ext: {exc}") from None
             guard = self.server.guard
             if guard is not None:
-                right = RIGHT_READ if head.op == w.OP_READ else RIGHT_WRITE
+                right = RIGHT_WRITE if head.op == w.OP_WRITE else RIGHT_READ
                 guard.check(self.principal, capability, head.inode_id, right)
+        if head.op == w.OP_READV:
+            if ext:
+                raise InvalidArgument("a READV frame carries nothing in its ext past the capability")
+            return w.Response(head.request_id), await serve_readv(op, head, payload)
         if head.op == w.OP_READ:
             if ext or payload:
                 raise InvalidArgument("a READ frame carries no payload and nothing in its ext past the capability")

@@ -451,24 +451,29 @@ class Operator:
                                         chunk_length=meta.length, exists=meta.exists)
 
     async def _read_store(self, target: int, store: ChunkStore, chunk: ChunkId, offset: int,
-                          length: int) -> tuple[bytes, ChunkMeta]:
+                          length: int, wait: bool = True) -> tuple[bytes, ChunkMeta]:
         """A small read whose bytes are all in the page cache runs right here: a hop to
         the I/O threads costs more than the read (and queues behind the GIL). Anything
-        else, or a miss, goes to the I/O pool."""
+        else, or a miss, goes to the I/O pool; with wait=False it raises WouldBlock instead."""
         if length <= INLINE_READ_MAX:
             try:
                 with self.failing_target(target):
                     return store.read(chunk, offset, length, cached_only=True)
             except WouldBlock:
-                pass
+                if not wait:
+                    raise
+        elif not wait:
+            raise WouldBlock()
         return await self.tio(target, store.read, chunk, offset, length)
 
-    async def read_data(self, req: storage_pb2.ReadRequest, *, region_ok: bool = False
+    async def read_data(self, req: storage_pb2.ReadRequest, *, region_ok: bool = False, wait: bool = True
                         ) -> tuple[bytes | ChunkRegion, int, ChunkMeta]:
         """The bytes a read asks for, their CRC32C and the chunk's metadata (both transports).
 
         region_ok: a read of a whole committed chunk may come back as a ChunkRegion (an
-        open file for sendfile) instead of bytes; its CRC32C is the one stored at commit."""
+        open file for sendfile) instead of bytes; its CRC32C is the one stored at commit.
+        wait=False: raise WouldBlock rather than send the read to the I/O pool (a READV
+        serves the cached pieces first, then the others concurrently)."""
         chunk = check_read(req)
         self.health.lease.check()
         chain = await self.chain(req.chain_id, req.chain_version)
@@ -483,7 +488,7 @@ class Operator:
             if region is not None:
                 return region
         for _ in range(READ_ATTEMPTS):
-            data, meta = await self._read_store(target, store, chunk, req.offset, req.length)
+            data, meta = await self._read_store(target, store, chunk, req.offset, req.length, wait)
             how_read = read_plan(meta.replica, is_tail=is_tail)
             if how_read == ReadPlan.TAKE_OVER:
                 await self.take_over(chain, target, store, chunk)

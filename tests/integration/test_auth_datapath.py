@@ -359,6 +359,53 @@ def test_raw_bulk_frames_on_one_socket(cluster: LocalCluster) -> None:
     assert answers[4][2] == before and not before.startswith(data)  # the refused WRITE changed nothing
 
 
+def test_raw_readv_frames_need_a_capability_for_their_inode(cluster: LocalCluster) -> None:
+    """READV (many pieces of one inode, one frame) is checked once per frame like a READ:
+    no, forged, expired or another inode's capability gets CapabilityRefused and no byte
+    of any piece; the same connection then serves alice's READV of her own file."""
+    spot = Spot(cluster)
+    _run(spot.load())
+    host, _, port = spot.bulk_address.rpartition(":")
+
+    async def first_bytes() -> bytes:
+        async with Client(cluster.meta_address, token=TOKENS["alice"]) as alice:
+            return await alice.read_range("/open/alice", 0, 100)
+
+    before = _run(first_bytes())
+    now_ms = int(time.time() * 1000)
+    cases = {
+        "no capability": (spot.secret, b""),
+        "forged": (spot.secret, capability.sign(1, b"not the cluster key, 32 bytes!!!", spot.secret, 1,
+                                                now_ms + 60_000)),
+        "expired": (spot.secret, _signed_with_cluster_key(cluster, spot.secret, 1, now_ms - 1)),
+        "other inode (alice's)": (spot.secret, spot.alice_read.blob),
+        "good": (spot.alice_file, spot.alice_read.blob),
+    }
+    pieces = w.pack_readv_reads([(0, 0, 10), (0, 10, 90), (1, 0, 10)])
+    answers = {}
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(w.pack_hello(w.VERSION, 0, TOKENS["alice"].encode()))
+        hello = w.unpack_hello(_exactly(sock, w.HELLO.size), max_body=w.MAX_EXT)
+        _exactly(sock, hello.body_length)
+        assert hello.field == w.STATUS_OK
+        for request_id, (case, (inode, cap)) in enumerate(cases.items(), start=1):
+            ext = w.pack_client_ext(cap)
+            head = w.Request(w.OP_READV, request_id, chain_id=spot.chain.chain_id,
+                             chain_version=spot.chain.chain_version, inode_id=inode, target_id=spot.head,
+                             ext_length=len(ext), payload_length=len(pieces))
+            sock.sendall(w.pack_request(head) + ext + pieces)
+            reply = w.unpack_response(_exactly(sock, w.RESPONSE.size))
+            assert reply.request_id == request_id
+            ext_back, payload = _exactly(sock, reply.ext_length), _exactly(sock, reply.payload_length)
+            answers[case] = (w.decode_error(ext_back)[0] if reply.status == w.STATUS_ERROR else OK, payload)
+    print("\nraw READV frames with alice's token:", {case: code for case, (code, _) in answers.items()})
+    assert {case: code for case, (code, _) in answers.items()} == {
+        **{case: "CapabilityRefused" for case in cases if case != "good"}, "good": OK}
+    assert all(payload == b"" for code, payload in answers.values() if code != OK)
+    results = w.unpack_readv_results(answers["good"][1], 3)
+    assert [bytes(r.data) for r in results[:2]] == [before[:10], before[10:100]]
+
+
 def test_a_good_capability_reads_and_writes(cluster: LocalCluster) -> None:
     """The other side of the table: alice's own capabilities work raw, on both transports."""
 

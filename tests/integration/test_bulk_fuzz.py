@@ -220,7 +220,7 @@ class Stream(NamedTuple):
 
 # Wild values per header field: the boundaries of its wire type, and anything in between.
 WILD = {
-    "op": st.one_of(st.sampled_from([0, w.OP_READ, w.OP_WRITE, w.OP_FORWARD, 4, 255]), U8),
+    "op": st.one_of(st.sampled_from([0, w.OP_READ, w.OP_WRITE, w.OP_FORWARD, w.OP_READV, 5, 255]), U8),
     "kind": st.one_of(st.integers(0, 5), U8),
     "request_id": st.one_of(st.sampled_from([0, 2**64 - 2]), U64),
     "chain_id": st.one_of(st.sampled_from([0, 2, 2**32 - 1]), U32),
@@ -236,25 +236,29 @@ WILD = {
     "from_target": st.one_of(st.sampled_from([0, 101, 2**64 - 1]), U64),
 }
 WILD_PAYLOADS = st.one_of(st.binary(max_size=4096), st.sampled_from([CHUNK, CHUNK + 1, 300_000]).map(bytes))
+READS = (w.OP_READ, w.OP_READV)  # ops that never change a chunk
 WILD_EXTS = st.one_of(st.binary(max_size=300), st.just(b"\n" * 10))
 HEADERS = st.builds(common_pb2.RequestHeader, client_id=st.text(max_size=40), request_id=U64, uid=U32)
 
 
 @st.composite
 def frames(draw: st.DrawFn, target: Target) -> Frame:
-    """A well-formed frame (true lengths, within the caps): a valid READ, WRITE or FORWARD
-    with up to four fields (ext and payload among them) made wild, so that some get deep
-    into the operator and some fail each check. Never one that could validly change
-    ORIGINAL: any but a READ of its inode is moved to a scratch inode."""
-    op = draw(st.sampled_from([w.OP_READ, w.OP_WRITE, w.OP_FORWARD]))
+    """A well-formed frame (true lengths, within the caps): a valid READ, READV, WRITE or
+    FORWARD with up to four fields (ext and payload among them) made wild, so that some get
+    deep into the operator and some fail each check. Never one that could validly change
+    ORIGINAL: any but a READ or READV of its inode is moved to a scratch inode."""
+    op = draw(st.sampled_from([w.OP_READ, w.OP_WRITE, w.OP_FORWARD, w.OP_READV]))
     ext, payload = b"", b""
-    if op == w.OP_WRITE:  # a client update: (no) capability, then its header
+    if op == w.OP_READV:  # (no) capability, then pieces anywhere in and around the chunks
+        pieces = st.tuples(st.integers(0, 4), st.integers(0, 2 * CHUNK), st.integers(0, CHUNK + 1))
+        ext, payload = w.pack_client_ext(b""), w.pack_readv_reads(draw(st.lists(pieces, min_size=1, max_size=20)))
+    elif op == w.OP_WRITE:  # a client update: (no) capability, then its header
         ext, payload = w.pack_client_ext(b"", draw(HEADERS).SerializeToString()), draw(st.binary(max_size=2048))
     elif op == w.OP_FORWARD:
         ext, payload = draw(HEADERS).SerializeToString(), draw(st.binary(max_size=2048))
     head = w.Request(
         op, draw(st.integers(0, 2**64 - 2)), kind=1, chain_id=target.chain_id, chunk_index=draw(st.integers(0, 3)),
-        chain_version=target.chain_version, inode_id=target.inode_id if op == w.OP_READ else SCRATCH_INODE,
+        chain_version=target.chain_version, inode_id=target.inode_id if op in READS else SCRATCH_INODE,
         offset=draw(st.integers(0, CHUNK - len(payload))), length=draw(st.integers(0, CHUNK)),
         chunk_size=CHUNK,
     )
@@ -268,7 +272,7 @@ def frames(draw: st.DrawFn, target: Target) -> Frame:
             setattr(head, name, draw(WILD[name]))
     if "crc32c" not in wild:
         head.crc32c = crc32c.crc32c(payload)
-    if head.op != w.OP_READ and head.inode_id == target.inode_id:
+    if head.op not in READS and head.inode_id == target.inode_id:
         head.inode_id = SCRATCH_INODE
     head.request_id = min(head.request_id, 2**64 - 2)  # the check READ after it takes id + 1
     head.ext_length, head.payload_length = len(ext), len(payload)
@@ -331,9 +335,15 @@ def test_fuzzed_well_formed_frames_are_each_answered_and_change_nothing(
                 answers[reply.request_id] = (reply, rext, rpayload)
         finally:
             sock.close()
-        reply, rext, _ = answers[head.request_id]
+        reply, rext, rpayload = answers[head.request_id]
         if reply.status == w.STATUS_ERROR:
             _assert_expected_error(*w.decode_error(rext))
+        elif head.op == w.OP_READV:  # each piece: its bytes with their CRC32C, or an expected error
+            for piece in w.unpack_readv_results(rpayload, len(payload) // w.READV_READ.size):
+                if piece.status == w.STATUS_ERROR:
+                    _assert_expected_error(*w.decode_error(piece.error))
+                else:
+                    assert piece.crc32c == crc32c.crc32c(piece.data)
         checked, cext, cpayload = answers[check.request_id]
         assert checked.status == w.STATUS_OK and cpayload == expect, w.decode_error(cext)
         assert target.cluster.storage[0].running, target.cluster.storage[0].log_tail()

@@ -114,6 +114,9 @@ def test_data_on_both_transports(tls_cluster: LocalCluster, user_token: str) -> 
                               transport=transport) as fs:
                 await fs.write_file(f"/data-{transport}", PAYLOAD)
                 assert await fs.read_file(f"/data-{transport}") == PAYLOAD
+                # A batch of samples: READVs on the bulk channel, with capabilities, over TLS.
+                ranges = [(f"/data-{transport}", offset, 3000) for offset in range(0, len(PAYLOAD), 7001)]
+                assert await fs.read_ranges(ranges) == [PAYLOAD[o:o + n] for _, o, n in ranges]
         # Each transport reads what the other wrote.
         async with Client(tls_cluster.meta_address, token=user_token, tls_ca=_ca(tls_cluster),
                           transport="grpc") as fs:
