@@ -264,11 +264,14 @@ class DataPath:
 
         return await self._authorized(file, RIGHT_WRITE, run)
 
-    async def read_chunk(self, file: FileLayout, span: ChunkSpan, into: memoryview | None = None) -> Any:
+    async def read_chunk(self, file: FileLayout, span: ChunkSpan, into: memoryview | None = None,
+                         zero_filled: list[int] | None = None) -> Any:
         """span's bytes of one chunk from a SERVING replica, CRC-checked, holes as zeros.
 
         into: a buffer of exactly span.length bytes to fill (the bulk channel receives
-        straight into it); the result is then `into` itself."""
+        straight into it); the result is then `into` itself. zero_filled: gets the
+        chunk index when the replica held fewer bytes than the span (a hole, a short
+        chunk, or a length that is no longer the file's: the caller may ask again)."""
         chain_id = file.chain_of(span.chunk_index)
         header = self._new_header()
         if into is not None and len(into) != span.length:
@@ -305,6 +308,8 @@ class DataPath:
                     f"chunk {span.chunk_index} of inode {file.inode_id} from target {target}: CRC32C mismatch"
                 )
             self._suspects.pop(target, None)
+            if zero_filled is not None and (not reply.exists or len(data) < span.length):
+                zero_filled.append(span.chunk_index)
             if into is None:
                 return fill_chunk(data, reply.exists, span.length)
             n = len(data) if reply.exists else 0
@@ -322,14 +327,16 @@ class DataPath:
 
     # -- many chunks ------------------------------------------------------------------
 
-    async def read_spans(self, file: FileLayout, spans: Sequence[ChunkSpan]) -> list[bytes]:
+    async def read_spans(self, file: FileLayout, spans: Sequence[ChunkSpan],
+                         zero_filled: list[int] | None = None) -> list[bytes]:
         """The bytes of each span, fetched concurrently (bounded by the path's gates)."""
         if len(spans) == 1:
-            return [await self.read_chunk(file, spans[0])]
-        jobs = [lambda s=span: self.read_chunk(file, s) for span in spans]
+            return [await self.read_chunk(file, spans[0], None, zero_filled)]
+        jobs = [lambda s=span: self.read_chunk(file, s, None, zero_filled) for span in spans]
         return await bounded_all(jobs, self.max_inflight)
 
-    async def read_spans_into(self, file: FileLayout, spans: Sequence[ChunkSpan], into: memoryview) -> None:
+    async def read_spans_into(self, file: FileLayout, spans: Sequence[ChunkSpan], into: memoryview,
+                              zero_filled: list[int] | None = None) -> None:
         """The spans' bytes, back to back, into `into` (exactly their total length)."""
         views, at = [], 0
         for span in spans:
@@ -338,10 +345,11 @@ class DataPath:
         if at != len(into):
             raise ValueError(f"the buffer holds {len(into)} bytes, the spans {at}")
         if len(spans) == 1:
-            await self.read_chunk(file, spans[0], views[0])
+            await self.read_chunk(file, spans[0], views[0], zero_filled)
             return
         await bounded_all(
-            [functools.partial(self.read_chunk, file, span, view) for span, view in zip(spans, views, strict=True)],
+            [functools.partial(self.read_chunk, file, span, view, zero_filled)
+             for span, view in zip(spans, views, strict=True)],
             self.max_inflight,
         )
 

@@ -52,6 +52,7 @@ from emberfs.common.errors import Busy, EmberError
 from emberfs.common.layout import chunk_span
 from emberfs.proto import meta_pb2, storage_pb2
 
+from ._attrcache import Change
 from ._data import FileLayout, recovered_length
 from ._errors import os_error
 from ._plan import chunk_count
@@ -170,11 +171,26 @@ class EmberFile:
             raise ValueError("I/O operation on closed file.")
         client, path, mode = self._client, self.name, self._mode
         if not mode.writable:
-            resp = await client._call(
-                "Open", lambda h: meta_pb2.OpenRequest(header=h, path=path, write=False), path=path
-            )
-            inode = resp.inode
-        elif mode.create:
+            # Close-to-open: always asked (fresh), and the answer refreshes the client's
+            # attribute cache; a read-only open has no session and nothing to close.
+            inode, self._file = await client._open_read(path, fresh=True)
+            self._length, self._truncate_version = inode.length, inode.truncate_version
+            self._state = _State.OPEN
+            return self
+        try:
+            inode = await self._open_for_write()
+        finally:  # the open may have created or truncated the file, even when it failed
+            client._attrs.changed(Change.FILE_CHANGED, path, self._file.inode_id if self._file else None)
+        self._length, self._truncate_version = inode.length, inode.truncate_version
+        if mode.append:
+            self._pos = self._length
+        self._state = _State.OPEN
+        return self
+
+    async def _open_for_write(self) -> meta_pb2.Inode:
+        """Create or Open with a write session (and a "wb" open's removal of old bytes)."""
+        client, path, mode = self._client, self.name, self._mode
+        if mode.create:
             resp = await client._call(
                 "Create",
                 lambda h: meta_pb2.CreateRequest(
@@ -200,11 +216,7 @@ class EmberFile:
             )
             inode = resp.inode
         self._bind(resp)
-        self._length, self._truncate_version = inode.length, inode.truncate_version
-        if mode.append:
-            self._pos = self._length
-        self._state = _State.OPEN
-        return self
+        return inode
 
     def _bind(self, resp: Any) -> None:
         self._file = FileLayout(resp.inode.inode_id, resp.inode.layout)
