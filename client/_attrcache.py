@@ -8,8 +8,9 @@ consistency as NFS and JuiceFS give it:
 
 - An entry is used for `timeout` seconds from when its Open was *sent* (the answer is
   at least that fresh); then the next read asks again. 0 disables the cache.
-- `Client.open()` always asks the metaserver (`refresh`) and stores the answer, so a
-  change another client made before that open is seen by it, and by path reads after.
+- `Client.open()` always asks the metaserver (`refresh`) and stores the answer (or
+  drops the entry when the open fails), so a change another client made before that
+  open is seen by it, and by reads by path after it.
 - This client's own changes drop every entry they can affect before they return
   (`Change`, `SCOPES`): read-your-writes.
 - Misses of one path share one Open in flight. Any change detaches the Opens in flight
@@ -133,8 +134,13 @@ class AttrCache(Generic[V]):
         return (await asyncio.shield(future))[0], False
 
     async def refresh(self, path: str, fetch: Fetch[V]) -> V:
-        """fetch()'s value, always asked for (an open's revalidation), and stored."""
-        return (await self._fetch_and_store(path, fetch))[0]
+        """fetch()'s value, always asked for (an open's revalidation), and stored. If it
+        fails (the file is gone or refused now), path's entry goes too."""
+        try:
+            return (await self._fetch_and_store(path, fetch))[0]
+        except BaseException:
+            self._remove(path)
+            raise
 
     async def _fetch_and_store(self, path: str, fetch: Fetch[V]) -> tuple[V, int]:
         generation, sent_at = self._generation, self._clock()

@@ -171,6 +171,22 @@ def test_drop_forgets_one_path_and_keeps_its_aliases() -> None:
     asyncio.run(run())
 
 
+def test_a_failed_refresh_drops_the_entry() -> None:
+    cache: AttrCache[str] = AttrCache(10.0, clock=Clock())
+    fetcher = Fetcher({"/a": 1})
+
+    async def gone() -> tuple[str, int]:
+        raise FileNotFoundError("/a")
+
+    async def run() -> None:
+        await cache.lookup("/a", fetcher("/a"))
+        with pytest.raises(FileNotFoundError):
+            await cache.refresh("/a", gone)
+        assert cache.get("/a") is None
+
+    asyncio.run(run())
+
+
 def test_refresh_always_asks_and_replaces() -> None:
     cache: AttrCache[str] = AttrCache(10.0, clock=Clock())
     fetcher = Fetcher({"/a": 1})
