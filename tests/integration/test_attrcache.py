@@ -295,6 +295,22 @@ def test_sync_client_passes_attr_timeout(cluster3: Any, area: str) -> None:
         assert uncached._runner.client._meta.calls["Open"] == 3
 
 
+def test_fsspec_passes_attr_timeout(cluster3: Any, area: str) -> None:
+    from emberfs.client.fsspec import EmberFileSystem
+
+    path = f"{area}/fsspec"
+    opens = {}
+    for timeout in (LONG, 0.0):
+        fs = EmberFileSystem(address=cluster3.meta_address, uid=1000, gid=1000, groups=[], attr_timeout=timeout,
+                             skip_instance_cache=True)
+        fs.pipe_file(path, b"fsspec bytes")
+        for _ in range(3):
+            assert fs.cat_file(path, start=0, end=6) == b"fsspec"
+        (client_future,) = fs._clients._clients.values()
+        opens[timeout] = client_future.result()._meta.calls["Open"]
+    assert opens == {LONG: 1, 0.0: 3}
+
+
 # -- permissions, with capabilities ---------------------------------------------------------------
 
 TOKENS = {
