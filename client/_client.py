@@ -38,6 +38,7 @@ from ._caps import CapabilityCache
 from ._data import DataPath, FileLayout, bounded_all
 from ._errors import os_error
 from ._file import EmberFile
+from ._freshbytes import fresh_bytes
 from ._meta import Identity, MetaTransport
 from ._plan import FileReads, read_plan, result_sizes
 from ._retry import RetryPolicy
@@ -326,12 +327,24 @@ class Client:
                 self._attrs.drop(path)
             raise os_error(exc, path) from None
 
+    async def _read_bytes(self, file: FileLayout, spans: Sequence[ChunkSpan],
+                          zero_filled: list[int] | None = None) -> bytes:
+        """The spans' bytes as one new bytes object. A large read's chunks are received
+        straight into it (`_freshbytes.py`: one copy, no join); a small one is joined
+        from the bytes it arrived in. EmberError leaves as itself."""
+        fresh = fresh_bytes(sum(span.length for span in spans))
+        if fresh is None:
+            return b"".join(await self._data.read_spans(file, spans, zero_filled))
+        result, view = fresh
+        await self._data.read_spans_into(file, spans, view, zero_filled)
+        return result
+
     async def read_file(self, path: str) -> bytes:
         """The whole contents of the file at path."""
 
         async def read(inode: FileAttrs, file: FileLayout, zero_filled: list[int] | None) -> bytes:
             spans = chunk_span(0, inode.length, file.chunk_size, inode.length)
-            return b"".join(await self._data.read_spans(file, spans, zero_filled))
+            return await self._read_bytes(file, spans, zero_filled)
 
         return await self._read_by_path(path, read)
 
@@ -358,7 +371,7 @@ class Client:
 
         async def read(inode: FileAttrs, file: FileLayout, zero_filled: list[int] | None) -> bytes:
             spans = chunk_span(offset, length, file.chunk_size, inode.length)
-            return b"".join(await self._data.read_spans(file, spans, zero_filled))
+            return await self._read_bytes(file, spans, zero_filled)
 
         return await self._read_by_path(path, read)
 

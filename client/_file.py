@@ -49,7 +49,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from emberfs.common.errors import Busy, EmberError
-from emberfs.common.layout import chunk_span
+from emberfs.common.layout import ChunkSpan, chunk_span
 from emberfs.proto import meta_pb2, storage_pb2
 
 from ._attrcache import Change
@@ -330,7 +330,7 @@ class EmberFile:
             await self._send_all()
         file = self._layout()
         spans = chunk_span(offset, length, file.chunk_size, self._length)
-        return b"".join(await self._data(self._client._data.read_spans(file, spans)))
+        return await self._read_spans(file, spans)
 
     async def pread_into(self, buffer: Any, offset: int) -> int:
         """Fill `buffer` with the bytes at `offset` (short at EOF); return how many. Like
@@ -379,7 +379,7 @@ class EmberFile:
             self._drop_readahead()
             self._window = 0
             spans = chunk_span(offset, end - offset, file.chunk_size, self._length)
-            return b"".join(await self._data(self._client._data.read_spans(file, spans)))
+            return await self._read_spans(file, spans)
         cs = file.chunk_size
         self._window = min(self._client.readahead, max(end - offset, 2 * self._window, cs))
         first, last_needed = offset // cs, (end - 1) // cs
@@ -400,6 +400,9 @@ class EmberFile:
             hi = min(end - index * cs, cs)
             parts.append(chunk[lo:hi])
         return b"".join(parts)
+
+    async def _read_spans(self, file: FileLayout, spans: list[ChunkSpan]) -> bytes:
+        return await self._data(self._client._read_bytes(file, spans))
 
     async def _read_chunk(self, index: int) -> bytes:
         file = self._layout()
