@@ -50,7 +50,7 @@ __all__ = ["Client", "ClientState"]
 _NS_PER_S = 1_000_000_000
 _MAX_ID = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is (uid_t)-1, "no change"
 _LIST_PAGE = 1000  # entries per List call; the server may cap it lower
-_STAT_PARALLEL = 16  # Stat calls in flight when a batch read looks up many files
+_STAT_PARALLEL = 16  # Opens in flight when a batch read looks up many files
 
 T = TypeVar("T")
 
@@ -272,6 +272,18 @@ class Client:
             return await self._attrs.refresh(path, functools.partial(self._send_open_read, path))
         return (await self._attrs.lookup(path, functools.partial(self._send_open_read, path)))[0]
 
+    async def _open_reads(self, paths: Sequence[str]) -> list[OpenedFile]:
+        """`_open_read` of each path, in order: cached ones at once, the others
+        concurrently (at most _STAT_PARALLEL Opens in flight)."""
+        found = [self._attrs.get(path) for path in paths]
+        missing = [i for i, opened in enumerate(found) if opened is None]
+        if missing:
+            fetched = await bounded_all([functools.partial(self._open_read, paths[i]) for i in missing],
+                                        _STAT_PARALLEL)
+            for i, opened in zip(missing, fetched, strict=True):
+                found[i] = opened
+        return [opened for opened in found if opened is not None]
+
     async def _send_open_read(self, path: str) -> tuple[OpenedFile, int]:
         resp = await self._call("Open", lambda h: meta_pb2.OpenRequest(header=h, path=path, write=False), path=path)
         inode = resp.inode
@@ -385,7 +397,7 @@ class Client:
         for path, offset, length in ranges:
             _check_range(path, offset, length)
         paths = list(dict.fromkeys(path for path, _, _ in ranges))
-        found = await bounded_all([functools.partial(self._open_read, p) for p in paths], _STAT_PARALLEL)
+        found = await self._open_reads(paths)
         files = {path: file for path, (_, file) in zip(paths, found, strict=True)}
         lengths = {path: inode.length for path, (inode, _) in zip(paths, found, strict=True)}
         out = [bytearray(n) for n in result_sizes(ranges, lengths)]
