@@ -425,7 +425,8 @@ class Client:
         """A file object for path: `async with fs.open(p, "rb") as f` or `f = await fs.open(p)`.
 
         Modes: "rb", "wb" (create or truncate), "xb" (create; FileExistsError if it
-        exists), "ab" (append), "r+b" (read and write an existing file).
+        exists), "ab" (append), "r+b" (read and write an existing file). Opening always
+        asks the metaserver, whatever `attr_timeout` (close-to-open).
         """
         if self.state is not ClientState.OPENED:
             raise RuntimeError(f"the client is {self.state.value}; use `async with Client(...)`")

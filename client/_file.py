@@ -10,6 +10,10 @@ existing file). Errors follow Python's too: bad mode -> ValueError, reading a
 write-only or writing a read-only file -> io.UnsupportedOperation, anything on a closed
 file -> ValueError, a negative seek -> OSError(EINVAL).
 
+Opening asks the metaserver every time (close-to-open: a change another client made
+before the open is seen) and refreshes the client's attribute cache; opening for
+writing, flush and close drop the file's cached attributes (`_attrcache.py`).
+
 Reads: a reader that keeps reading where it stopped gets whole chunks fetched ahead of
 it (the window doubles per sequential read up to the client's `readahead` bytes, as
 Linux readahead ramps up); a read elsewhere drops the window and fetches just its range.
@@ -320,7 +324,7 @@ class EmberFile:
     async def pread(self, offset: int, length: int) -> bytes:
         """`length` bytes at `offset` without moving the position or the readahead
         window (os.pread); safe to run many at once on one handle, and no lookup of the
-        path per call, unlike `Client.read_range`."""
+        path at all (`Client.read_range` reuses one for the client's attr_timeout)."""
         self._check_open()
         if not self._mode.readable:
             raise io.UnsupportedOperation("read")
