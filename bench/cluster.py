@@ -248,8 +248,9 @@ class EmberCluster:
 
     async def random_read(self, data: bytes, read_size: int, depth: int, offsets: list[int],
                           max_seconds: float, transport: str, api: str = "read_range") -> Row:
-        """api "read_range": `Client.read_range(path, ...)` per read (the path looked up each
-        time); "pread": `EmberFile.pread` on one open handle (no lookup per read)."""
+        """api "read_range": `Client.read_range(path, ...)` per read (the path's lookup
+        reused for the client's attr_timeout); "pread": `EmberFile.pread` on one open
+        handle (no lookup)."""
         label = "" if api == "read_range" else api
         missing = self._missing(rand_name(read_size), depth, transport, api, label)
         if missing is not None:

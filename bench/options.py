@@ -159,7 +159,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"which workloads (default {','.join(WORKLOADS)})")
     p.add_argument("--random-api", dest="random_apis", type=_choices(RANDOM_APIS), default=d.random_apis,
                    metavar="API[,API...]",
-                   help="EmberFS random reads through read_range (path per call), pread (one open handle), "
+                   help="EmberFS random reads through read_range (by path), pread (one open handle), "
                         "or both (default)")
     p.add_argument("--transports", type=_choices(TRANSPORTS), default=d.transports, metavar="T[,T...]",
                    help="EmberFS client transports; the first runs every workload, the others seq write, "

@@ -24,7 +24,10 @@ from emberfs.proto import meta_pb2
 __all__ = ["RENEW_AT", "RIGHT_READ", "RIGHT_WRITE", "CapabilityCache"]
 
 RENEW_AT = 0.75  # renew once this fraction of a capability's lifetime has passed
-MAX_ENTRIES = 4096  # inodes x rights remembered; past it the cache starts again
+# Inodes x rights remembered; past it the cache starts again. Twice the attribute
+# cache's entries (_attrcache.py), so that a path it still holds has its capability
+# too: otherwise every hit past 4096 files paid a GetCapability instead of an Open.
+MAX_ENTRIES = 2 * 65536
 
 Fetch = Callable[[int, bool], Awaitable[meta_pb2.Capability]]
 

@@ -7,6 +7,8 @@ arguments (umask, optional attributes, paging) and results (`StatResult`).
 Chunk I/O (`read_file`, `write_file`) goes through the data path (`_data.py`) over
 the storage transport (`_storage.py`), routed by the cached cluster routing
 (`_routing.py`, fetched from the metaserver's Mgmt service over the same channel).
+Reads by path look the file up through the attribute cache (`_attrcache.py`); every
+method that changes the namespace or a file tells it what changed.
 
 State is explicit: UNOPENED -> OPENED (`connect()` / `async with`) -> CLOSED. A closed
 client cannot be reopened; make a new one.
@@ -19,24 +21,26 @@ import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 
 from google.protobuf.message import Message
 
 from emberfs.common.auth import token_from_env
 from emberfs.common.tls import check_ca, tls_ca_from_env
-from emberfs.common.errors import EmberError, Internal, InvalidArgument, IsADirectory
+from emberfs.common.errors import EmberError, Internal, InvalidArgument, IsADirectory, NotFound, PermissionDenied
 from emberfs.common.paths import check_mode
 from emberfs.common.layout import ChunkSpan, chunk_span
 from emberfs.common.storagepool import StoragePool
 from emberfs.proto import common_pb2, meta_pb2, mgmt_pb2
 
+from ._attrcache import DEFAULT_ATTR_TIMEOUT, AttrCache, Change
 from ._caps import CapabilityCache
 from ._data import DataPath, FileLayout, bounded_all
 from ._errors import os_error
 from ._file import EmberFile
+from ._freshbytes import fresh_bytes
 from ._meta import Identity, MetaTransport
-from ._plan import FileReads, read_plan, result_sizes
+from ._plan import read_plan, result_sizes
 from ._retry import RetryPolicy
 from ._routing import RoutingCache
 from ._stat import StatFsResult, StatResult, stat_from_inode, statfs_from_response
@@ -46,9 +50,22 @@ __all__ = ["Client", "ClientState"]
 _NS_PER_S = 1_000_000_000
 _MAX_ID = 2**32 - 2  # uid_t/gid_t; 2**32 - 1 is (uid_t)-1, "no change"
 _LIST_PAGE = 1000  # entries per List call; the server may cap it lower
-_STAT_PARALLEL = 16  # Stat calls in flight when a batch read looks up many files
 
 T = TypeVar("T")
+
+
+class FileAttrs(NamedTuple):
+    """What reads need of an Open's inode. The attribute cache keeps these, not the
+    proto, which would keep its whole reply alive (twice the memory an entry)."""
+
+    inode_id: int
+    length: int
+    truncate_version: int
+
+
+OpenedFile = tuple[FileAttrs, FileLayout]  # what an Open for reading answered
+# read(attrs, file, zero_filled): one read of a file looked up by path (`_read_by_path`)
+PathRead = Callable[[FileAttrs, FileLayout, "list[int] | None"], Awaitable[T]]
 
 
 def _check_range(path: str, offset: int, length: int) -> None:
@@ -93,6 +110,12 @@ class Client:
     `tls_ca`: the PEM path of the CA that signed the servers' certificates, for a
     cluster serving TLS (default: $EMBERFS_TLS_CA; plaintext if unset). Both transports
     then use TLS and verify each server's certificate and name.
+
+    `attr_timeout`: seconds a read by path (`read_file`, `read_range`, `read_into`,
+    `read_ranges`) may reuse what an earlier Open of that path answered (inode, layout,
+    length) instead of asking the metaserver again; 0 asks every time. Close-to-open:
+    `open()` always asks, this client's own changes are seen at once, another client's
+    at its next `open()` of the path or after `attr_timeout` (`_attrcache.py`).
     """
 
     def __init__(
@@ -112,6 +135,7 @@ class Client:
         transport: str = "bulk",
         token: str | None = None,
         tls_ca: str | None = None,
+        attr_timeout: float = DEFAULT_ATTR_TIMEOUT,
     ) -> None:
         if not 0 <= umask <= 0o777:
             raise ValueError(f"umask {umask:#o} is outside 0..0o777")
@@ -142,6 +166,7 @@ class Client:
         self._storage = StoragePool(bulk=transport == "bulk", token=token, tls_ca=tls_ca)
         self.readahead = readahead
         self._caps = CapabilityCache(self._fetch_capability)
+        self._attrs: AttrCache[OpenedFile] = AttrCache(attr_timeout)
         self._data = DataPath(
             self._routing,
             self._storage,
@@ -238,12 +263,51 @@ class Client:
             raise os_error(IsADirectory(f"{path} is a directory"), path)
         return inode, FileLayout(inode.inode_id, inode.layout)
 
-    async def _open_read(self, path: str) -> tuple[meta_pb2.Inode, FileLayout]:
+    async def _open_read(self, path: str, *, fresh: bool = False) -> OpenedFile:
         """The regular file at path, opened for reading: the metaserver checks read
-        permission and hands out the read capability the storage servers ask for."""
+        permission and hands out the read capability the storage servers ask for.
+        From the attribute cache while its entry lasts, unless `fresh` (an open())."""
+        if fresh:
+            return await self._attrs.refresh(path, functools.partial(self._send_open_read, path))
+        return (await self._attrs.lookup(path, functools.partial(self._send_open_read, path)))[0]
+
+    async def _send_open_read(self, path: str) -> tuple[OpenedFile, int]:
         resp = await self._call("Open", lambda h: meta_pb2.OpenRequest(header=h, path=path, write=False), path=path)
-        self._caps.offer(resp.inode.inode_id, resp.capability)
-        return resp.inode, FileLayout(resp.inode.inode_id, resp.inode.layout)
+        inode = resp.inode
+        self._caps.offer(inode.inode_id, resp.capability)
+        attrs = FileAttrs(inode.inode_id, inode.length, inode.truncate_version)
+        return (attrs, FileLayout(inode.inode_id, inode.layout)), inode.inode_id
+
+    async def _read_by_path(self, path: str, read: PathRead[T]) -> T:
+        """read(inode, file, zero_filled) on the file at path, looked up through the
+        attribute cache.
+
+        A cached answer can be stale (another client removed, replaced, truncated or
+        chmod-ed the file). When a read from one fails as if the file were gone or
+        refused, the entry is dropped and the read runs once more on a fresh Open. When
+        it found fewer bytes than the cached length promised (holes read as zeros: the
+        file may have shrunk, or its chunks been collected), the path is asked again:
+        the same file (inode, length, truncate version) keeps what was read, another
+        one is read again."""
+        (inode, file), cached = await self._attrs.lookup(path, functools.partial(self._send_open_read, path))
+        if not cached:
+            return await self._data_call(path, read(inode, file, None))
+        zero_filled: list[int] = []
+        try:
+            result = await read(inode, file, zero_filled)
+        except (NotFound, PermissionDenied):
+            self._attrs.drop(path)
+            inode, file = await self._open_read(path, fresh=True)
+            return await self._data_call(path, read(inode, file, None))
+        except EmberError as exc:
+            raise os_error(exc, path) from None
+        if not zero_filled:
+            return result
+        self._attrs.drop(path)
+        now, file = await self._open_read(path, fresh=True)
+        if now == inode:
+            return result  # a sparse file: the zeros are its own
+        return await self._data_call(path, read(now, file, None))
 
     async def _fetch_capability(self, inode_id: int, write: bool) -> meta_pb2.Capability:
         """A fresh capability for an inode this client opened (the cache renews with it)."""
@@ -253,17 +317,35 @@ class Client:
         return (await self._meta.send("GetCapability", request)).capability
 
     async def _data_call(self, path: str, work: Awaitable[T]) -> T:
-        """Run chunk I/O for path; its failures leave as the OSError family, with path."""
+        """Run chunk I/O for path; its failures leave as the OSError family, with path.
+        A file gone or refused also drops path's cached attributes."""
         try:
             return await work
         except EmberError as exc:
+            if isinstance(exc, (NotFound, PermissionDenied)):
+                self._attrs.drop(path)
             raise os_error(exc, path) from None
+
+    async def _read_bytes(self, file: FileLayout, spans: Sequence[ChunkSpan],
+                          zero_filled: list[int] | None = None) -> bytes:
+        """The spans' bytes as one new bytes object. A large read's chunks are received
+        straight into it (`_freshbytes.py`: one copy, no join); a small one is joined
+        from the bytes it arrived in. EmberError leaves as itself."""
+        fresh = fresh_bytes(sum(span.length for span in spans))
+        if fresh is None:
+            return b"".join(await self._data.read_spans(file, spans, zero_filled))
+        result, view = fresh
+        await self._data.read_spans_into(file, spans, view, zero_filled)
+        return result
 
     async def read_file(self, path: str) -> bytes:
         """The whole contents of the file at path."""
-        inode, file = await self._open_read(path)
-        spans = chunk_span(0, inode.length, file.chunk_size, inode.length)
-        return b"".join(await self._data_call(path, self._data.read_spans(file, spans)))
+
+        async def read(inode: FileAttrs, file: FileLayout, zero_filled: list[int] | None) -> bytes:
+            spans = chunk_span(0, inode.length, file.chunk_size, inode.length)
+            return await self._read_bytes(file, spans, zero_filled)
+
+        return await self._read_by_path(path, read)
 
     async def read_into(self, path: str, buffer: Any, offset: int = 0) -> int:
         """Fill `buffer` (any writable buffer) with the file's bytes from `offset`; return
@@ -273,18 +355,24 @@ class Client:
         if view.readonly:
             raise TypeError("read_into needs a writable buffer")
         _check_range(path, offset, len(view))
-        inode, file = await self._open_read(path)
-        spans = chunk_span(offset, len(view), file.chunk_size, inode.length)
-        n = sum(span.length for span in spans)
-        await self._data_call(path, self._data.read_spans_into(file, spans, view[:n]))
-        return n
+
+        async def read(inode: FileAttrs, file: FileLayout, zero_filled: list[int] | None) -> int:
+            spans = chunk_span(offset, len(view), file.chunk_size, inode.length)
+            n = sum(span.length for span in spans)
+            await self._data.read_spans_into(file, spans, view[:n], zero_filled)
+            return n
+
+        return await self._read_by_path(path, read)
 
     async def read_range(self, path: str, offset: int, length: int) -> bytes:
         """`length` bytes of the file from `offset`: short at EOF, empty past it (os.pread)."""
         _check_range(path, offset, length)
-        inode, file = await self._open_read(path)
-        spans = chunk_span(offset, length, file.chunk_size, inode.length)
-        return b"".join(await self._data_call(path, self._data.read_spans(file, spans)))
+
+        async def read(inode: FileAttrs, file: FileLayout, zero_filled: list[int] | None) -> bytes:
+            spans = chunk_span(offset, length, file.chunk_size, inode.length)
+            return await self._read_bytes(file, spans, zero_filled)
+
+        return await self._read_by_path(path, read)
 
     async def read_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> list[bytes]:
         """Many (path, offset, length) reads in one call, results in request order.
@@ -297,25 +385,33 @@ class Client:
         ranges = [(path, int(offset), int(length)) for path, offset, length in ranges]
         for path, offset, length in ranges:
             _check_range(path, offset, length)
-        paths = list(dict.fromkeys(path for path, _, _ in ranges))
-        found = await bounded_all([functools.partial(self._open_read, p) for p in paths], _STAT_PARALLEL)
-        files = {path: file for path, (_, file) in zip(paths, found, strict=True)}
-        lengths = {path: inode.length for path, (inode, _) in zip(paths, found, strict=True)}
-        out = [bytearray(n) for n in result_sizes(ranges, lengths)]
+        by_path: dict[str, list[int]] = {}
+        for index, (path, _, _) in enumerate(ranges):
+            by_path.setdefault(path, []).append(index)
+        out: list[bytes] = [b""] * len(ranges)
 
-        async def fetch(plan: FileReads) -> None:
-            spans = [ChunkSpan(read.chunk_index, read.offset, read.length) for read in plan.reads]
-            results = await self._data_call(plan.path, self._data.read_batch(files[plan.path], spans))
-            for read, data in zip(plan.reads, results, strict=True):
-                for piece in read.pieces:
-                    target = out[plan.range_indexes[piece.range_index]]
-                    target[piece.range_offset : piece.range_offset + piece.length] = data[
-                        piece.read_offset : piece.read_offset + piece.length
-                    ]
+        async def one_file(path: str, indexes: list[int]) -> None:
+            mine = [ranges[i] for i in indexes]
 
-        plans = read_plan(ranges, lengths, {p: f.chunk_size for p, f in files.items()})
-        await bounded_all([functools.partial(fetch, plan) for plan in plans], self._data.max_inflight)
-        return [bytes(buffer) for buffer in out]
+            async def read(inode: FileAttrs, file: FileLayout, zero_filled: list[int] | None) -> list[bytes]:
+                (plan,) = read_plan(mine, {path: inode.length}, {path: file.chunk_size})
+                parts = [bytearray(n) for n in result_sizes(mine, {path: inode.length})]
+                spans = [ChunkSpan(r.chunk_index, r.offset, r.length) for r in plan.reads]
+                results = await self._data.read_batch(file, spans, zero_filled)
+                for r, data in zip(plan.reads, results, strict=True):
+                    for piece in r.pieces:
+                        parts[plan.range_indexes[piece.range_index]][
+                            piece.range_offset : piece.range_offset + piece.length
+                        ] = data[piece.read_offset : piece.read_offset + piece.length]
+                return [bytes(part) for part in parts]
+
+            for i, data in zip(indexes, await self._read_by_path(path, read), strict=True):
+                out[i] = data
+
+        # Files are looked up through the attribute cache (one Open per missing file,
+        # stale entries asked again as for a single read) and read concurrently.
+        await bounded_all([functools.partial(one_file, p, ix) for p, ix in by_path.items()], self._data.max_inflight)
+        return out
 
     async def write_file(self, path: str, data: bytes | bytearray | memoryview, mode: int = 0o666) -> None:
         """Create or replace the file at path with `data` (an `open(path, "wb")` write)."""
@@ -326,7 +422,8 @@ class Client:
         """A file object for path: `async with fs.open(p, "rb") as f` or `f = await fs.open(p)`.
 
         Modes: "rb", "wb" (create or truncate), "xb" (create; FileExistsError if it
-        exists), "ab" (append), "r+b" (read and write an existing file).
+        exists), "ab" (append), "r+b" (read and write an existing file). Opening always
+        asks the metaserver, whatever `attr_timeout` (close-to-open).
         """
         if self.state is not ClientState.OPENED:
             raise RuntimeError(f"the client is {self.state.value}; use `async with Client(...)`")
@@ -345,14 +442,17 @@ class Client:
     ) -> meta_pb2.SyncResponse | meta_pb2.CloseResponse:
         """A write session's length report: method "Sync" or "Close" (session.py's rule)."""
         request_type = meta_pb2.SyncRequest if method == "Sync" else meta_pb2.CloseRequest
-        return await self._call(
-            method,
-            lambda h: request_type(
-                header=h, session_id=session_id, inode_id=inode_id, length=length, wrote=wrote,
-                truncate_version=truncate_version,
-            ),
-            path=path,
-        )
+        try:
+            return await self._call(
+                method,
+                lambda h: request_type(
+                    header=h, session_id=session_id, inode_id=inode_id, length=length, wrote=wrote,
+                    truncate_version=truncate_version,
+                ),
+                path=path,
+            )
+        finally:  # a failed report may still have landed
+            self._attrs.changed(Change.FILE_CHANGED, path, inode_id)
 
     # -- attributes ----------------------------------------------------------------
 
@@ -412,7 +512,13 @@ class Client:
                     raise InvalidArgument(f"{name} {fields[name]} is outside 0..{_MAX_ID}")
             return meta_pb2.SetAttrRequest(header=h, path=path, follow_symlinks=follow_symlinks, **fields)
 
-        resp = await self._call("SetAttr", build, path=path)
+        try:
+            resp = await self._call("SetAttr", build, path=path)
+        except BaseException:
+            self._attrs.changed(Change.DIR_CHANGED, path)  # it may have landed, on a directory
+            raise
+        is_dir = resp.inode.type == meta_pb2.DIRECTORY
+        self._attrs.changed(Change.DIR_CHANGED if is_dir else Change.FILE_CHANGED, path, resp.inode.inode_id)
         return stat_from_inode(resp.inode)
 
     async def truncate(self, path: str, length: int) -> None:
@@ -428,13 +534,18 @@ class Client:
                 raise InvalidArgument(f"negative length {length}")
             return meta_pb2.TruncateRequest(header=h, path=path, length=length)
 
-        resp = await self._call("Truncate", build, path=path)
-        # The metaserver checks permissions and the file type and grants the write
-        # capability for cutting the chunks.
-        self._caps.offer(resp.inode.inode_id, resp.capability)
-        file = FileLayout(resp.inode.inode_id, resp.inode.layout)
-        if file.chain_ids:
-            await self._data_call(path, self._data.truncate(file, resp.old_length, length))
+        inode_id = None
+        try:
+            resp = await self._call("Truncate", build, path=path)
+            inode_id = resp.inode.inode_id
+            # The metaserver checks permissions and the file type and grants the write
+            # capability for cutting the chunks.
+            self._caps.offer(inode_id, resp.capability)
+            file = FileLayout(inode_id, resp.inode.layout)
+            if file.chain_ids:
+                await self._data_call(path, self._data.truncate(file, resp.old_length, length))
+        finally:  # after the bytes changed too; a failed call may still have landed
+            self._attrs.changed(Change.FILE_CHANGED, path, inode_id)
 
     async def statfs(self) -> StatFsResult:
         resp = await self._call("StatFs", lambda h: meta_pb2.StatFsRequest(header=h), path=None)
@@ -475,13 +586,16 @@ class Client:
         await self._mkdir(path, mode, parents=True, exist_ok=exist_ok)
 
     async def _mkdir(self, path: str, mode: int, *, parents: bool, exist_ok: bool) -> None:
-        await self._call(
-            "Mkdir",
-            lambda h: meta_pb2.MkdirRequest(
-                header=h, path=path, mode=self._dir_mode(mode), parents=parents, exist_ok=exist_ok
-            ),
-            path=path,
-        )
+        try:
+            await self._call(
+                "Mkdir",
+                lambda h: meta_pb2.MkdirRequest(
+                    header=h, path=path, mode=self._dir_mode(mode), parents=parents, exist_ok=exist_ok
+                ),
+                path=path,
+            )
+        finally:
+            self._attrs.changed(Change.NEW_NAME, path)
 
     async def rmdir(self, path: str) -> None:
         await self._remove(path, meta_pb2.EMPTY_DIRECTORY)
@@ -495,29 +609,38 @@ class Client:
         await self._remove(path, meta_pb2.RECURSIVE)
 
     async def _remove(self, path: str, kind: meta_pb2.RemoveKind) -> int:
-        resp = await self._call(
-            "Remove", lambda h: meta_pb2.RemoveRequest(header=h, path=path, kind=kind), path=path
-        )
+        try:
+            resp = await self._call(
+                "Remove", lambda h: meta_pb2.RemoveRequest(header=h, path=path, kind=kind), path=path
+            )
+        finally:
+            self._attrs.changed(Change.NAME_GONE, path)
         return int(resp.removed)
 
     # -- names -----------------------------------------------------------------------
 
     async def rename(self, src: str, dst: str) -> None:
         """Atomically move src to dst, replacing dst as POSIX rename(2) allows."""
-        await self._call(
-            "Rename", lambda h: meta_pb2.RenameRequest(header=h, src=src, dst=dst), path=src, path2=dst
-        )
+        try:
+            await self._call(
+                "Rename", lambda h: meta_pb2.RenameRequest(header=h, src=src, dst=dst), path=src, path2=dst
+            )
+        finally:
+            self._attrs.changed(Change.NAME_GONE, src)
 
     async def touch(self, path: str, mode: int = 0o666, exist_ok: bool = True) -> None:
         """Create an empty file if path is missing; otherwise set its times to now."""
         try:
-            resp = await self._call(
-                "Create",
-                lambda h: meta_pb2.CreateRequest(
-                    header=h, path=path, mode=self._file_mode(mode), exclusive=not exist_ok
-                ),
-                path=path,
-            )
+            try:
+                resp = await self._call(
+                    "Create",
+                    lambda h: meta_pb2.CreateRequest(
+                        header=h, path=path, mode=self._file_mode(mode), exclusive=not exist_ok
+                    ),
+                    path=path,
+                )
+            finally:
+                self._attrs.changed(Change.NEW_NAME, path)
             created = resp.created
         except (IsADirectoryError, FileExistsError):
             # Only a non-exclusive create gets here for an existing directory (or other
@@ -530,9 +653,12 @@ class Client:
 
     async def symlink(self, target: str, path: str) -> None:
         """Create path as a symlink to target (stored as given; may be relative)."""
-        await self._call(
-            "Symlink", lambda h: meta_pb2.SymlinkRequest(header=h, target=target, path=path), path=path
-        )
+        try:
+            await self._call(
+                "Symlink", lambda h: meta_pb2.SymlinkRequest(header=h, target=target, path=path), path=path
+            )
+        finally:
+            self._attrs.changed(Change.NEW_NAME, path)
 
     async def readlink(self, path: str) -> str:
         resp = await self._call("Readlink", lambda h: meta_pb2.ReadlinkRequest(header=h, path=path), path=path)
@@ -540,7 +666,10 @@ class Client:
 
     async def link(self, src: str, dst: str) -> None:
         """Hard link: dst becomes another name of the file src (files only)."""
-        await self._call("Link", lambda h: meta_pb2.LinkRequest(header=h, src=src, dst=dst), path=src, path2=dst)
+        try:
+            await self._call("Link", lambda h: meta_pb2.LinkRequest(header=h, src=src, dst=dst), path=src, path2=dst)
+        finally:
+            self._attrs.changed(Change.NEW_NAME, dst)
 
     # -- modes -------------------------------------------------------------------------
 

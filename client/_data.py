@@ -271,11 +271,14 @@ class DataPath:
 
         return await self._authorized(file, RIGHT_WRITE, run)
 
-    async def read_chunk(self, file: FileLayout, span: ChunkSpan, into: memoryview | None = None) -> Any:
+    async def read_chunk(self, file: FileLayout, span: ChunkSpan, into: memoryview | None = None,
+                         zero_filled: list[int] | None = None) -> Any:
         """span's bytes of one chunk from a SERVING replica, CRC-checked, holes as zeros.
 
         into: a buffer of exactly span.length bytes to fill (the bulk channel receives
-        straight into it); the result is then `into` itself."""
+        straight into it); the result is then `into` itself. zero_filled: gets the
+        chunk index when the replica held fewer bytes than the span (a hole, a short
+        chunk, or a length that is no longer the file's: the caller may ask again)."""
         chain_id = file.chain_of(span.chunk_index)
         header = self._new_header()
         if into is not None and len(into) != span.length:
@@ -312,6 +315,8 @@ class DataPath:
                     f"chunk {span.chunk_index} of inode {file.inode_id} from target {target}: CRC32C mismatch"
                 )
             self._suspects.pop(target, None)
+            if zero_filled is not None and (not reply.exists or len(data) < span.length):
+                zero_filled.append(span.chunk_index)
             if into is None:
                 return fill_chunk(data, reply.exists, span.length)
             n = len(data) if reply.exists else 0
@@ -329,38 +334,40 @@ class DataPath:
 
     # -- many chunks ------------------------------------------------------------------
 
-    async def read_spans(self, file: FileLayout, spans: Sequence[ChunkSpan]) -> list[bytes]:
+    async def read_spans(self, file: FileLayout, spans: Sequence[ChunkSpan],
+                         zero_filled: list[int] | None = None) -> list[bytes]:
         """The bytes of each span, fetched concurrently (bounded by the path's gates)."""
         if len(spans) == 1:
-            return [await self.read_chunk(file, spans[0])]
-        jobs = [lambda s=span: self.read_chunk(file, s) for span in spans]
+            return [await self.read_chunk(file, spans[0], None, zero_filled)]
+        jobs = [lambda s=span: self.read_chunk(file, s, None, zero_filled) for span in spans]
         return await bounded_all(jobs, self.max_inflight)
 
-    async def read_batch(self, file: FileLayout, spans: Sequence[ChunkSpan]) -> list[Any]:
+    async def read_batch(self, file: FileLayout, spans: Sequence[ChunkSpan],
+                         zero_filled: list[int] | None = None) -> list[Any]:
         """Each span's bytes, holes and short ends as zeros, for many spans of one file.
 
         On the bulk channel the small spans of one chain go out as one READV to one
         replica (`readv_plan`); a piece that fails there (its own error, a bad CRC, or
         the whole frame) is read again alone by `read_chunk`, whose retries, routing
         refreshes and capability renewal then decide. Without the bulk channel, and for
-        large spans, every span goes alone."""
+        large spans, every span goes alone. zero_filled: as read_chunk's."""
         out: list[Any] = [None] * len(spans)
         batches, alone = readv_plan(spans, file.chain_of) if self.pool.bulk is not None else ([], range(len(spans)))
 
         async def read_alone(indexes: Sequence[int]) -> None:
-            jobs = [functools.partial(self.read_chunk, file, spans[i]) for i in indexes]
+            jobs = [functools.partial(self.read_chunk, file, spans[i], None, zero_filled) for i in indexes]
             for i, data in zip(indexes, await bounded_all(jobs, self.max_inflight), strict=True):
                 out[i] = data
 
         async def read_together(batch: ReadvBatch) -> None:
-            await read_alone(await self._readv(file, spans, batch, out))
+            await read_alone(await self._readv(file, spans, batch, out, zero_filled))
 
         await bounded_all([functools.partial(read_together, b) for b in batches]
                           + [functools.partial(read_alone, alone)], self.max_inflight)
         return out
 
     async def _readv(self, file: FileLayout, spans: Sequence[ChunkSpan], batch: ReadvBatch,
-                     out: list[Any]) -> list[int]:
+                     out: list[Any], zero_filled: list[int] | None) -> list[int]:
         """One READV for the batch's spans into `out`; the indexes of the pieces it did not serve."""
         view = await self.routing.current()
         try:
@@ -392,6 +399,8 @@ class DataPath:
                 bad = True
             else:
                 out[i] = fill_chunk(data, result.exists, length)
+                if zero_filled is not None and (not result.exists or len(data) < length):
+                    zero_filled.append(spans[i].chunk_index)
         if bad:  # as read_chunk after a bad CRC: other reads try this replica last for a while
             self._suspects[target] = self._clock() + SUSPECT_S
         else:
@@ -413,7 +422,8 @@ class DataPath:
         if step.refresh:
             await self._refresh(view.version)
 
-    async def read_spans_into(self, file: FileLayout, spans: Sequence[ChunkSpan], into: memoryview) -> None:
+    async def read_spans_into(self, file: FileLayout, spans: Sequence[ChunkSpan], into: memoryview,
+                              zero_filled: list[int] | None = None) -> None:
         """The spans' bytes, back to back, into `into` (exactly their total length)."""
         views, at = [], 0
         for span in spans:
@@ -422,10 +432,11 @@ class DataPath:
         if at != len(into):
             raise ValueError(f"the buffer holds {len(into)} bytes, the spans {at}")
         if len(spans) == 1:
-            await self.read_chunk(file, spans[0], views[0])
+            await self.read_chunk(file, spans[0], views[0], zero_filled)
             return
         await bounded_all(
-            [functools.partial(self.read_chunk, file, span, view) for span, view in zip(spans, views, strict=True)],
+            [functools.partial(self.read_chunk, file, span, view, zero_filled)
+             for span, view in zip(spans, views, strict=True)],
             self.max_inflight,
         )
 

@@ -10,6 +10,10 @@ existing file). Errors follow Python's too: bad mode -> ValueError, reading a
 write-only or writing a read-only file -> io.UnsupportedOperation, anything on a closed
 file -> ValueError, a negative seek -> OSError(EINVAL).
 
+Opening asks the metaserver every time (close-to-open: a change another client made
+before the open is seen) and refreshes the client's attribute cache; opening for
+writing, flush and close drop the file's cached attributes (`_attrcache.py`).
+
 Reads: a reader that keeps reading where it stopped gets whole chunks fetched ahead of
 it (the window doubles per sequential read up to the client's `readahead` bytes, as
 Linux readahead ramps up); a read elsewhere drops the window and fetches just its range.
@@ -49,9 +53,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from emberfs.common.errors import Busy, EmberError
-from emberfs.common.layout import chunk_span
+from emberfs.common.layout import ChunkSpan, chunk_span
 from emberfs.proto import meta_pb2, storage_pb2
 
+from ._attrcache import Change
 from ._data import FileLayout, recovered_length
 from ._errors import os_error
 from ._plan import chunk_count
@@ -170,11 +175,26 @@ class EmberFile:
             raise ValueError("I/O operation on closed file.")
         client, path, mode = self._client, self.name, self._mode
         if not mode.writable:
-            resp = await client._call(
-                "Open", lambda h: meta_pb2.OpenRequest(header=h, path=path, write=False), path=path
-            )
-            inode = resp.inode
-        elif mode.create:
+            # Close-to-open: always asked (fresh), and the answer refreshes the client's
+            # attribute cache; a read-only open has no session and nothing to close.
+            inode, self._file = await client._open_read(path, fresh=True)
+            self._length, self._truncate_version = inode.length, inode.truncate_version
+            self._state = _State.OPEN
+            return self
+        try:
+            inode = await self._open_for_write()
+        finally:  # the open may have created or truncated the file, even when it failed
+            client._attrs.changed(Change.FILE_CHANGED, path, self._file.inode_id if self._file else None)
+        self._length, self._truncate_version = inode.length, inode.truncate_version
+        if mode.append:
+            self._pos = self._length
+        self._state = _State.OPEN
+        return self
+
+    async def _open_for_write(self) -> meta_pb2.Inode:
+        """Create or Open with a write session (and a "wb" open's removal of old bytes)."""
+        client, path, mode = self._client, self.name, self._mode
+        if mode.create:
             resp = await client._call(
                 "Create",
                 lambda h: meta_pb2.CreateRequest(
@@ -200,11 +220,7 @@ class EmberFile:
             )
             inode = resp.inode
         self._bind(resp)
-        self._length, self._truncate_version = inode.length, inode.truncate_version
-        if mode.append:
-            self._pos = self._length
-        self._state = _State.OPEN
-        return self
+        return inode
 
     def _bind(self, resp: Any) -> None:
         self._file = FileLayout(resp.inode.inode_id, resp.inode.layout)
@@ -308,7 +324,7 @@ class EmberFile:
     async def pread(self, offset: int, length: int) -> bytes:
         """`length` bytes at `offset` without moving the position or the readahead
         window (os.pread); safe to run many at once on one handle, and no lookup of the
-        path per call, unlike `Client.read_range`."""
+        path at all (`Client.read_range` reuses one for the client's attr_timeout)."""
         self._check_open()
         if not self._mode.readable:
             raise io.UnsupportedOperation("read")
@@ -318,7 +334,7 @@ class EmberFile:
             await self._send_all()
         file = self._layout()
         spans = chunk_span(offset, length, file.chunk_size, self._length)
-        return b"".join(await self._data(self._client._data.read_spans(file, spans)))
+        return await self._read_spans(file, spans)
 
     async def pread_into(self, buffer: Any, offset: int) -> int:
         """Fill `buffer` with the bytes at `offset` (short at EOF); return how many. Like
@@ -367,7 +383,7 @@ class EmberFile:
             self._drop_readahead()
             self._window = 0
             spans = chunk_span(offset, end - offset, file.chunk_size, self._length)
-            return b"".join(await self._data(self._client._data.read_spans(file, spans)))
+            return await self._read_spans(file, spans)
         cs = file.chunk_size
         self._window = min(self._client.readahead, max(end - offset, 2 * self._window, cs))
         first, last_needed = offset // cs, (end - 1) // cs
@@ -388,6 +404,9 @@ class EmberFile:
             hi = min(end - index * cs, cs)
             parts.append(chunk[lo:hi])
         return b"".join(parts)
+
+    async def _read_spans(self, file: FileLayout, spans: list[ChunkSpan]) -> bytes:
+        return await self._data(self._client._read_bytes(file, spans))
 
     async def _read_chunk(self, index: int) -> bytes:
         file = self._layout()

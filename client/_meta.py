@@ -20,6 +20,7 @@ import itertools
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,7 @@ class MetaTransport:
         self._channel: grpc.aio.Channel | None = None
         self._stub: meta_pb2_grpc.MetaStub | None = None
         self._mgmt: mgmt_pb2_grpc.MgmtStub | None = None
+        self.calls: Counter[str] = Counter()  # RPCs sent by method, retries included (tests, tuning)
 
     async def open(self) -> None:
         self._channel = open_channel(self.address, self._token, self._tls_ca)
@@ -142,6 +144,7 @@ class MetaTransport:
             attempt += 1
             # Floor: the last retry may start a hair after the deadline's edge.
             remaining = max(deadline - self._clock(), 0.001)
+            self.calls[method] += 1
             try:
                 return await rpc(request, timeout=min(remaining, self._retry.attempt_timeout))
             except grpc.aio.AioRpcError as rpc_error:

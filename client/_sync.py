@@ -77,6 +77,7 @@ class ClientOptions(TypedDict, total=False):
     transport: str
     token: str | None  # travels with a pickled SyncClient: a worker gets the parent's token
     tls_ca: str | None  # the CA's PEM path (a path pickles; an SSLContext would not)
+    attr_timeout: float  # seconds reads by path reuse an Open's answer (0: never)
 
 
 @dataclass(eq=False)

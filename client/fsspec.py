@@ -50,7 +50,7 @@ __all__ = ["EmberFileSystem"]
 _COPY_BLOCK = 8 * 2**20  # bytes per step of put/get/cp: a few chunks in flight, bounded memory
 _CLIENT_OPTIONS = (
     "uid", "gid", "groups", "umask", "timeout", "retry", "verify_crc",
-    "max_inflight", "per_server_inflight", "readahead", "transport", "token", "tls_ca",
+    "max_inflight", "per_server_inflight", "readahead", "transport", "token", "tls_ca", "attr_timeout",
 )  # fmt: skip
 
 
@@ -60,7 +60,8 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
     host/port (or `address="HOST:PORT"`) name the metaserver; `auto_mkdir` creates the
     parents of written files; the other keyword options are those of `Client` (uid,
     gid, groups, umask, timeout, retry, verify_crc, max_inflight, per_server_inflight,
-    readahead) and of fsspec (asynchronous, loop, batch_size, skip_instance_cache).
+    readahead, transport, token, tls_ca, attr_timeout) and of fsspec (asynchronous, loop,
+    batch_size, skip_instance_cache).
     """
 
     protocol = "emberfs"
