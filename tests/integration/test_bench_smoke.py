@@ -121,6 +121,7 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
         for record in loader:
             assert record["samples_per_s"] > 0 and record["mib_per_s"] > 0, record
             assert record["system"].endswith(record["order"]) and "page cache" in record["detail"], record
+            assert 0 < record["first_batch_s"] <= record["seconds"], record
             mine = record["system"].startswith("emberfs")
             assert (record["vs_local"] is not None) == mine and (record["vs_peer"] is not None) == mine, record
     assert out_png.read_bytes().startswith(b"\x89PNG")

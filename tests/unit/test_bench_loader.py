@@ -187,7 +187,7 @@ def test_make_dataset_refuses_an_unknown_order(tmp_path: Path) -> None:
 
 def _row(system: str, role: str, order: str, samples_per_s: float, workload: str = "loader 4-28 KiB") -> Row:
     return Row(workload, 2, system, role, MIBS, ops=int(samples_per_s * 10), nbytes=int(samples_per_s * 10) << 14,
-               seconds=10.0, api=order)
+               seconds=10.0, api=order, detail="one epoch of ..., page cache dropped; first batch after 0.25 s")
 
 
 ROWS = [
@@ -223,3 +223,5 @@ def test_loader_summary_ratios() -> None:
     assert summary["emberfs, random order"]["order"] == RANDOM
     assert summary["local files, block-shuffled"]["vs_local"] is None  # only EmberFS rows get ratios
     assert summary["emberfs, random order"]["samples_per_s"] == pytest.approx(300)
+    assert summary["emberfs, random order"]["first_batch_s"] == 0.25
+    assert summary["emberfs, random order"]["detail"] == "one epoch of ..., page cache dropped"
