@@ -77,7 +77,7 @@ import crc32c
 import grpc
 import pytest
 
-from emberfs.bench.failover import HEARTBEAT_INTERVAL_S, FaultCluster
+from emberfs.bench.failover_cluster import HEARTBEAT_INTERVAL_S, FaultCluster
 from emberfs.client import Client, RetryPolicy, SyncClient
 from emberfs.client._launch import LocalCluster
 from emberfs.client._plan import effective_stripe
@@ -537,7 +537,7 @@ def slot_problem(path: str, data: bytes, slots: dict[tuple[str, int, int], list[
 
 
 class HostileCluster(FaultCluster):
-    """FaultCluster (bench/failover.py) plus the per-replica verdict of this suite."""
+    """FaultCluster (bench/failover_cluster.py) plus the per-replica verdict of this suite."""
 
     def paths(self, report: LoadReport) -> list[str]:
         return [*SHARED, *sorted(report.own)]
