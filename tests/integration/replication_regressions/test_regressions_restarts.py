@@ -98,7 +98,7 @@ def test_restart_inside_the_heartbeat_timeout_keeps_replicas_identical(tmp_path:
     Before the fix (issue 15): the restarted head re-registers and serves at once with
     the chain unchanged; the write gets version 2 at the head (over "1"), the successors
     answer "already committed", and the replicas hold different bytes under version 2."""
-    from emberfs.bench.failover import FaultCluster
+    from emberfs.bench.failover_cluster import FaultCluster
     from emberfs.client import SyncClient
     from emberfs.client._launch import LocalCluster
     from emberfs.storage.records import UpdateKind
