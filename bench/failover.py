@@ -11,8 +11,8 @@ prints (stdout; progress goes to stderr):
     chain took writes again); failure detection time; restart -> SERVING time; resync
     volume and MiB/s (from the resync source's INFO log line).
 
-The pieces are shared with the fault-injection suite (tests/faults/conftest.py imports
-them; test files cannot share modules of their own):
+The pieces are shared with the fault-injection suite (tests/faults/conftest.py and
+tests/faults/hostile/ import them):
 
     Workload      bench/failover_workload.py: continuous writes (new files, in-place
                   overwrites, whole replacements) and byte-verified reads through the

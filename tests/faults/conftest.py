@@ -19,9 +19,10 @@
 
 The Workload and FaultCluster live in bench/ (failover_workload.py, failover_cluster.py)
 because the failover benchmark runs the same load; test files cannot import each other
-(--import-mode=importlib), so what the scenarios share lives here or there. Every test
-here is marked `faults` and bounded in time (collection hook below); every process is
-stopped at teardown, SIGSTOPped ones included.
+(--import-mode=importlib), so what the scenarios share lives here, there, or in helper
+modules beside the tests that use them (hostile/_*.py, imported relatively). Every test
+here and below is marked `faults` and bounded in time (collection hook below); every
+process is stopped at teardown, SIGSTOPped ones included.
 """
 
 from __future__ import annotations
