@@ -22,11 +22,12 @@ why it matters).
 
 The storage server today (storage/bulkserver.py) is closest to two rows: a read of a
 whole committed chunk of 1 MiB or more goes out with loop.sendfile on the standard
-loop without TLS (loop.sendfile); any other read is os.pread into fresh bytes, inline
-on the loop when it is small (256 KiB or less) and cached, in the thread pool
-otherwise (pread-bytes), and leaves with flow control: the connection stops reading
-requests while the transport is paused, and a payload over 256 KiB is handed to the
-transport in 256 KiB pieces as it drains (common/bulkclient.py's Cork).
+loop without TLS (loop.sendfile); any other read is read into fresh bytes, with
+preadv2(RWF_NOWAIT) on the loop when it is 256 KiB or less and cached, with os.pread
+in the thread pool otherwise (pread-bytes). Its answers leave with flow control: the
+connection stops reading requests while the transport is paused, and a payload over
+256 KiB is handed to the transport in 256 KiB pieces as it drains
+(common/bulkclient.py's Cork).
 
 Method: the data set (--data-mib per chunk size, split into chunk files, written,
 fsynced and read once so that the page cache is warm) is served by one server process
