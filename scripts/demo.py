@@ -192,7 +192,7 @@ def report(meta: str, args: argparse.Namespace, write_s: float, peer_version: st
           f"({total / MIB / write_s:.1f} MiB/s, to EmberFS and local disk at once)")
     larger = "larger than" if total > cache * workers else "NOT larger than"
     lowered = "" if cache >= CACHE_BYTES or args.cache_mib is not None else \
-        f", lowered from the default {CACHE_BYTES // MIB} MiB to keep the demo short"
+        f", lowered from the default {CACHE_BYTES // MIB} MiB for this dataset's size"
     print(f"cache: cache_bytes {cache / MIB:.0f} MiB per worker{lowered}; the dataset is {larger} "
           f"the {workers} workers' caches together ({cache * workers / MIB:.0f} MiB)")
     cold = next((r.cold for r in results.values() if isinstance(r, EpochResult)), "")
