@@ -1,5 +1,7 @@
-"""The README's main job: training data larger than the cache, from a local EmberFS
-cluster through a DataLoader, beside local files and beside nginx.
+"""The README's main job: a DataLoader epoch larger than the cache, EmberFS beside local files and nginx.
+
+A local EmberFS cluster serves training data to torch's DataLoader; the same shards are
+read from local disk and from nginx in the same run.
 
     bash scripts/demo.sh [--samples N] [--sample-kib K | --sample-bytes MIN-MAX] [--shards S]
                          [--workers W] [--batch-size B] [--cache-mib C] [--nginx PATH]
