@@ -48,7 +48,7 @@ from typing import Any
 from .baselines.nginx import NginxServer, install_nginx
 from .epoch import BLOCK, RANDOM, Source, run_epoch
 from .loaderdata import DatasetSpec, store_dataset
-from .measure import EMBERFS, LOCAL, MIBS, PEER, Row, Sample, progress
+from .measure import EMBERFS, LOCAL, MIBS, PEER, Row, Sample, child_pids, progress
 
 __all__ = ["LOADER_PREFIX", "LOCAL_FILES", "NGINX", "loader_name", "loader_rows"]
 
@@ -100,7 +100,7 @@ async def loader_rows(clusters: Sequence[Any], root: Path, config: Any) -> list[
             if run["role"] == PEER:
                 run["unavailable"] = why
                 run["source"]["address"] = nginx.url
-                run["server_pids"] = nginx.pids()
+                run["server_pids"] = nginx.pids()[:1]  # the master: its workers are found when measured
         process_spec = {
             "runs": runs, "batch": config.loader_batch, "workers": config.loader_workers, "seed": config.seed,
             "cache_bytes": None if config.loader_cache_mib is None else config.loader_cache_mib << 20,
@@ -201,6 +201,8 @@ def _missing(run: dict[str, Any], workers: int, why: str) -> Row:
 def _measure(run: dict[str, Any], spec: dict[str, Any], dataset: DatasetSpec) -> Row:
     _use_event_loop(run["event_loop"])
     pids = run["server_pids"]
+    if run["role"] == PEER and pids:  # nginx forks its workers after its port opens: look them up now
+        pids = [*pids, *child_pids(pids[0])]
     result = run_epoch(Source(**run["source"]), run["paths"], run["order"], dataset.sizes, batch=spec["batch"],
                        workers=spec["workers"], seed=spec["seed"], cache_bytes=spec["cache_bytes"],
                        cold_dirs=[Path(d) for d in spec["cold_dirs"]],

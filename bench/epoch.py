@@ -110,7 +110,7 @@ def run_epoch(source: Source, paths: Sequence[str], order: str, sizes: Sequence[
     # would stop them (and collect garbage) at this epoch's worker forks, whatever its source.
     gc.collect()
     cold = drop_page_caches(cold_dirs)
-    servers0 = None if server_pids is None else sum(map(proc_cpu_seconds, server_pids()))
+    servers0 = None if server_pids is None else {pid: proc_cpu_seconds(pid) for pid in server_pids()}
     check = EpochCheck(sizes)
     waits: list[float] = []
     time_to_first = 0.0
@@ -138,10 +138,19 @@ def run_epoch(source: Source, paths: Sequence[str], order: str, sizes: Sequence[
         shutdown = getattr(batches, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
-    servers = None if servers0 is None or server_pids is None else \
-        max(sum(map(proc_cpu_seconds, server_pids())) - servers0, 0.0)
+    servers = None if servers0 is None or server_pids is None else _cpu_since(servers0, server_pids())
     check.finish()
     return EpochResult(check.count, check.nbytes, seconds, cpu, servers, cold, time_to_first or seconds, waits)
+
+
+def _cpu_since(start: dict[int, float], pids: Sequence[int]) -> float:
+    """CPU seconds the processes spent since `start` (pid -> seconds then): one that is gone
+    counts nothing, one that came since counts all of its own."""
+    total = 0.0
+    for pid in {*start, *pids}:
+        now = proc_cpu_seconds(pid)
+        total += max(now - start.get(pid, 0.0), 0.0) if now else 0.0
+    return total
 
 
 def loader_text(batch: int, workers: int) -> str:

@@ -225,3 +225,21 @@ def test_loader_summary_ratios() -> None:
     assert summary["emberfs, random order"]["samples_per_s"] == pytest.approx(300)
     assert summary["emberfs, random order"]["first_batch_s"] == 0.25
     assert summary["emberfs, random order"]["detail"] == "one epoch of ..., page cache dropped"
+
+
+def test_server_cpu_counts_only_what_live_processes_spent_since() -> None:
+    from emberfs.bench.epoch import _cpu_since
+    from emberfs.bench.measure import proc_cpu_seconds
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)  # gone: it counts nothing, and takes nothing away
+    mine = os.getpid()
+    sum(range(3_000_000))  # some CPU of this process's own
+    now = proc_cpu_seconds(mine)
+    assert now > 0
+    assert _cpu_since({pid: 5.0}, [pid]) == 0.0
+    assert _cpu_since({mine: now + 100.0}, [mine]) == 0.0  # never negative
+    assert now <= _cpu_since({}, [mine]) < now + 1.0  # new since the start: all of its own
+    assert _cpu_since({pid: 5.0, mine: 0.0}, [mine]) >= now
