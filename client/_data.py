@@ -66,6 +66,7 @@ from ._plan import (
     effective_stripe,
     fill_chunk,
     live_suspects,
+    pick_affine_replica,
     pick_replica,
     readv_plan,
     truncate_plan,
@@ -375,7 +376,7 @@ class DataPath:
         except EmberError:
             return list(batch.indexes)  # read_chunk refreshes routing and says what is wrong
         suspects = live_suspects(self._suspects, self._clock())
-        target = pick_replica(chain.serving, self._outstanding, (), next(self._turns), suspects)
+        target = pick_affine_replica(chain.serving, self._outstanding, file.inode_id, suspects)
         if target is None or not view.bulk_address_of(target):
             return list(batch.indexes)
         blob = await self.caps.blob(file.inode_id, RIGHT_READ)

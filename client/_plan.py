@@ -34,6 +34,7 @@ __all__ = [
     "effective_stripe",
     "fill_chunk",
     "live_suspects",
+    "pick_affine_replica",
     "pick_replica",
     "read_plan",
     "readv_plan",
@@ -213,6 +214,29 @@ def pick_replica(
     n = len(candidates)
     rotated = [candidates[(turn + i) % n] for i in range(n)]
     return min(rotated, key=lambda t: outstanding[t])
+
+
+AFFINITY_SLACK = 32  # requests a file's own replica may have beyond the least loaded one
+
+
+def pick_affine_replica(
+    serving: Sequence[int],
+    outstanding: Counter[int],
+    key: int,
+    suspects: Iterable[int] = (),
+    slack: int = AFFINITY_SLACK,
+) -> int | None:
+    """The replica `key` (a file) maps to among the serving ones, unless it is a suspect
+    or has more than `slack` requests in flight beyond the least loaded: then
+    `pick_replica`'s choice. Small random reads of a file then meet the same replica's
+    page cache instead of warming three copies of it; load still spreads by file."""
+    suspected = set(suspects)
+    healthy = [t for t in serving if t not in suspected]
+    if healthy:
+        affine = healthy[key % len(healthy)]
+        if outstanding[affine] <= min(outstanding[t] for t in healthy) + slack:
+            return affine
+    return pick_replica(serving, outstanding, (), key, suspects)
 
 
 def untried_replicas(serving: Sequence[int], avoid: Iterable[int]) -> bool:

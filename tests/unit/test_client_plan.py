@@ -149,3 +149,19 @@ def test_chunk_buffer_absorb(start, initial, offset, piece, absorbed, after_star
     buffer.data += initial
     assert buffer.absorb(offset, memoryview(piece)) is absorbed
     assert (buffer.start, bytes(buffer.data)) == (after_start, after)
+
+
+def test_pick_affine_replica_keeps_a_file_on_one_replica_unless_it_is_loaded_or_suspect() -> None:
+    from collections import Counter
+
+    from emberfs.client._plan import pick_affine_replica
+
+    serving = [11, 12, 13]
+    idle: Counter[int] = Counter()
+    assert {pick_affine_replica(serving, idle, key) for key in (7, 7, 7)} == {serving[7 % 3]}
+    assert {pick_affine_replica(serving, idle, key) for key in range(30)} == set(serving)  # spread by file
+    loaded = Counter({serving[1]: 40})
+    assert pick_affine_replica(serving, loaded, 1, slack=32) != serving[1]
+    assert pick_affine_replica(serving, Counter({serving[1]: 30}), 1, slack=32) == serving[1]
+    assert pick_affine_replica(serving, idle, 1, suspects=[serving[1]]) != serving[1]
+    assert pick_affine_replica([], idle, 1) is None
