@@ -63,6 +63,7 @@ from emberfs.common.errors import (
     from_rpc_error,
 )
 from emberfs.common.routing import RoutingView
+from emberfs.common.storagepool import StoragePool
 from emberfs.proto import common_pb2, storage_pb2
 
 from .checks import (
@@ -84,7 +85,6 @@ from .housekeeping import Housekeeping
 from .localstate import NodeHealth
 from .syncrecv import SyncReceiver
 from .oserrors import DiskFailure
-from emberfs.common.storagepool import StoragePool as PeerPool
 from .records import ChunkId, ChunkMeta, PendingInfo, UpdateKind
 from .region import ChunkRegion
 from .replication import (
@@ -154,7 +154,7 @@ class Operator:
         node_id: int,
         stores: dict[int, ChunkStore],
         routing: RoutingSource,
-        peers: PeerPool,
+        peers: StoragePool,
         executor: ThreadPoolExecutor,
         *,
         recent_capacity: int = 8192,
