@@ -135,7 +135,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         if bulk is not None:
             await bulk.close()
         try:  # updates whose callers gave up still finish their store work
-            await asyncio.wait_for(operator.drain(), GRACE_S)
+            await asyncio.wait_for(operator.targets.drain(), GRACE_S)
         except TimeoutError:
             log.warning("updates still running after %.1f s; stopping anyway (they stay pending)", GRACE_S)
     finally:
@@ -147,7 +147,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         if bulk is not None:
             await bulk.close()
         if operator is not None:
-            await operator.cancel_all()
+            await operator.targets.cancel_all()
         if agent is not None:
             await agent.close()
         await peers.close()

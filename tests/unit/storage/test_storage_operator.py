@@ -217,6 +217,6 @@ def test_duplicate_in_flight_request_waits_for_the_first(chain3: Any) -> None:
             replies = await asyncio.gather(*(nodes[0].op.write(req) for _ in range(5)))
             assert {r.commit_version for r in replies} == {1}
             assert replicas(nodes) == [(1, None, b"dup")] * 3
-            assert len(nodes[0].op.locks) == 0
+            assert len(nodes[0].op.targets.locks) == 0
 
     asyncio.run(body())
