@@ -21,7 +21,7 @@ import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from google.protobuf.message import Message
 
@@ -38,6 +38,7 @@ from ._caps import CapabilityCache
 from ._datapath import DataPath, FileLayout, bounded_all
 from ._errors import os_error
 from ._file import EmberFile
+from ._filehost import FileAttrs, OpenedFile
 from ._freshbytes import fresh_bytes
 from ._meta import Identity, MetaTransport
 from ._plan import read_plan, result_sizes
@@ -54,16 +55,6 @@ _LIST_PAGE = 1000  # entries per List call; the server may cap it lower
 T = TypeVar("T")
 
 
-class FileAttrs(NamedTuple):
-    """What reads need of an Open's inode. The attribute cache keeps these, not the
-    proto, which would keep its whole reply alive (twice the memory an entry)."""
-
-    inode_id: int
-    length: int
-    truncate_version: int
-
-
-OpenedFile = tuple[FileAttrs, FileLayout]  # what an Open for reading answered
 # read(attrs, file, zero_filled): one read of a file looked up by path (`_read_by_path`)
 PathRead = Callable[[FileAttrs, FileLayout, "list[int] | None"], Awaitable[T]]
 

@@ -50,7 +50,7 @@ import io
 from collections.abc import Awaitable, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emberfs.common.errors import Busy, EmberError
 from emberfs.common.layout import ChunkSpan, chunk_span
@@ -59,10 +59,8 @@ from emberfs.proto import meta_pb2, storage_pb2
 from ._attrcache import Change
 from ._datapath import FileLayout, recovered_length
 from ._errors import os_error
+from ._filehost import FileHost
 from ._plan import chunk_count
-
-if TYPE_CHECKING:
-    from ._client import Client
 
 __all__ = ["EmberFile", "OpenMode", "parse_mode"]
 
@@ -131,7 +129,7 @@ class _ChunkBuffer:
 class EmberFile:
     """A binary file of an EmberFS cluster; see the module docstring."""
 
-    def __init__(self, client: Client, path: str, mode: str = "rb", *, perm: int = 0o666) -> None:
+    def __init__(self, client: FileHost, path: str, mode: str = "rb", *, perm: int = 0o666) -> None:
         self._mode = parse_mode(mode)
         self._client, self.name, self.mode, self._perm = client, path, mode, perm
         self._state = _State.UNOPENED
