@@ -4,8 +4,12 @@
     cluster.py    EmberFS under test (a LocalCluster per chunk size and event loop, Clients)
     workloads.py  the data workloads and offset lists every system shares
     meta.py       metadata ops/s with their gRPC-health and LMDB baselines
-    baselines/    page cache and local disk, raw asyncio socket, nginx + aiohttp
-    dataloader.py torch DataLoader over record shards, EmberFS against local files
+    baselines/    page cache and local disk, raw asyncio socket, nginx (aiohttp, and
+                  httpranges.py: the shards over HTTP as a RangeReader)
+    dataloader.py one cold DataLoader epoch per row: EmberFS, local files and nginx
+    loaderdata.py its dataset: numbered samples of random sizes in record shards
+    epoch.py      one timed, checked epoch (also run by scripts/demo.py)
+    coldcache.py  the page cache emptied before each epoch
     measure.py    bounded timing, CPU from /proc, the `Row` record
     report.py     table, goals, JSON and PNG
     options.py    `BenchConfig` and the command-line options

@@ -79,6 +79,13 @@ class ClientLoop:
             raise RuntimeError(f"the {self.name} client loop is not running")
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run coro on this loop from another thread (never the loop's own), blocking until done."""
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError(f"the {self.name} client loop is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
     def stop(self) -> None:
         loop, thread = self._loop, self._thread
         self._loop = self._thread = None

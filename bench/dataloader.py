@@ -1,27 +1,33 @@
-"""The data-loader workload: samples/s and MiB/s of torch's DataLoader over record shards.
+"""The data-loader workload: one shuffled epoch per row, EmberFS beside local files and nginx.
 
-    emberfs bench --workloads loader [--loader-sizes 1K,16K,256K] [--loader-mib 64]
-                  [--loader-workers 2] [--loader-batch 64]
+    emberfs bench --workloads loader [--loader-sizes 4K-28K] [--loader-mib 1024]
+                  [--loader-shards 16] [--loader-cache-mib N] [--loader-workers 2]
+                  [--loader-batch 64]
 
-Per sample size, `loader_mib` MiB of random samples of exactly that size are packed into
-`loader_shards` record shards (`emberfs.client.data.encode_shard`) and stored in every
-EmberFS cluster of the run and on local disk. Then one process, started once (torch
-takes seconds to import), runs for each (sample size, system) one shuffled pass of
+Per sample-size range, a dataset of about `--loader-mib` MiB of samples of uniformly
+random sizes (loaderdata.py) is written as record shards to local disk and, through
+concurrent `write_file` calls, into every cluster of the run; nginx serves the local
+copy. Then one process, started once (torch takes seconds to import, and the harness
+holds grpc.aio channels that a forked DataLoader worker must not inherit), runs one
+epoch per row with the page cache emptied first (epoch.py), in this order:
 
-    DataLoader(RecordDataset(source, shards), batch_size=B, shuffle=True, num_workers=W)
+    local files, random order            RecordDataset(LocalFiles()) + DataLoader(shuffle=True)
+    emberfs ..., block-shuffled          IterableRecordDataset(shuffle=True)  goal >= 0.8x the above
+    emberfs ..., random order            RecordDataset + DataLoader(shuffle=True)  goal >= 0.4x
+    local files, block-shuffled          informational
+    nginx + http.client, block-shuffled  the peer (IterableRecordDataset over HttpRangeReader)
 
-with persistent "fork" workers: a warm-up (every worker started and connected, the
-prefetch queues drained once), then batches, across epochs if need be, for `--seconds`
-(at least one batch). The loader runs in its own process because the harness holds
-grpc.aio channels, which a forked worker must not inherit. Every sample is CRC-checked
-by the dataset and its size compared. A row's figure is MiB/s; its `ops` are samples
-(samples/s in the loader table), `in_flight` the workers, the latencies batch waits.
-Client CPU is the loader process and its workers; server CPU the cluster's processes.
+DataLoader(batch_size=B, num_workers=W) with "fork" workers, the datasets' default
+`cache_bytes` unless `--loader-cache-mib`; the time runs from building the dataset to
+the last batch, worker start included. Every sample is CRC-checked by the dataset, and
+the epoch's samples are counted and told apart (each exactly once, whole). A row's
+figure is MiB/s, its `ops` the samples (samples/s in the loader table), `in_flight` the
+workers, its latencies the waits for batches, its `api` the order. Client CPU is the
+loader process and its workers, server CPU the cluster's processes or nginx's.
 
-Each cluster is read through the run's first transport (`Client(transport=...)` via the
-dataset's client_options), with the clients' event loop the cluster's servers run (the
-loader process sets that loop's policy before it builds the run's DataLoader, so the
-dataset's SyncClients in the forked workers make loops of that kind).
+Each cluster is read through the run's first transport with the event loop its servers
+run (the loader process sets that loop's policy before it builds the run's DataLoader,
+so the dataset's SyncClients in the forked workers make loops of that kind).
 
 Without torch the rows say how to install it.
 """
@@ -30,89 +36,142 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .measure import EMBERFS, LOCAL, MIBS, Row, Sample, proc_cpu_seconds, progress
-from .workloads import size_label
+from .baselines.nginx import NginxServer, install_nginx
+from .epoch import BLOCK, RANDOM, Source, run_epoch
+from .loaderdata import DatasetSpec, store_dataset
+from .measure import EMBERFS, LOCAL, MIBS, PEER, Row, Sample, child_pids, progress
 
-__all__ = ["LOADER_PREFIX", "LOCAL_FILES", "loader_name", "loader_rows"]
+__all__ = ["LOADER_PREFIX", "LOCAL_FILES", "NGINX", "loader_name", "loader_rows"]
 
 LOADER_PREFIX = "loader "
 LOCAL_FILES = "local files"
-_RUN_TIMEOUT_S = 600.0  # the whole loader process; each phase is bounded by --seconds
-_BATCH_TIMEOUT_S = 120.0
+NGINX = "nginx + http.client"
+_RUN_TIMEOUT_S = 3600.0  # the whole loader process: epochs of a GiB on a slow, busy machine
+_STORE_IN_FLIGHT = 4  # shards written at once
+_PROGRESS_EVERY_S = 3.0
 
 
-def loader_name(sample_size: int) -> str:
-    return f"{LOADER_PREFIX}{size_label(sample_size)}"
+def loader_name(spec: DatasetSpec) -> str:
+    return f"{LOADER_PREFIX}{spec.label}"
 
 
-def _samples(sample_size: int, total: int) -> list[bytes]:
-    count = max(1, total // sample_size)
-    blob = os.urandom(count * sample_size)
-    return [blob[i * sample_size:(i + 1) * sample_size] for i in range(count)]
+def _datasets(config: Any) -> list[DatasetSpec]:
+    return [DatasetSpec.of_bytes(config.loader_mib << 20, lo, hi, config.loader_shards, config.seed)
+            for lo, hi in config.loader_sizes]
 
 
-def _shards(samples: list[bytes], shards: int) -> list[bytes]:
-    from emberfs.client.data import encode_shard
-
-    shards = min(shards, len(samples))
-    return [encode_shard(samples[len(samples) * k // shards:len(samples) * (k + 1) // shards]) for k in range(shards)]
+def _systems(clusters: Sequence[Any], transport: str) -> list[tuple[str, str, str, Any]]:
+    """(system, role, order, cluster or None) of every row of one dataset, in the order they run."""
+    mine = [(f"{c.system_for(transport)}, {order}", EMBERFS, order, c) for c in clusters for order in (BLOCK, RANDOM)]
+    return [(f"{LOCAL_FILES}, {RANDOM}", LOCAL, RANDOM, None), *mine, (f"{LOCAL_FILES}, {BLOCK}", LOCAL, BLOCK, None),
+            (f"{NGINX}, {BLOCK}", PEER, BLOCK, None)]
 
 
 async def loader_rows(clusters: Sequence[Any], root: Path, config: Any) -> list[Row]:
-    """The loader workload for every cluster and local files (the harness side)."""
-    detail = f"DataLoader batch {config.loader_batch}, {config.loader_workers} workers, shuffled"
+    """The loader workload for every cluster, local files and nginx (the harness side)."""
     transport = config.transports[0]
-    missing: list[Row] = []
+    datasets = _datasets(config)
     if importlib.util.find_spec("torch") is None:
         why = "torch not installed (pip install 'emberfs[torch]')"
-        return [Row.missing(loader_name(s), config.loader_workers, system, role, MIBS, why)
-                for s in config.loader_sizes
-                for system, role in [*((c.system_for(transport), EMBERFS) for c in clusters), (LOCAL_FILES, LOCAL)]]
-    runs: list[dict[str, Any]] = []
-    for size in config.loader_sizes:
-        progress(f"{loader_name(size)}: writing {config.loader_mib} MiB of samples as record shards")
-        shards = _shards(_samples(size, config.loader_mib << 20), config.loader_shards)
-        local_dir = root / "loader" / size_label(size).replace(" ", "")
-        local_dir.mkdir(parents=True, exist_ok=True)
-        names = [f"shard-{k:05d}.rec" for k in range(len(shards))]
-        for name, data in zip(names, shards, strict=True):
-            (local_dir / name).write_bytes(data)
-        for cluster in clusters:
-            system = cluster.system_for(transport)
-            if cluster.unavailable:
-                missing.append(Row.missing(loader_name(size), config.loader_workers, system, EMBERFS, MIBS,
-                                           cluster.unavailable, transport=transport, event_loop=cluster.event_loop))
-                continue
-            directory = f"/loader/{size}"
-            await cluster.run(_store(cluster.client(transport), directory, names, shards))
-            runs.append({"workload": loader_name(size), "system": system, "role": EMBERFS,
-                         "source": cluster.cluster.meta_address, "paths": [f"{directory}/{n}" for n in names],
-                         "server_pids": cluster.server_pids(), "sample_size": size, "transport": transport,
-                         "event_loop": cluster.event_loop})
-        runs.append({"workload": loader_name(size), "system": LOCAL_FILES, "role": LOCAL, "source": None,
-                     "paths": [str(local_dir / n) for n in names], "server_pids": None, "sample_size": size,
-                     "transport": "", "event_loop": ""})
-    spec = {"runs": runs, "batch": config.loader_batch, "workers": config.loader_workers,
-            "seconds": config.seconds, "seed": config.seed, "detail": detail}
-    spec_path = root / "loader" / "spec.json"
-    spec_path.write_text(json.dumps(spec))
-    return missing + await _run_loader_process(spec_path, runs, config.loader_workers)
+        return [Row.missing(loader_name(d), config.loader_workers, system, role, MIBS, why, api=order)
+                for d in datasets for system, role, order, _ in _systems(clusters, transport)]
+    data_root = root / "loader"
+    nginx = NginxServer(root / "loader-nginx", data_root)
+    try:
+        missing, runs = [], []
+        for spec in datasets:
+            missing_rows, spec_runs = await _store(spec, clusters, data_root, transport, config.loader_workers)
+            missing += missing_rows
+            runs += spec_runs
+        why = "" if config.no_install else await asyncio.to_thread(install_nginx, progress)
+        why = why or await asyncio.to_thread(nginx.start)
+        if why:
+            progress(f"nginx for the loader rows unavailable: {why}")
+        for run in runs:
+            if run["role"] == PEER:
+                run["unavailable"] = why
+                run["source"]["address"] = nginx.url
+                run["server_pids"] = nginx.pids()[:1]  # the master: its workers are found when measured
+        process_spec = {
+            "runs": runs, "batch": config.loader_batch, "workers": config.loader_workers, "seed": config.seed,
+            "cache_bytes": None if config.loader_cache_mib is None else config.loader_cache_mib << 20,
+            "cold_dirs": [str(data_root), *(str(c.cluster.data_dir) for c in clusters)],
+            "datasets": {loader_name(d): [d.samples, d.min_size, d.max_size, d.shards, d.seed] for d in datasets},
+        }
+        spec_path = data_root / "spec.json"
+        spec_path.write_text(json.dumps(process_spec))
+        return missing + await _run_loader_process(spec_path, runs, config.loader_workers)
+    finally:
+        nginx.stop()
 
 
-async def _store(fs: Any, directory: str, names: Sequence[str], shards: Sequence[bytes]) -> None:
-    """Write the shards through one cluster's client (run on that client's loop)."""
-    await fs.makedirs(directory, exist_ok=True)
-    for name, data in zip(names, shards, strict=True):
-        await fs.write_file(f"{directory}/{name}", data)
+async def _store(spec: DatasetSpec, clusters: Sequence[Any], data_root: Path, transport: str,
+                 workers: int) -> tuple[list[Row], list[dict[str, Any]]]:
+    """Write one dataset everywhere; (rows of clusters that cannot run, the runs)."""
+    workload = loader_name(spec)
+    directory = spec.label.replace(" ", "")
+    remote = f"/loader/{directory}"
+    ready = [c for c in clusters if not c.unavailable]
+    for cluster in ready:
+        await cluster.run(cluster.client(transport).makedirs(remote, exist_ok=True))
+    writers = [functools.partial(_cluster_write, c, transport) for c in ready]
+    progress(f"{workload}: writing {spec.samples} samples ({spec.sample_bytes / (1 << 20):.0f} MiB) as "
+             f"{spec.shards} record shards to local disk and {len(ready)} cluster(s), {_STORE_IN_FLIGHT} at once")
+    started = time.perf_counter()
+    shown = [started]
+
+    def report(stored: int, total: int) -> None:
+        now = time.perf_counter()
+        if stored == total or now - shown[0] >= _PROGRESS_EVERY_S:
+            shown[0] = now
+            progress(f"{workload}: {stored >> 20} / {total >> 20} MiB stored "
+                     f"({stored / (1 << 20) / (now - started):.1f} MiB/s)")
+
+    names = await asyncio.to_thread(store_dataset, spec, data_root / directory, remote, writers,
+                                    in_flight=_STORE_IN_FLIGHT, report=report)
+    local_paths = [str(data_root / directory / n) for n in names]
+    missing, runs = [], []
+    for system, role, order, cluster in _systems(clusters, transport):
+        run: dict[str, Any] = {"workload": workload, "system": system, "role": role, "order": order,
+                               "transport": "", "event_loop": "", "server_pids": None, "unavailable": ""}
+        if role == LOCAL:
+            run |= {"source": {"kind": "local"}, "paths": local_paths}
+        elif role == PEER:
+            run |= {"source": {"kind": "http"}, "paths": [f"/{directory}/{n}" for n in names]}
+        elif cluster.unavailable:
+            missing.append(Row.missing(workload, workers, system, role, MIBS, cluster.unavailable,
+                                       transport=transport, event_loop=cluster.event_loop, api=order))
+            continue
+        else:
+            run |= {"source": {"kind": "emberfs", "address": cluster.cluster.meta_address,
+                               "client_options": _client_options(cluster, transport)},
+                    "paths": [f"{remote}/{n}" for n in names], "server_pids": cluster.server_pids(),
+                    "transport": transport, "event_loop": cluster.event_loop}
+        runs.append(run)
+    return missing, runs
+
+
+def _cluster_write(cluster: Any, transport: str, path: str, data: bytes) -> None:
+    """One shard into a cluster, from a store thread, on the cluster's client loop."""
+    cluster.loop.call(cluster.client(transport).write_file(path, data))
+
+
+def _client_options(cluster: Any, transport: str) -> dict[str, Any]:
+    """The dataset's SyncClient options: the transport; with tokens, the admin token as root."""
+    admin = cluster.cluster.admin_token
+    options: dict[str, Any] = {"transport": transport}
+    if admin is not None:
+        options |= {"token": admin, "uid": 0, "gid": 0, "groups": []}
+    return options
 
 
 async def _run_loader_process(spec_path: Path, runs: list[dict[str, Any]], workers: int) -> list[Row]:
@@ -127,85 +186,36 @@ async def _run_loader_process(spec_path: Path, runs: list[dict[str, Any]], worke
         raise
     if proc.returncode != 0:
         why = f"the loader process exited with {proc.returncode} (its stderr is above)"
-        return [Row.missing(r["workload"], workers, r["system"], r["role"], MIBS, why, transport=r["transport"],
-                            event_loop=r["event_loop"]) for r in runs]
+        return [_missing(r, workers, why) for r in runs]
     return [Row(**fields) for fields in json.loads(out)]
+
+
+def _missing(run: dict[str, Any], workers: int, why: str) -> Row:
+    return Row.missing(run["workload"], workers, run["system"], run["role"], MIBS, why, transport=run["transport"],
+                       event_loop=run["event_loop"], api=run["order"])
 
 
 # -- the loader process -----------------------------------------------------------------
 
 
-def _cpu_seconds(worker_pids: Sequence[int]) -> float:
-    """This process's CPU seconds and its DataLoader workers' (from /proc)."""
-    return time.process_time() + sum(proc_cpu_seconds(p) for p in worker_pids)
-
-
-class _Epochs:
-    """A DataLoader's batches without end, each checked for the sample size: past an
-    epoch's last batch, the next epoch on the same (persistent) workers. `iterator` is
-    the one those workers belong to."""
-
-    def __init__(self, loader: Any, size: int, system: str) -> None:
-        self.loader, self.size, self.system = loader, size, system
-        self.iterator = iter(loader)
-
-    def __next__(self) -> list[bytes]:
-        try:
-            batch = next(self.iterator)
-        except StopIteration:
-            self.iterator = iter(self.loader)
-            batch = next(self.iterator)
-        if any(len(s) != self.size for s in batch):
-            raise RuntimeError(f"{self.system}: a sample of {size_label(self.size)} came back another size")
-        return batch
-
-
-def _measure(run: dict[str, Any], spec: dict[str, Any]) -> Row:
-    import torch
-    from torch.utils.data import DataLoader
-
-    from emberfs.client.data import LocalFiles
-    from emberfs.client.datasets import RecordDataset
-
-    size, workers = run["sample_size"], spec["workers"]
+def _measure(run: dict[str, Any], spec: dict[str, Any], dataset: DatasetSpec) -> Row:
     _use_event_loop(run["event_loop"])
-    if run["source"]:
-        ds = RecordDataset(run["source"], run["paths"], client_options={"transport": run["transport"]})
-    else:
-        ds = RecordDataset(LocalFiles(), run["paths"])
-    n = len(ds)
-    loader = DataLoader(ds, batch_size=spec["batch"], shuffle=True, num_workers=workers,
-                        multiprocessing_context="fork" if workers else None, persistent_workers=workers > 0,
-                        timeout=_BATCH_TIMEOUT_S if workers else 0,
-                        generator=torch.Generator().manual_seed(spec["seed"]))
-    epochs = _Epochs(loader, size, run["system"])
-
-    # Warm up: every worker started, connected, and its prefetch queue drained once.
-    for _ in range(min(3 * max(workers, 1), len(loader))):
-        next(epochs)
-    worker_pids = [w.pid for w in getattr(epochs.iterator, "_workers", [])]
     pids = run["server_pids"]
-    servers0 = None if pids is None else sum(proc_cpu_seconds(p) for p in pids)
-    cpu0 = _cpu_seconds(worker_pids)
-    samples, latencies = 0, list[float]()
-    start = time.perf_counter()
-    deadline = start + spec["seconds"]
-    while not latencies or time.perf_counter() < deadline:
-        t0 = time.perf_counter()
-        samples += len(next(epochs))
-        latencies.append(time.perf_counter() - t0)
-    seconds = time.perf_counter() - start
-    cpu = _cpu_seconds(worker_pids) - cpu0
-    servers = None if pids is None else max(sum(proc_cpu_seconds(p) for p in pids) - (servers0 or 0.0), 0.0)
-    shutdown = getattr(epochs.iterator, "_shutdown_workers", None)
-    if shutdown is not None:
-        shutdown()
-    del epochs, loader
-    sample = Sample(samples, samples * size, seconds, cpu, servers, latencies)
-    row = Row.of(run["workload"], workers, run["system"], run["role"], MIBS, sample,
-                 detail=f"{spec['detail']}, {samples} samples of a {n}-sample dataset",
-                 transport=run["transport"], event_loop=run["event_loop"])
-    progress(f"{row.describe()}  {samples / seconds:.0f} samples/s")
+    if run["role"] == PEER and pids:  # nginx forks its workers after its port opens: look them up now
+        pids = [*pids, *child_pids(pids[0])]
+    result = run_epoch(Source(**run["source"]), run["paths"], run["order"], dataset.sizes, batch=spec["batch"],
+                       workers=spec["workers"], seed=spec["seed"], cache_bytes=spec["cache_bytes"],
+                       cold_dirs=[Path(d) for d in spec["cold_dirs"]],
+                       server_pids=None if pids is None else lambda: pids)
+    sample = Sample(result.samples, result.nbytes, result.seconds, result.cpu_client_s, result.cpu_server_s,
+                    result.batch_waits)
+    cache = "default cache_bytes" if spec["cache_bytes"] is None else f"cache_bytes {spec['cache_bytes'] >> 20} MiB"
+    detail = (f"one epoch of {result.samples} samples ({result.nbytes / (1 << 20):.0f} MiB) in {dataset.shards} "
+              f"shards, DataLoader batch {spec['batch']}, {spec['workers']} workers, {cache}, {result.cold}; "
+              f"first batch after {result.first_batch_s:.2f} s")
+    row = Row.of(run["workload"], spec["workers"], run["system"], run["role"], MIBS, sample, detail=detail,
+                 transport=run["transport"], event_loop=run["event_loop"], api=run["order"])
+    progress(f"{row.describe()}  {result.samples / result.seconds:.0f} samples/s")
     return row
 
 
@@ -225,14 +235,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="the loader process of `emberfs bench --workloads loader`")
     parser.add_argument("spec", type=Path, help="the JSON run list the harness wrote")
     spec = json.loads(parser.parse_args(argv).spec.read_text())
+    datasets = {name: DatasetSpec(*fields) for name, fields in spec["datasets"].items()}
     rows = []
     for run in spec["runs"]:
+        if run["unavailable"]:
+            rows.append(_missing(run, spec["workers"], run["unavailable"]))
+            continue
         try:
-            rows.append(_measure(run, spec))
+            rows.append(_measure(run, spec, datasets[run["workload"]]))
         except Exception as exc:  # one failing system is reported, the others still run
             progress(f"{run['system']} failed in {run['workload']}: {exc!r}")
-            rows.append(Row.missing(run["workload"], spec["workers"], run["system"], run["role"], MIBS,
-                                    f"failed: {exc!r}", transport=run["transport"], event_loop=run["event_loop"]))
+            rows.append(_missing(run, spec["workers"], f"failed: {exc!r}"))
     json.dump([{k: v for k, v in r.as_dict().items() if k in Row.__dataclass_fields__} for r in rows], sys.stdout)
     return 0
 

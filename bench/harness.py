@@ -15,8 +15,9 @@ order:
   rand read   per read size and depth: read_range and pread on each cluster | the same
               offsets from each baseline
   meta        mkdir, create, stat on the first cluster | gRPC health, LMDB
-  loader      per sample size (1, 16, 256 KiB): one shuffled DataLoader pass over record
-              shards in each cluster | the same shards on local disk (dataloader.py)
+  loader      per sample-size range (4-28 KiB): one cold, shuffled DataLoader epoch over
+              record shards in each cluster, block-shuffled and in random order | the same
+              shards on local disk, both ways, and from nginx (dataloader.py)
 
 Transports (`--transports`, default bulk,grpc): the first one listed runs every workload
 above; each other one runs seq write, seq read through read_into and random reads
@@ -33,10 +34,10 @@ loader's clients too (dataloader.py). The baselines' clients run on the harness'
 loop, EMBERFS_EVENT_LOOP's (`python -m emberfs.bench` and `emberfs bench` both start it
 with `emberfs.common.eventloop.run`). Rows name the loop when it is not only asyncio.
 
-After the table, the goals of issue 8 (report.py `goals`), each with the measured
-ratio and PASS or MISS: seq read against nginx and the raw socket, 64 KiB random reads
-with 32 in flight against nginx, the data loader against local files, and the seq
-write beside the seq read, CPU per GiB repeated for the seq read.
+After the table, the goals of issues 8 and 17 (report.py `goals`), each with the
+measured ratio and PASS or MISS: seq read against nginx and the raw socket, 64 KiB
+random reads with 32 in flight against nginx, the data loader's epochs against local
+files, and the seq write beside the seq read, CPU per GiB repeated for the seq read.
 
 Phases are bounded by `--ops` and `--seconds`. Progress goes to stderr, the table to
 stdout; `--json` keeps everything, `--plot` draws it. Every process started here is

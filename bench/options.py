@@ -13,7 +13,7 @@ from pathlib import Path
 
 __all__ = [
     "BenchConfig", "EVENT_LOOPS", "RANDOM_APIS", "TRANSPORTS", "WORKLOADS", "QUICK", "add_arguments",
-    "config_from_args", "parse_size",
+    "config_from_args", "parse_size", "parse_size_range",
 ]
 
 KIB, MIB = 1 << 10, 1 << 20
@@ -46,9 +46,11 @@ class BenchConfig:
     json_path: Path | None = None
     plot_path: Path | None = None
     keep_dir: Path | None = None  # run in this directory and keep it (logs), instead of a temp dir
-    loader_sizes: tuple[int, ...] = (KIB, 16 * KIB, 256 * KIB)  # the data loader's sample sizes
-    loader_mib: int = 64  # dataset size per sample size
-    loader_shards: int = 4  # record shards per dataset
+    # The data loader's sample sizes: one dataset per (min, max) range, sizes uniform in it.
+    loader_sizes: tuple[tuple[int, int], ...] = ((4 * KIB, 28 * KIB),)
+    loader_mib: int = 1024  # dataset size per range: larger than the datasets' default cache
+    loader_shards: int = 16  # record shards per dataset
+    loader_cache_mib: int | None = None  # the datasets' cache_bytes in MiB; None: their default
     loader_workers: int = 2  # DataLoader workers
     loader_batch: int = 64  # DataLoader batch size
     quick: bool = False
@@ -62,15 +64,16 @@ class BenchConfig:
             "ops": self.ops, "seconds": self.seconds, "seq_piece": self.seq_piece,
             "seq_inflight": self.seq_inflight, "seed": self.seed, "workloads": list(self.workloads),
             "random_apis": list(self.random_apis), "transports": list(self.transports),
-            "event_loops": list(self.event_loops), "loader_sizes": list(self.loader_sizes),
+            "event_loops": list(self.event_loops), "loader_sizes": [list(r) for r in self.loader_sizes],
             "loader_mib": self.loader_mib, "loader_shards": self.loader_shards,
+            "loader_cache_mib": self.loader_cache_mib,
             "loader_workers": self.loader_workers, "loader_batch": self.loader_batch,
             "quick": self.quick, "auth": self.auth,
         }
 
 
 # A smoke run: every workload and baseline, small and short (a few seconds of phases).
-QUICK = BenchConfig(size_mib=8, ops=64, seconds=0.25, seq_inflight=4, loader_mib=4, quick=True)
+QUICK = BenchConfig(size_mib=8, ops=64, seconds=0.25, seq_inflight=4, loader_mib=8, loader_shards=4, quick=True)
 
 
 def parse_size(text: str) -> int:
@@ -81,6 +84,23 @@ def parse_size(text: str) -> int:
         return int(number) * _SUFFIXES[t[len(number):]]
     except (ValueError, KeyError):
         raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 4M, 64K, 1048576)") from None
+
+
+def parse_size_range(text: str) -> tuple[int, int]:
+    """`4K-28K` -> (4096, 28672); one size `16K` -> (16384, 16384)."""
+    low, sep, high = text.strip().partition("-")
+    lo = parse_size(low)
+    hi = parse_size(high) if sep else lo
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"invalid size range {text!r} (need 0 < MIN <= MAX, e.g. 4K-28K)")
+    return lo, hi
+
+
+def _range_list(text: str) -> tuple[tuple[int, int], ...]:
+    ranges = tuple(parse_size_range(part) for part in text.split(",") if part.strip())
+    if not ranges:
+        raise argparse.ArgumentTypeError("empty list")
+    return ranges
 
 
 def _size_list(text: str) -> tuple[int, ...]:
@@ -147,10 +167,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--event-loops", type=_choices(EVENT_LOOPS), default=d.event_loops, metavar="L[,L...]",
                    help="event loops of the servers (EMBERFS_EVENT_LOOP) and of their client: one cluster "
                         "per chunk size and loop (default asyncio; uvloop needs 'emberfs[fast]')")
-    p.add_argument("--loader-sizes", type=_size_list, default=None, metavar="SIZE[,SIZE...]",
-                   help="sample sizes of the data-loader workload (default 1K,16K,256K)")
+    p.add_argument("--loader-sizes", type=_range_list, default=None, metavar="MIN-MAX[,...]",
+                   help="sample sizes of the data-loader workload, uniform in MIN-MAX (a single SIZE: all "
+                        "alike); one dataset per range (default 4K-28K)")
     p.add_argument("--loader-mib", type=int, default=None,
-                   help=f"data-loader dataset size per sample size, MiB (default {d.loader_mib})")
+                   help=f"data-loader dataset size per sample-size range, MiB (default {d.loader_mib})")
+    p.add_argument("--loader-shards", type=int, default=None,
+                   help=f"record shards per data-loader dataset (default {d.loader_shards})")
+    p.add_argument("--loader-cache-mib", type=int, default=None,
+                   help="the datasets' cache_bytes in MiB (default: the datasets' own default)")
     p.add_argument("--loader-workers", type=int, default=d.loader_workers,
                    help=f"DataLoader workers (default {d.loader_workers}; 0: in the loader process)")
     p.add_argument("--loader-batch", type=int, default=d.loader_batch,
@@ -174,7 +199,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     base = QUICK if args.quick else BenchConfig()
     given = {
         name: getattr(args, name)
-        for name in ("size_mib", "chunk_sizes", "read_sizes", "depths", "ops", "seconds", "loader_sizes", "loader_mib")
+        for name in ("size_mib", "chunk_sizes", "read_sizes", "depths", "ops", "seconds", "loader_sizes", "loader_mib",
+                     "loader_shards", "loader_cache_mib")
         if getattr(args, name) is not None
     }
     config = replace(
@@ -186,8 +212,13 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     )
     if config.size_mib < 1:
         raise SystemExit("emberfs bench: --size-mib must be at least 1")
-    if config.loader_mib < 1 or config.loader_workers < 0 or config.loader_batch < 1:
-        raise SystemExit("emberfs bench: --loader-mib and --loader-batch must be positive, --loader-workers >= 0")
+    if min(config.loader_mib, config.loader_batch, config.loader_shards) < 1 or config.loader_workers < 0:
+        raise SystemExit("emberfs bench: --loader-mib, --loader-shards and --loader-batch must be positive, "
+                         "--loader-workers >= 0")
+    if config.loader_cache_mib is not None and config.loader_cache_mib < 0:
+        raise SystemExit("emberfs bench: --loader-cache-mib must not be negative")
+    if min(lo for lo, _ in config.loader_sizes) < 8:
+        raise SystemExit("emberfs bench: loader samples need at least 8 bytes (each starts with its number)")
     if max(config.read_sizes) > config.size_mib * MIB:
         raise SystemExit("emberfs bench: a read size is larger than the file")
     return config

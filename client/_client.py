@@ -386,15 +386,18 @@ class Client:
 
             async def read(inode: FileAttrs, file: FileLayout, zero_filled: list[int] | None) -> list[bytes]:
                 (plan,) = read_plan(mine, {path: inode.length}, {path: file.chunk_size})
-                parts = [bytearray(n) for n in result_sizes(mine, {path: inode.length})]
+                # Large results are filled in the bytes returned (_freshbytes.py), small ones joined.
+                results_of = [fresh_bytes(n) or (None, memoryview(bytearray(n)))
+                              for n in result_sizes(mine, {path: inode.length})]
                 spans = [ChunkSpan(r.chunk_index, r.offset, r.length) for r in plan.reads]
                 results = await self._datapath.read_batch(file, spans, zero_filled)
                 for r, data in zip(plan.reads, results, strict=True):
+                    source = memoryview(data)  # slices of a view copy nothing
                     for piece in r.pieces:
-                        parts[plan.range_indexes[piece.range_index]][
+                        results_of[plan.range_indexes[piece.range_index]][1][
                             piece.range_offset : piece.range_offset + piece.length
-                        ] = data[piece.read_offset : piece.read_offset + piece.length]
-                return [bytes(part) for part in parts]
+                        ] = source[piece.read_offset : piece.read_offset + piece.length]
+                return [result if result is not None else bytes(view) for result, view in results_of]
 
             for i, data in zip(indexes, await self._read_by_path(path, read), strict=True):
                 out[i] = data

@@ -355,14 +355,17 @@ class Operator:
             raise WouldBlock()
         return await self.targets.tio(target, store.read, chunk, offset, length)
 
-    async def read_data(self, req: storage_pb2.ReadRequest, *, region_ok: bool = False, wait: bool = True
+    async def read_data(self, req: storage_pb2.ReadRequest, *, region_ok: bool = False, wait: bool = True,
+                        preread: tuple[tuple[int, ChunkId, int, int], tuple[bytes, ChunkMeta]] | None = None,
                         ) -> tuple[bytes | ChunkRegion, int, ChunkMeta]:
         """The bytes a read asks for, their CRC32C and the chunk's metadata (both transports).
 
         region_ok: a read of a whole committed chunk may come back as a ChunkRegion (an
         open file for sendfile) instead of bytes; its CRC32C is the one stored at commit.
         wait=False: raise WouldBlock rather than send the read to the I/O pool (a READV
-        serves the cached pieces first, then the others concurrently)."""
+        serves the cached pieces first, then the others concurrently). preread: ((target,
+        chunk, offset, length), what store.read returned for them), read ahead in the I/O
+        pool with other pieces; taken as the first read if this request is for exactly that."""
         chunk = check_read(req)
         self.targets.health.lease.check()
         chain = await self.targets.chain(req.chain_id, req.chain_version)
@@ -376,8 +379,12 @@ class Operator:
             region = await self._whole_chunk_region(target, store, chunk, req.length, is_tail)
             if region is not None:
                 return region
+        first = preread[1] if preread is not None and preread[0] == (target, chunk, req.offset, req.length) else None
         for _ in range(READ_ATTEMPTS):
-            data, meta = await self._read_store(target, store, chunk, req.offset, req.length, wait)
+            if first is not None:
+                (data, meta), first = first, None
+            else:
+                data, meta = await self._read_store(target, store, chunk, req.offset, req.length, wait)
             how_read = read_plan(meta.replica, is_tail=is_tail)
             if how_read == ReadPlan.TAKE_OVER:
                 await self.take_over(chain, target, store, chunk)

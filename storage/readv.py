@@ -22,10 +22,14 @@ from emberfs.proto import storage_pb2
 
 from .chunkfiles import WouldBlock
 from .craq import Operator
+from .records import ChunkId, ChunkMeta
 
 __all__ = ["serve_readv"]
 
 log = logging.getLogger("emberfs.storage.bulk")
+
+# ((target, chunk, offset, length), what store.read returned for them)
+Preread = tuple[tuple[int, ChunkId, int, int], tuple[bytes, ChunkMeta]]
 
 
 async def serve_readv(op: Operator, head: w.Request, payload: bytes) -> bytes:
@@ -43,20 +47,47 @@ async def serve_readv(op: Operator, head: w.Request, payload: bytes) -> bytes:
             results.append(w.ReadvResult())
             misses.append(index)
     if misses:
-        served = await asyncio.gather(*(_read_piece(op, head, *reads[i], wait=True) for i in misses))
+        prereads = await _preread(op, head, [reads[i] for i in misses])
+        served = await asyncio.gather(*(_read_piece(op, head, *reads[i], wait=True, preread=p)
+                                        for i, p in zip(misses, prereads, strict=True)))
         for index, result in zip(misses, served, strict=True):
             results[index] = result
     return w.pack_readv_results(results)
 
 
+async def _preread(op: Operator, head: w.Request, pieces: list[tuple[int, int, int]]
+                   ) -> list[Preread | None]:
+    """The pieces' bytes from disk in ONE hop to the I/O pool (a hop each cost more than a
+    small read); each is then checked by read_data as its own read. A piece this cannot read
+    (not our target, a failed one, a disk error) gets None and is read the usual way, which
+    reports or fails the target as it should."""
+    target = head.target_id
+    try:
+        store = op.targets.store_of(target)
+    except (KeyError, EmberError):
+        return [None] * len(pieces)
+
+    def read_all() -> list[Preread | None]:
+        out: list[Preread | None] = []
+        for chunk_index, offset, length in pieces:
+            try:
+                chunk = ChunkId(head.inode_id, chunk_index)
+                out.append(((target, chunk, offset, length), store.read(chunk, offset, length)))
+            except Exception:  # the piece's own read raises it where it is handled
+                out.append(None)
+        return out
+
+    return await op.targets.tio(target, read_all)
+
+
 async def _read_piece(op: Operator, head: w.Request, chunk_index: int, offset: int, length: int, *,
-                      wait: bool) -> w.ReadvResult:
+                      wait: bool, preread: Preread | None = None) -> w.ReadvResult:
     request = storage_pb2.ReadRequest(
         chain_id=head.chain_id, chain_version=head.chain_version,
         chunk=storage_pb2.ChunkId(inode_id=head.inode_id, chunk_index=chunk_index),
         offset=offset, length=length, target_id=head.target_id)
     try:
-        data, crc, meta = await op.read_data(request, wait=wait)
+        data, crc, meta = await op.read_data(request, wait=wait, preread=preread)
     except WouldBlock:
         raise
     except EmberError as exc:

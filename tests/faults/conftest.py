@@ -2,24 +2,27 @@
 
     fault_cluster  CheckedCluster: metaserver + 3 storage servers (one target each, so one
                    chain of 3 replicas), 64 KiB chunks, heartbeat every 0.2 s, a target
-                   silent for 1.0 s is offline. From bench/failover.py's FaultCluster it
-                   finds which server holds which role of a chain (head..tail, from the
-                   routing) and waits for chain states; here it adds the verdicts: every
-                   acknowledged write reads back, every serving replica holds the same
-                   bytes, one server alone serves every file.
+                   silent for 1.0 s is offline. From FaultCluster
+                   (bench/failover_cluster.py) it finds which server holds which role of
+                   a chain (head..tail, from the routing) and waits for chain states;
+                   here it adds the verdicts: every acknowledged write reads back, every
+                   serving replica holds the same bytes, one server alone serves every
+                   file.
     workload       a factory: `workload(**options)` starts a Workload on the fault cluster
                    (stopped at teardown whatever happens).
-    workload_class the Workload class (bench/failover.py): continuous writes (new files,
-                   in-place overwrites, whole replacements) and byte-verified reads
-                   through the real async Client on a background thread, recording
-                   acknowledged writes, failed writes and the longest write stall.
+    workload_class the Workload class (bench/failover_workload.py): continuous writes
+                   (new files, in-place overwrites, whole replacements) and
+                   byte-verified reads through the real async Client on a background
+                   thread, recording acknowledged writes, failed writes and the longest
+                   write stall.
     timeline       named moments of a scenario, for stall bounds.
 
-The Workload and FaultCluster live in bench/failover.py because the failover benchmark
-runs the same load; test files cannot import each other (--import-mode=importlib), so
-what the scenarios share lives here or there. Every test here is marked `faults` and
-bounded in time (collection hook below); every process is stopped at teardown,
-SIGSTOPped ones included.
+The Workload and FaultCluster live in bench/ (failover_workload.py, failover_cluster.py)
+because the failover benchmark runs the same load; test files cannot import each other
+(--import-mode=importlib), so what the scenarios share lives here, there, or in helper
+modules beside the tests that use them (hostile/_*.py, imported relatively). Every test
+here and below is marked `faults` and bounded in time (collection hook below); every
+process is stopped at teardown, SIGSTOPped ones included.
 """
 
 from __future__ import annotations
@@ -33,15 +36,8 @@ from typing import Any
 
 import pytest
 
-from emberfs.bench.failover import (
-    CHUNK,
-    HEARTBEAT_INTERVAL_S,
-    HEARTBEAT_TIMEOUT_S,
-    ROLES,
-    FaultCluster,
-    Workload,
-    WorkloadReport,
-)
+from emberfs.bench.failover_cluster import HEARTBEAT_INTERVAL_S, HEARTBEAT_TIMEOUT_S, ROLES, FaultCluster
+from emberfs.bench.failover_workload import CHUNK, Workload, WorkloadReport
 from emberfs.client._launch import LocalCluster, ServerProcess
 from emberfs.common.routing import RoutingView
 
@@ -73,7 +69,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class CheckedCluster(FaultCluster):
-    """FaultCluster (bench/failover.py) plus the suite's verdicts."""
+    """FaultCluster (bench/failover_cluster.py) plus the suite's verdicts."""
 
     def assert_intact(self, report: WorkloadReport, *, allow_failed_writes: bool = False) -> None:
         """No read ever returned wrong bytes, no acknowledged write is lost, every serving

@@ -18,13 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from emberfs.bench.epoch import BLOCK, RANDOM
 from emberfs.bench.measure import EMBERFS, LOCAL, WIRE
 from emberfs.bench.meta import META_WORKLOADS
 
 SCRIPT = Path(sys.executable).parent / "emberfs"
 SYSTEMS = {"seq write": {"local disk"}, "seq read": {"page cache", "raw socket", "nginx + aiohttp"}}
 CHUNKS = ("emberfs 1 MiB chunks", "emberfs 4 MiB chunks")
-LOADER_SIZES = ("1 KiB", "16 KiB", "256 KiB")
+LOADER_SIZES = ("4-28 KiB",)  # the default sample-size range
+LOADER_BASELINES = {f"local files, {RANDOM}", f"local files, {BLOCK}", f"nginx + http.client, {BLOCK}"}
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
@@ -32,7 +34,7 @@ HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 def emberfs_systems(workload: str) -> set[str]:
     """The EmberFS rows of a data workload in a default-transport run (bulk first, then grpc)."""
     if workload.startswith("loader"):
-        return {f"{c}, bulk" for c in CHUNKS}  # the first transport only
+        return {f"{c}, bulk, {order}" for c in CHUNKS for order in (BLOCK, RANDOM)}  # the first transport only
     systems = {f"{c}, {t}" for c in CHUNKS for t in ("bulk", "grpc")}  # read_into / read_range / write_file
     if workload == "seq read":
         systems |= {f"{c}, bulk, read_file" for c in CHUNKS}
@@ -52,7 +54,7 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[bench] sequential read" in proc.stderr  # progress on stderr, the table on stdout
     assert "vs nginx" in proc.stdout and "emberfs 1 MiB chunks, bulk" in proc.stdout
-    assert "emberfs 4 MiB chunks, grpc" in proc.stdout and "goals of issue 8" in proc.stdout
+    assert "emberfs 4 MiB chunks, grpc" in proc.stdout and "goals of issues 8 and 17" in proc.stdout
 
     doc = json.loads(out_json.read_text())
     assert doc["parameters"]["quick"] is True and doc["parameters"]["chunk_sizes"] == [1 << 20, 4 << 20]
@@ -69,7 +71,7 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
 
     for workload, depth in expected:
         if workload.startswith("loader"):
-            systems = emberfs_systems(workload) | {"local files"}
+            systems = emberfs_systems(workload) | LOADER_BASELINES
             if not HAVE_TORCH:
                 for system in systems:
                     assert "pip install 'emberfs[torch]'" in index[(workload, depth, system)]["unavailable"]
@@ -108,15 +110,20 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
             assert record[f"vs_{WIRE}"] > 0, record  # a write and a data loader have no wire baseline
         assert record[f"vs_{LOCAL}"] > 0, record
 
-    # The loader's own table and JSON records: samples/s beside MiB/s, EmberFS against local files.
-    assert "samples/s" in proc.stdout and "data loader:" in proc.stdout
+    # The loader's own table and JSON records: one whole epoch per row (every sample of the
+    # dataset, once), samples/s beside MiB/s, EmberFS against local files and nginx.
+    assert "samples/s" in proc.stdout and "data loader: one shuffled epoch per row" in proc.stdout
     loader = doc["loader"]
     assert {(r["sample_size"], r["system"]) for r in loader} == {
-        (s, system) for s in LOADER_SIZES for system in (*emberfs_systems("loader"), "local files")}
+        (s, system) for s in LOADER_SIZES for system in (*emberfs_systems("loader"), *LOADER_BASELINES)}
     if HAVE_TORCH:
+        assert len({r["samples"] for r in loader}) == 1, loader  # the same epoch everywhere
         for record in loader:
             assert record["samples_per_s"] > 0 and record["mib_per_s"] > 0, record
-            assert (record["vs_local"] is not None) == record["system"].startswith("emberfs"), record
+            assert record["system"].endswith(record["order"]) and "page cache" in record["detail"], record
+            assert 0 < record["first_batch_s"] <= record["seconds"], record
+            mine = record["system"].startswith("emberfs")
+            assert (record["vs_local"] is not None) == mine and (record["vs_peer"] is not None) == mine, record
     assert out_png.read_bytes().startswith(b"\x89PNG")
 
     # The goals of issue 8, each measured, with its ratio and verdict, in the JSON and after the table.
@@ -129,13 +136,17 @@ def test_quick_run_reports_every_row(tmp_path: Path) -> None:
             assert goal["verdict"] == "n/a", goal
             continue
         assert goal["ratio"] > 0 and goal["system"].startswith("emberfs"), goal
-        assert goal["verdict"] == ("info" if goal["workload"] == "seq write" else
+        assert goal["verdict"] == ("info" if goal["target"] is None else
                                    "PASS" if goal["ratio"] >= goal["target"] else "MISS"), goal
         assert goal["cpu_s_per_gib"][0] >= 0, goal
         assert f"{goal['verdict']:<5} {goal['goal']}" in proc.stdout
     seq_goals = [g for g in doc["goals"] if g["workload"] == "seq read"]
     assert {g["baseline"] for g in seq_goals} == {"nginx + aiohttp", "raw socket"}
-    assert proc.stdout.index("goals of issue 8") > proc.stdout.index("vs nginx")
+    if HAVE_TORCH:  # block-shuffled >= 0.8x and random order >= 0.4x local files in random order; nginx: info
+        loader_goals = [(g["target"], g["baseline"]) for g in doc["goals"] if g["workload"] == "loader 4-28 KiB"]
+        assert loader_goals == [(0.8, f"local files, {RANDOM}"), (0.4, f"local files, {RANDOM}"),
+                                (None, f"nginx + http.client, {BLOCK}")]
+    assert proc.stdout.index("goals of issues 8 and 17") > proc.stdout.index("vs nginx")
 
 
 @pytest.mark.bench
