@@ -4,8 +4,8 @@ Each namespace method builds one Meta request and hands it to the metaserver
 transport (`_meta.py`), which owns headers, deadlines, retries and the translation
 of every failure into the built-in OSError family. The methods here only shape
 arguments (umask, optional attributes, paging) and results (`StatResult`).
-Chunk I/O (`read_file`, `write_file`) goes through the data path (`_data.py`) over
-the storage transport (`_storage.py`), routed by the cached cluster routing
+Chunk I/O (`read_file`, `write_file`) goes through the data path (`_datapath.py`) over
+the storage transports (`common/storagepool.py`), routed by the cached cluster routing
 (`_routing.py`, fetched from the metaserver's Mgmt service over the same channel).
 Reads by path look the file up through the attribute cache (`_attrcache.py`); every
 method that changes the namespace or a file tells it what changed.
@@ -21,7 +21,7 @@ import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from google.protobuf.message import Message
 
@@ -35,9 +35,10 @@ from emberfs.proto import common_pb2, meta_pb2, mgmt_pb2
 
 from ._attrcache import DEFAULT_ATTR_TIMEOUT, AttrCache, Change
 from ._caps import CapabilityCache
-from ._data import DataPath, FileLayout, bounded_all
+from ._datapath import DataPath, FileLayout, bounded_all
 from ._errors import os_error
 from ._file import EmberFile
+from ._filehost import FileAttrs, OpenedFile
 from ._freshbytes import fresh_bytes
 from ._meta import Identity, MetaTransport
 from ._plan import read_plan, result_sizes
@@ -54,16 +55,6 @@ _LIST_PAGE = 1000  # entries per List call; the server may cap it lower
 T = TypeVar("T")
 
 
-class FileAttrs(NamedTuple):
-    """What reads need of an Open's inode. The attribute cache keeps these, not the
-    proto, which would keep its whole reply alive (twice the memory an entry)."""
-
-    inode_id: int
-    length: int
-    truncate_version: int
-
-
-OpenedFile = tuple[FileAttrs, FileLayout]  # what an Open for reading answered
 # read(attrs, file, zero_filled): one read of a file looked up by path (`_read_by_path`)
 PathRead = Callable[[FileAttrs, FileLayout, "list[int] | None"], Awaitable[T]]
 
@@ -167,7 +158,7 @@ class Client:
         self.readahead = readahead
         self._caps = CapabilityCache(self._fetch_capability)
         self._attrs: AttrCache[OpenedFile] = AttrCache(attr_timeout)
-        self._data = DataPath(
+        self._datapath = DataPath(
             self._routing,
             self._storage,
             self._meta.header,
@@ -333,9 +324,9 @@ class Client:
         from the bytes it arrived in. EmberError leaves as itself."""
         fresh = fresh_bytes(sum(span.length for span in spans))
         if fresh is None:
-            return b"".join(await self._data.read_spans(file, spans, zero_filled))
+            return b"".join(await self._datapath.read_spans(file, spans, zero_filled))
         result, view = fresh
-        await self._data.read_spans_into(file, spans, view, zero_filled)
+        await self._datapath.read_spans_into(file, spans, view, zero_filled)
         return result
 
     async def read_file(self, path: str) -> bytes:
@@ -359,7 +350,7 @@ class Client:
         async def read(inode: FileAttrs, file: FileLayout, zero_filled: list[int] | None) -> int:
             spans = chunk_span(offset, len(view), file.chunk_size, inode.length)
             n = sum(span.length for span in spans)
-            await self._data.read_spans_into(file, spans, view[:n], zero_filled)
+            await self._datapath.read_spans_into(file, spans, view[:n], zero_filled)
             return n
 
         return await self._read_by_path(path, read)
@@ -399,7 +390,7 @@ class Client:
                 results_of = [fresh_bytes(n) or (None, memoryview(bytearray(n)))
                               for n in result_sizes(mine, {path: inode.length})]
                 spans = [ChunkSpan(r.chunk_index, r.offset, r.length) for r in plan.reads]
-                results = await self._data.read_batch(file, spans, zero_filled)
+                results = await self._datapath.read_batch(file, spans, zero_filled)
                 for r, data in zip(plan.reads, results, strict=True):
                     source = memoryview(data)  # slices of a view copy nothing
                     for piece in r.pieces:
@@ -413,7 +404,9 @@ class Client:
 
         # Files are looked up through the attribute cache (one Open per missing file,
         # stale entries asked again as for a single read) and read concurrently.
-        await bounded_all([functools.partial(one_file, p, ix) for p, ix in by_path.items()], self._data.max_inflight)
+        await bounded_all(
+            [functools.partial(one_file, p, ix) for p, ix in by_path.items()], self._datapath.max_inflight
+        )
         return out
 
     async def write_file(self, path: str, data: bytes | bytearray | memoryview, mode: int = 0o666) -> None:
@@ -546,7 +539,7 @@ class Client:
             self._caps.offer(inode_id, resp.capability)
             file = FileLayout(inode_id, resp.inode.layout)
             if file.chain_ids:
-                await self._data_call(path, self._data.truncate(file, resp.old_length, length))
+                await self._data_call(path, self._datapath.truncate(file, resp.old_length, length))
         finally:  # after the bytes changed too; a failed call may still have landed
             self._attrs.changed(Change.FILE_CHANGED, path, inode_id)
 

@@ -50,19 +50,17 @@ import io
 from collections.abc import Awaitable, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from emberfs.common.errors import Busy, EmberError
 from emberfs.common.layout import ChunkSpan, chunk_span
 from emberfs.proto import meta_pb2, storage_pb2
 
 from ._attrcache import Change
-from ._data import FileLayout, recovered_length
+from ._datapath import FileLayout, recovered_length
 from ._errors import os_error
+from ._filehost import FileHost
 from ._plan import chunk_count
-
-if TYPE_CHECKING:
-    from ._client import Client
 
 __all__ = ["EmberFile", "OpenMode", "parse_mode"]
 
@@ -131,7 +129,7 @@ class _ChunkBuffer:
 class EmberFile:
     """A binary file of an EmberFS cluster; see the module docstring."""
 
-    def __init__(self, client: Client, path: str, mode: str = "rb", *, perm: int = 0o666) -> None:
+    def __init__(self, client: FileHost, path: str, mode: str = "rb", *, perm: int = 0o666) -> None:
         self._mode = parse_mode(mode)
         self._client, self.name, self.mode, self._perm = client, path, mode, perm
         self._state = _State.UNOPENED
@@ -213,7 +211,7 @@ class EmberFile:
                 # The old bytes must be gone before any new write lands in their chunks:
                 # up to the length the metaserver truncated from, or what storage holds.
                 file = FileLayout(inode.inode_id, inode.layout)
-                await self._data(client._data.truncate(file, resp.old_length, 0))
+                await self._chunk_io(client._datapath.truncate(file, resp.old_length, 0))
         else:
             resp = await client._call(
                 "Open", lambda h: meta_pb2.OpenRequest(header=h, path=path, write=True), path=path
@@ -259,7 +257,7 @@ class EmberFile:
             if not resp.stale:
                 self._length = resp.inode.length
                 return
-            held = await self._data(self._client._data.storage_end(file))
+            held = await self._chunk_io(self._client._datapath.storage_end(file))
             length = recovered_length(held, self._written_end)
         raise os_error(Busy(f"the file was truncated during each of {_MAX_REPORTS} length reports"), self.name)
 
@@ -352,7 +350,7 @@ class EmberFile:
         file = self._layout()
         spans = chunk_span(offset, len(view), file.chunk_size, self._length)
         n = sum(span.length for span in spans)
-        await self._data(self._client._data.read_spans_into(file, spans, view[:n]))
+        await self._chunk_io(self._client._datapath.read_spans_into(file, spans, view[:n]))
         return n
 
     async def readinto(self, buffer: Any) -> int:
@@ -406,13 +404,13 @@ class EmberFile:
         return b"".join(parts)
 
     async def _read_spans(self, file: FileLayout, spans: list[ChunkSpan]) -> bytes:
-        return await self._data(self._client._read_bytes(file, spans))
+        return await self._chunk_io(self._client._read_bytes(file, spans))
 
     async def _read_chunk(self, index: int) -> bytes:
         file = self._layout()
         length = min(file.chunk_size, self._length - index * file.chunk_size)
         spans = chunk_span(index * file.chunk_size, length, file.chunk_size, self._length)
-        return (await self._client._data.read_spans(file, spans))[0]
+        return (await self._client._datapath.read_spans(file, spans))[0]
 
     def _drop_readahead(self) -> None:
         for task in self._ahead.values():
@@ -485,7 +483,7 @@ class EmberFile:
     async def _send_chunk(self, index: int, start: int, payload: bytes, before: asyncio.Task[None] | None) -> None:
         if before is not None:
             await asyncio.wait([before])  # order only; its failure is recorded by itself
-        file, data_path = self._layout(), self._client._data
+        file, data_path = self._layout(), self._client._datapath
         if start == 0 and len(payload) == file.chunk_size:
             await data_path.update_chunk(file, index, storage_pb2.REPLACE, payload)
         else:
@@ -529,7 +527,7 @@ class EmberFile:
         assert self._file is not None
         return self._file
 
-    async def _data(self, work: Awaitable[Any]) -> Any:
+    async def _chunk_io(self, work: Awaitable[Any]) -> Any:
         try:
             return await work
         except EmberError as exc:

@@ -11,6 +11,9 @@ Both sit on an `EmberFile` opened on the file system's loop:
   in the background; close sends the rest and reports the length. With
   `autocommit=False` (fsspec transactions) the bytes go to a hidden file beside the
   target, renamed over it by `commit()` and removed by `discard()`.
+
+They work through the file system's `LoopClients` (and its `auto_mkdir`), handed to
+them by `EmberFileSystem`, so this module does not import fsspec.py.
 """
 
 from __future__ import annotations
@@ -18,33 +21,39 @@ from __future__ import annotations
 import io
 import posixpath
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fsspec.asyn import AbstractAsyncStreamedFile, sync
+from fsspec.asyn import AbstractAsyncStreamedFile, AsyncFileSystem, sync
 from fsspec.spec import AbstractBufferedFile
 
 from ._client import Client
 from ._file import EmberFile
+from ._fsspec_clients import LoopClients
 
-if TYPE_CHECKING:
-    from .fsspec import EmberFileSystem
-
-__all__ = ["EmberBufferedFile", "EmberStreamedFile", "ReadHandle", "WriteHandle"]
+__all__ = ["EmberBufferedFile", "EmberStreamedFile", "ReadHandle", "WriteHandle", "make_parent"]
 
 WRITE_MODES = {"wb": "wb", "xb": "xb", "ab": "ab"}
+
+
+async def make_parent(clients: LoopClients, path: str) -> None:
+    """Create the missing parent directories of path (fsspec's `auto_mkdir`)."""
+    parent = posixpath.dirname(path)
+    if parent != "/":
+        async with clients.call() as client:
+            await client.makedirs(parent, exist_ok=True)
 
 
 class ReadHandle:
     """An open EmberFile for reading, reopened when its Client is no longer current."""
 
-    def __init__(self, fs: EmberFileSystem, path: str) -> None:
-        self._fs, self._path = fs, path
+    def __init__(self, clients: LoopClients, path: str) -> None:
+        self._clients, self._path = clients, path
         self._client: Client | None = None
         self._file: EmberFile | None = None
 
     async def open(self) -> int:
         """Open the file; its length."""
-        async with self._fs._clients.call() as client:
+        async with self._clients.call() as client:
             return await self._open_with(client)
 
     async def _open_with(self, client: Client) -> int:
@@ -53,7 +62,7 @@ class ReadHandle:
         return await file.seek(0, io.SEEK_END)
 
     async def pread(self, start: int, end: int) -> bytes:
-        async with self._fs._clients.call() as client:
+        async with self._clients.call() as client:
             if client is not self._client or self._file is None:
                 await self._open_with(client)
             assert self._file is not None
@@ -63,11 +72,11 @@ class ReadHandle:
 class WriteHandle:
     """An EmberFile open for writing (holding the Client's write session)."""
 
-    def __init__(self, fs: EmberFileSystem, path: str, mode: str, autocommit: bool) -> None:
+    def __init__(self, clients: LoopClients, path: str, mode: str, autocommit: bool, *, auto_mkdir: bool) -> None:
         if mode not in WRITE_MODES:
             raise ValueError(f"invalid mode {mode!r} for writing (wb, xb, ab)")
-        self._fs, self.path, self.mode = fs, path, mode
-        self.autocommit = autocommit
+        self._clients, self.path, self.mode = clients, path, mode
+        self.autocommit, self._auto_mkdir = autocommit, auto_mkdir
         # fsspec transactions: write beside the target, rename over it on commit.
         self.target = path
         if not autocommit:
@@ -77,12 +86,13 @@ class WriteHandle:
 
     async def open(self) -> int:
         """Create, truncate or open the file; the write position (the length for "ab")."""
-        await self._fs._ensure_parent(self.target)
-        client = await self._fs._clients.open_writer()
+        if self._auto_mkdir:
+            await make_parent(self._clients, self.target)
+        client = await self._clients.open_writer()
         try:
             self._file = await client.open(self.target, WRITE_MODES[self.mode])
         except BaseException:
-            self._fs._clients.close_writer()
+            self._clients.close_writer()
             raise
         return self._file.tell()
 
@@ -105,27 +115,28 @@ class WriteHandle:
         try:
             await file.close()
         finally:
-            self._fs._clients.close_writer()
+            self._clients.close_writer()
 
     async def commit(self) -> None:
         if self.target != self.path:
-            async with self._fs._clients.call() as client:
+            async with self._clients.call() as client:
                 await client.rename(self.target, self.path)
 
     async def discard(self) -> None:
         if self.target != self.path:
-            async with self._fs._clients.call() as client:
+            async with self._clients.call() as client:
                 await client.remove(self.target)
 
 
 class EmberBufferedFile(AbstractBufferedFile):  # type: ignore[misc]
-    """A blocking fsspec file over an EmberFile; see the module docstring."""
+    """A blocking fsspec file over an EmberFile; see the module docstring. `fs` is the
+    EmberFileSystem, `clients` and `auto_mkdir` its Clients and option."""
 
     DEFAULT_BLOCK_SIZE = 4 * 2**20
 
     def __init__(
         self,
-        fs: EmberFileSystem,
+        fs: AsyncFileSystem,
         path: str,
         mode: str = "rb",
         block_size: int | str | None = "default",
@@ -133,17 +144,20 @@ class EmberBufferedFile(AbstractBufferedFile):  # type: ignore[misc]
         cache_type: str = "readahead",
         cache_options: dict[str, Any] | None = None,
         size: int | None = None,
+        *,
+        clients: LoopClients,
+        auto_mkdir: bool,
         **kwargs: Any,
     ) -> None:
         self._reader: ReadHandle | None = None
         self._writer: WriteHandle | None = None
         position = 0
         if mode == "rb":
-            self._reader = ReadHandle(fs, path)
+            self._reader = ReadHandle(clients, path)
             length = sync(fs.loop, self._reader.open)
             size = length if size is None else size
         else:
-            self._writer = WriteHandle(fs, path, mode, autocommit)
+            self._writer = WriteHandle(clients, path, mode, autocommit, auto_mkdir=auto_mkdir)
             position = sync(fs.loop, self._writer.open)
         super().__init__(fs, path, mode, block_size, autocommit, cache_type, cache_options, size=size, **kwargs)
         self.loc = position
@@ -175,16 +189,18 @@ class EmberBufferedFile(AbstractBufferedFile):  # type: ignore[misc]
 class EmberStreamedFile(AbstractAsyncStreamedFile):  # type: ignore[misc]
     """An async fsspec file (`await fs.open_async(path)`): no read cache; made by `create`."""
 
-    def __init__(self, fs: EmberFileSystem, path: str, mode: str, size: int | None, handle: Any) -> None:
+    def __init__(self, fs: AsyncFileSystem, path: str, mode: str, size: int | None, handle: Any) -> None:
         self._handle = handle
         super().__init__(fs, path, mode, block_size="default", autocommit=True, cache_type="none", size=size)
 
     @classmethod
-    async def create(cls, fs: EmberFileSystem, path: str, mode: str) -> EmberStreamedFile:
+    async def create(
+        cls, fs: AsyncFileSystem, path: str, mode: str, *, clients: LoopClients, auto_mkdir: bool
+    ) -> EmberStreamedFile:
         if mode == "rb":
-            reader = ReadHandle(fs, path)
+            reader = ReadHandle(clients, path)
             return cls(fs, path, mode, await reader.open(), reader)
-        writer = WriteHandle(fs, path, mode, autocommit=True)
+        writer = WriteHandle(clients, path, mode, autocommit=True, auto_mkdir=auto_mkdir)
         position = await writer.open()
         # fsspec's async file only flushes in "wb"/"ab"; "xb" did its check at open.
         file = cls(fs, path, "wb" if mode == "xb" else mode, None, writer)

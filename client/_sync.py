@@ -50,7 +50,7 @@ from ._client import Client
 from ._file import EmberFile
 from ._retry import RetryPolicy
 from ._stat import StatFsResult, StatResult
-from ._syncfile import Closing, SyncFile
+from ._syncfile import Closing, RunBound, SyncFile
 
 __all__ = ["ClientOptions", "SyncClient", "SyncFile"]  # SyncFile lives in _syncfile.py
 
@@ -208,6 +208,14 @@ class SyncClient(Closing):
                 self._calls -= 1
                 self._cond.notify_all()
 
+    def _bound_to(self, client: Client) -> RunBound:
+        """What a file opened with `client` runs its calls with (`_submit`, bound)."""
+
+        def run(make: Callable[[], Awaitable[T]]) -> T:
+            return self._submit(lambda _fs: make(), bound=client)
+
+        return run
+
     def _enter(self, bound: Client | None) -> _Runner:
         with self._cond:
             while self._draining:
@@ -300,7 +308,7 @@ class SyncClient(Closing):
             return fs, await fs.open(path, mode)
 
         client, file = self._submit(open_file)
-        sync_file = SyncFile(self, client, file)
+        sync_file = SyncFile(self._bound_to(client), file)
         with self._cond:
             self._files.add(sync_file)
         return sync_file

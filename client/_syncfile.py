@@ -1,8 +1,10 @@
 """`SyncFile`: the blocking face of `EmberFile`, made by `SyncClient.open`.
 
-Every call runs on the owning SyncClient's loop thread through its `_submit`, bound
-to the Client the file was opened with: a file of a closed or forked SyncClient
-refuses calls with ValueError instead of touching a dead loop.
+Every call runs on the owning SyncClient's loop thread through the `RunBound` the
+SyncClient hands over, bound to the Client the file was opened with: a file of a closed
+or forked SyncClient refuses calls with ValueError instead of touching a dead loop.
+The SyncClient is known only through that callable, so `_sync.py` imports this module
+and not the other way round.
 """
 
 from __future__ import annotations
@@ -11,17 +13,20 @@ import abc
 import os
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
-from ._client import Client
 from ._file import EmberFile
 
-if TYPE_CHECKING:
-    from ._sync import SyncClient
-
-__all__ = ["Closing", "SyncFile"]
+__all__ = ["Closing", "RunBound", "SyncFile"]
 
 T = TypeVar("T")
+
+
+class RunBound(Protocol):
+    """Run `make()` on the SyncClient's loop thread and wait for its result; ValueError
+    once the Client the file was opened with is no longer that loop's (closed, forked)."""
+
+    def __call__(self, make: Callable[[], Awaitable[T]], /) -> T: ...
 
 
 class Closing(abc.ABC):
@@ -45,8 +50,8 @@ class SyncFile(Closing):
     One file object is for one thread at a time, as Python's own are.
     """
 
-    def __init__(self, owner: SyncClient, client: Client, file: EmberFile) -> None:
-        self._owner, self._client, self._file = owner, client, file
+    def __init__(self, run: RunBound, file: EmberFile) -> None:
+        self._run_bound, self._file = run, file
 
     def __repr__(self) -> str:
         return f"<SyncFile {self.name!r} mode={self.mode!r}{' closed' if self.closed else ''}>"
@@ -55,7 +60,7 @@ class SyncFile(Closing):
         raise TypeError(f"cannot pickle {self!r}: pickle the SyncClient and open the file again")
 
     def _run(self, make: Callable[[], Awaitable[T]]) -> T:
-        return self._owner._submit(lambda _fs: make(), bound=self._client)
+        return self._run_bound(make)
 
     @property
     def name(self) -> str:

@@ -41,7 +41,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.utils import isfilelike
 
 from ._fsspec_clients import LoopClients
-from ._fsspec_files import EmberBufferedFile, EmberStreamedFile, ReadHandle, WriteHandle
+from ._fsspec_files import EmberBufferedFile, EmberStreamedFile, ReadHandle, WriteHandle, make_parent
 from ._fsspec_paths import PREFIX, direct_range, info_dict, join, resolve_range, split_url
 from .cli import DEFAULT_META
 
@@ -129,10 +129,8 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
         return PREFIX + self.address + self._strip_protocol(name)
 
     async def _ensure_parent(self, path: str) -> None:
-        parent = posixpath.dirname(path)
-        if self.auto_mkdir and parent != "/":
-            async with self._clients.call() as client:
-                await client.makedirs(parent, exist_ok=True)
+        if self.auto_mkdir:
+            await make_parent(self._clients, path)
 
     async def aclose(self) -> None:
         """Close the Client of the running loop (`asynchronous=True` users, before their
@@ -338,30 +336,36 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
         **kwargs: Any,
     ) -> EmberBufferedFile:
         return EmberBufferedFile(
-            self, self._strip_protocol(path), mode, block_size, autocommit, cache_options=cache_options, **kwargs
+            self, self._strip_protocol(path), mode, block_size, autocommit, cache_options=cache_options,
+            clients=self._clients, auto_mkdir=self.auto_mkdir, **kwargs,
         )
 
     async def open_async(self, path: str, mode: str = "rb", **kwargs: Any) -> EmberStreamedFile:
         if "b" not in mode or kwargs.get("compression"):
             raise ValueError("open_async: binary modes only, no compression")
-        return await EmberStreamedFile.create(self, self._strip_protocol(path), mode)
+        return await EmberStreamedFile.create(
+            self, self._strip_protocol(path), mode, clients=self._clients, auto_mkdir=self.auto_mkdir
+        )
 
     # -- writing and copying -----------------------------------------------------------
 
+    def _writer(self, path: str, mode: str) -> WriteHandle:
+        return WriteHandle(self._clients, path, mode, True, auto_mkdir=self.auto_mkdir)
+
     async def _pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
-        writer = WriteHandle(self, self._strip_protocol(path), "xb" if mode == "create" else "wb", True)
+        writer = self._writer(self._strip_protocol(path), "xb" if mode == "create" else "wb")
         await writer.open()
         await writer.write(bytes(value), final=True)
 
     async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         src, dst = self._strip_protocol(path1), self._strip_protocol(path2)
-        reader = ReadHandle(self, src)
+        reader = ReadHandle(self._clients, src)
         try:
             size = await reader.open()
         except IsADirectoryError:
             await self._makedirs(dst, exist_ok=True)
             return
-        writer = WriteHandle(self, dst, "wb", True)
+        writer = self._writer(dst, "wb")
         await writer.open()
         try:
             for offset in range(0, size, _COPY_BLOCK):
@@ -376,7 +380,7 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
         if os.path.isdir(lpath):
             await self._makedirs(rpath, exist_ok=True)
             return
-        writer = WriteHandle(self, rpath, "xb" if mode == "create" else "wb", True)
+        writer = self._writer(rpath, "xb" if mode == "create" else "wb")
         with open(lpath, "rb") as local:
             callback.set_size(os.fstat(local.fileno()).st_size)
             await writer.open()
@@ -390,7 +394,7 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
     async def _get_file(
         self, rpath: str, lpath: Any, callback: Callback = DEFAULT_CALLBACK, **kwargs: Any
     ) -> None:
-        reader = ReadHandle(self, self._strip_protocol(rpath))
+        reader = ReadHandle(self._clients, self._strip_protocol(rpath))
         try:
             size = await reader.open()
         except IsADirectoryError:

@@ -38,14 +38,14 @@ import hmac
 import json
 import os
 import secrets
-import stat
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from emberfs.common.capkeys import KEYS_FILE, read_secret_json, write_keys_file
+from emberfs.common.capkeys import KEYS_FILE, write_keys_file
 from emberfs.common.errors import InvalidArgument
+from emberfs.common.secretfiles import group_or_world_readable, read_secret_json, write_private
 
 __all__ = [
     "ANY_ROLE",
@@ -61,12 +61,10 @@ __all__ = [
     "allowed_roles",
     "generate_tokens",
     "user_identity",
-    "group_or_world_readable",
     "load_tokens_file",
     "parse_tokens",
     "read_token_file",
     "token_from_env",
-    "write_private",
     "write_token_files",
 ]
 
@@ -283,14 +281,6 @@ def load_tokens_file(path: str | os.PathLike[str], *, warn: bool = False) -> Tok
     return table
 
 
-def group_or_world_readable(path: str | os.PathLike[str]) -> bool:
-    """Whether anyone but the owner may read the file (worth a warning)."""
-    try:
-        return bool(os.stat(path).st_mode & (stat.S_IRWXG | stat.S_IRWXO))
-    except OSError:
-        return False
-
-
 def read_token_file(path: str | os.PathLike[str]) -> str:
     """A client's token from a file holding it (surrounding whitespace ignored)."""
     try:
@@ -306,16 +296,6 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
 
 def token_from_env() -> str | None:
     return os.environ.get(TOKEN_ENV) or None
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to a file only its owner can read (0600), replacing it atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 def generate_tokens(*, uid: int, gid: int, groups: Iterable[int] = ()) -> dict[str, Any]:

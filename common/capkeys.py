@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from emberfs.common.errors import InvalidArgument
+from emberfs.common.secretfiles import group_or_world_readable, read_secret_json, write_private
 
 __all__ = [
     "KEYS_FILE",
@@ -121,23 +122,10 @@ def parse_keys(document: Any, *, source: str = "keys file") -> KeySet:
     return KeySet(signing, keys)
 
 
-def read_secret_json(path: str | os.PathLike[str], source: str, error: type[InvalidArgument]) -> Any:
-    """The JSON document of a secrets file (tokens, keys); `error` says why not, with
-    `source` and never a byte of the file (a JSON error names a position only)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{source}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise error(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
-
-
 def load_keys_file(path: str | os.PathLike[str], *, warn: bool = False) -> KeySet:
     source = f"keys file {os.fspath(path)}"
     keyset = parse_keys(read_secret_json(path, source, KeysFileError), source=source)
-    if warn and os.stat(path).st_mode & 0o077:
+    if warn and group_or_world_readable(path):
         print(f"warning: {source} is readable by group or others: chmod 600 it", file=sys.stderr)
     return keyset
 
@@ -158,8 +146,6 @@ def generate_keys(key_id: int = 1) -> dict[str, Any]:
 
 
 def _write(path: Path, document: Mapping[str, Any]) -> None:
-    from emberfs.common.auth import write_private  # auth imports nothing of ours: no cycle at load
-
     write_private(path, json.dumps(document, indent=1) + "\n")
 
 

@@ -74,6 +74,7 @@ __all__ = [
     "PublicState",
     "chain_from_proto",
     "chain_to_proto",
+    "chain_transitions",
     "new_chain",
     "next_chain",
 ]
@@ -251,6 +252,24 @@ def next_chain(
     if targets == chain.targets:
         return chain
     return Chain(chain.chain_id, chain.chain_version + 1, targets)
+
+
+def chain_transitions(old: Mapping[int, Chain], new: Mapping[int, Chain]) -> list[str]:
+    """Human-readable public state changes, e.g. "chain 3 v5: target 201 SERVING -> OFFLINE"."""
+    lines = []
+    for chain_id, chain in sorted(new.items()):
+        before = old.get(chain_id)
+        if before is None or before == chain:
+            continue
+        for target in chain.targets:
+            was = before.state_of(target.target_id)
+            if was != target.state:
+                was_name = was.name if was is not None else "NONE"
+                lines.append(
+                    f"chain {chain_id} v{chain.chain_version}: target {target.target_id} "
+                    f"{was_name} -> {target.state.name}"
+                )
+    return lines
 
 
 def chain_to_proto(chain: Chain) -> mgmt_pb2.ChainInfo:

@@ -55,7 +55,6 @@ from emberfs.common.layout import MAX_CHUNK_INDEX
 
 from . import chunkfiles as files
 from .commitgate import CommitGate
-from .metastore import PENDING_REQUEST_SUFFIX, InodeGone, MetaStore
 from .oserrors import translated
 from .recovery import RecoveryReport, recover
 from .records import (
@@ -70,6 +69,7 @@ from .records import (
     inode_prefix,
 )
 from . import replication
+from .targetdb import PENDING_REQUEST_SUFFIX, InodeGone, TargetDB
 from .updateplan import Buffer, plan_update, validate_update
 
 __all__ = ["ChunkStore"]
@@ -136,7 +136,7 @@ class ChunkStore:
             raise Busy(f"target {self.root} is open in another store") from None
         try:
             with translated("open target"):
-                self._db = MetaStore(os.path.join(self.root, "meta"), map_size=map_size)
+                self._db = TargetDB(os.path.join(self.root, "meta"), map_size=map_size)
                 self.paths = files.ChunkPaths(self.root)
             self._gate = CommitGate()
             self.recovered: RecoveryReport = self._recover()

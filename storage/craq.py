@@ -33,18 +33,19 @@ Failure rules (issue 5):
   in flight, refreshes routing and fails the write UNAVAILABLE (retryable);
 - a disk error (oserrors.DiskFailure) marks the target failed in NodeHealth: it is
   refused from then on and the agent reports it LOCAL_OFFLINE at once.
+
+What every request handler shares (the stores, the I/O pool, the chain a request names,
+chunk locks, work that outlives a cancelled caller) is `LocalTargets`
+(localtargets.py); the requests off the write path are housekeeping.py and syncrecv.py,
+and the forward to a successor is forwarding.py. They import none of this module.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import os
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
 
 import crc32c
 import grpc
@@ -57,34 +58,20 @@ from emberfs.common.errors import (
     InvalidArgument,
     NotFound,
     ReplicaDiverged,
-    StaleChainVersion,
     TargetNotServing,
     Unavailable,
     from_rpc_error,
 )
-from emberfs.common.routing import RoutingView
+from emberfs.common.storagepool import StoragePool
 from emberfs.proto import common_pb2, storage_pb2
 
-from .checks import (
-    MAX_CHUNK_SIZE,
-    ChunkLocks,
-    InflightUpdates,
-    RecentReplies,
-    VersionCheck,
-    check_chain_version,
-    check_read,
-    check_write,
-    local_target,
-    require_head,
-)
+from .checks import MAX_CHUNK_SIZE, InflightUpdates, RecentReplies, check_read, check_write, require_head
 from .chunkfiles import WouldBlock
 from .chunkstore import ChunkStore
-from .forwarding import FORWARD_TIMEOUT_S, Forwarder
+from .forwarding import Forwarder
 from .housekeeping import Housekeeping
 from .localstate import NodeHealth
-from .syncrecv import SyncReceiver
-from .oserrors import DiskFailure
-from emberfs.common.storagepool import StoragePool as PeerPool
+from .localtargets import LocalTargets
 from .records import ChunkId, ChunkMeta, PendingInfo, UpdateKind
 from .region import ChunkRegion
 from .replication import (
@@ -100,27 +87,16 @@ from .replication import (
     read_plan,
     resolve_dirty_read,
 )
+from .routingsource import RoutingSource
+from .syncrecv import SyncReceiver
 
-__all__ = ["FORWARD_TIMEOUT_S", "Operator", "RoutingSource"]
+__all__ = ["Operator"]
 
 log = logging.getLogger("emberfs.storage.craq")
 
-T = TypeVar("T")
 PEER_TIMEOUT_S = 5.0
 READ_ATTEMPTS = 8
 INLINE_READ_MAX = 256 * 1024  # reads up to this size try the page cache on the event loop first
-
-
-class RoutingSource(Protocol):
-    """Where the operator gets routing: the current view, and a (single-flight)
-    refresh that answers the newest view it could get. A source may also offer
-    `async changed(version) -> RoutingView` (the first newer view; agent.RoutingHolder
-    does): without it, forwards and the resync worker never see routing move."""
-
-    @property
-    def view(self) -> RoutingView: ...
-
-    async def refresh(self) -> RoutingView: ...
 
 
 def _reply(meta: ChunkMeta) -> storage_pb2.WriteResponse:
@@ -149,115 +125,28 @@ def _header_of(request: bytes) -> common_pb2.RequestHeader:
 
 
 class Operator:
+    """The CRAQ replication driver over this node's targets (see the module docstring).
+    What every handler shares (stores, I/O pool, chains, chunk locks) is `targets`;
+    `housekeeping` and `sync` serve the requests off the write path."""
+
     def __init__(
         self,
         node_id: int,
         stores: dict[int, ChunkStore],
         routing: RoutingSource,
-        peers: PeerPool,
+        peers: StoragePool,
         executor: ThreadPoolExecutor,
         *,
         recent_capacity: int = 8192,
         health: NodeHealth | None = None,
     ) -> None:
-        self.node_id = node_id
-        self.stores = stores
-        self.routing = routing
+        self.targets = LocalTargets(node_id, stores, routing, executor, health=health)
         self.peers = peers
-        self.executor = executor
         self.recent = RecentReplies(recent_capacity)
-        self.locks = ChunkLocks()
         self.inflight = InflightUpdates()
-        self._local = frozenset(stores)
-        self.health = health or NodeHealth()
         self.forwarder = Forwarder(routing, peers)
-        self.housekeeping = Housekeeping(self)
-        self.sync = SyncReceiver(self)
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    async def finish(self, coro: Any) -> Any:
-        """Run `coro` to its end even if our caller is cancelled: a handler cancelled at
-        its deadline must not release a chunk lock while the store work it started
-        still runs (issue 15, defect 2). The caller gets the result, or its own
-        CancelledError while the work goes on."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._forget)
-        return await asyncio.shield(task)
-
-    def _forget(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a caller that gave up leaves no "never retrieved" noise
-
-    async def drain(self) -> None:
-        """Wait for updates whose callers gave up (server shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def cancel_all(self) -> None:
-        """Cancel what is left at shutdown: a store call already in a thread still ends
-        (the executor's shutdown waits for it); an update stays pending, as after a crash."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
-
-    def store_of(self, target: int) -> ChunkStore:
-        """The store of a local target that has not failed."""
-        why = self.health.failed.get(target)
-        if why is not None:
-            raise Unavailable(f"target {target} failed ({why}); the manager takes it out of its chain")
-        return self.stores[target]
-
-    async def tio(self, target: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a store call of `target` in the I/O pool; a disk error fails the target."""
-        self.store_of(target)
-        with self.failing_target(target):
-            return await self._io(fn, *args, **kwargs)
-
-    @contextlib.contextmanager
-    def failing_target(self, target: int) -> Iterator[None]:
-        """A disk error inside fails `target` (it reports LOCAL_OFFLINE from now on)."""
-        try:
-            yield
-        except DiskFailure as exc:
-            if self.health.fail(target, exc.message):
-                log.error("target %d failed: %s; reporting it offline", target, exc.message)
-            raise DiskFailure(f"target {target}: {exc.message}; nothing was committed") from None
-
-    # -- routing -------------------------------------------------------------
-
-    async def chain(self, chain_id: int, version: int, *, strict: bool = True) -> Chain:
-        """The chain as this server sees it; a request naming a newer version (or an
-        unknown chain) refreshes routing first; an older version is refused."""
-        view = self.routing.view
-        chain = view.chains.get(chain_id)
-        if chain is None or (strict and version > chain.chain_version):
-            view = await self.routing.refresh()
-            chain = view.chains.get(chain_id)
-        if chain is None:
-            raise NotFound(f"unknown chain {chain_id} (routing version {view.version})")
-        if strict and check_chain_version(chain, version) == VersionCheck.NEWER:
-            raise StaleChainVersion(
-                f"chain {chain_id}: the request names version {version} but this server still "
-                f"holds {chain.chain_version} after a routing refresh; retry shortly"
-            )
-        return chain
-
-    def _my_target(self, chain: Chain, target_id: int) -> int:
-        """`target_id` (0: this node's target in the chain) checked to be ours and in chain."""
-        if target_id == 0:
-            return local_target(chain, self._local, self.node_id)
-        if target_id not in self._local:
-            raise NotFound(f"target {target_id} is not on node {self.node_id}")
-        if chain.state_of(target_id) is None:
-            raise FailedPrecondition(f"target {target_id} is not in chain {chain.chain_id}")
-        return target_id
+        self.housekeeping = Housekeeping(self.targets)
+        self.sync = SyncReceiver(self.targets)
 
     # -- writes --------------------------------------------------------------
 
@@ -274,7 +163,7 @@ class Operator:
             if pending is not None:
                 return await asyncio.shield(pending)
             self.recent.begin(key)
-        return await self.finish(self._recorded_write(req, chunk, kind, key))
+        return await self.targets.finish(self._recorded_write(req, chunk, kind, key))
 
     async def _recorded_write(self, req: storage_pb2.WriteRequest, chunk: ChunkId, kind: UpdateKind,
                               key: tuple[str, int] | None) -> storage_pb2.WriteResponse:
@@ -292,56 +181,56 @@ class Operator:
 
     async def _head_write(self, req: storage_pb2.WriteRequest, chunk: ChunkId,
                           kind: UpdateKind) -> storage_pb2.WriteResponse:
-        self.health.lease.check()
-        chain = await self.chain(req.chain_id, req.chain_version)
+        self.targets.health.lease.check()
+        chain = await self.targets.chain(req.chain_id, req.chain_version)
         with self.inflight.track(chain.chain_id, chain.chain_version):  # resync.py waits on these
             return await self._head_update(req, chunk, kind, chain)
 
     async def _head_update(self, req: storage_pb2.WriteRequest, chunk: ChunkId, kind: UpdateKind,
                            chain: Chain) -> storage_pb2.WriteResponse:
-        target = local_target(chain, self._local, self.node_id)
+        target = self.targets.in_chain(chain)
         require_head(chain, target)
-        store = self.store_of(target)
+        store = self.targets.store_of(target)
         header = req.header
-        async with self.locks.hold((target, chunk)):
-            meta = await self.tio(target, store.meta, chunk)
+        async with self.targets.locks.hold((target, chunk)):
+            meta = await self.targets.tio(target, store.meta, chunk)
             plan = head_plan(meta.replica, remove=kind == UpdateKind.REMOVE)
             if plan.noop:
                 return _reply(meta)  # removing a chunk that never existed
             if plan.redrive_pending is not None:
                 await self._redrive(chain, target, store, chunk, plan.redrive_pending, req.chunk_size)
-                meta = await self.tio(target, store.meta, chunk)
+                meta = await self.targets.tio(target, store.meta, chunk)
                 plan = head_plan(meta.replica, remove=kind == UpdateKind.REMOVE)
-            if header.client_id and header.request_id and await self.tio(
+            if header.client_id and header.request_id and await self.targets.tio(
                     target, store.applied, chunk, header.client_id, header.request_id) is not None:
                 return _reply(meta)  # a retry of a request that committed before (maybe on another head)
             u = plan.update_version
-            info = await self.tio(target, store.prepare, chunk, kind, req.offset, req.data, req.length, u,
-                                  chain.chain_version, req.chunk_size, data_crc32c=req.crc32c,
-                                  request=_request_of(header))
+            info = await self.targets.tio(target, store.prepare, chunk, kind, req.offset, req.data, req.length, u,
+                                          chain.chain_version, req.chunk_size, data_crc32c=req.crc32c,
+                                          request=_request_of(header))
             await self._forward_on(chain, target, req, u, store, _digest(info))
-            self.health.lease.check()  # frozen mid-write: the chain may have moved on
-            return _reply(await self.tio(target, store.commit, chunk, u))
+            self.targets.health.lease.check()  # frozen mid-write: the chain may have moved on
+            return _reply(await self.targets.tio(target, store.commit, chunk, u))
 
     async def _redrive(self, chain: Chain, target: int, store: ChunkStore, chunk: ChunkId,
                        version: int, chunk_size: int) -> None:
         """Finish pending `version` left by an interrupted update: send the pending whole
         chunk (or its REMOVE) down the chain at that version, then commit it here."""
-        header = _header_of(await self.tio(target, store.pending_request, chunk))
+        header = _header_of(await self.targets.tio(target, store.pending_request, chunk))
         update = await self.whole_chunk_update(chain, target, store, chunk, chunk_size, version=version,
                                                header=header)
         log.info("target %d chunk %s: re-driving pending version %d (%s)", target, chunk, version,
                  UpdateKind(update.kind).name)
         expected = Digest(True, len(update.data), update.crc32c) if update.kind == UpdateKind.REPLACE else ABSENT
         await self._forward_on(chain, target, update, version, store, expected)
-        await self.tio(target, store.commit, chunk, version)
+        await self.targets.tio(target, store.commit, chunk, version)
 
     async def whole_chunk_update(self, chain: Chain, target: int, store: ChunkStore, chunk: ChunkId,
                                  chunk_size: int, *, version: int | None,
                                  header: common_pb2.RequestHeader | None = None) -> storage_pb2.WriteRequest:
         """A REPLACE carrying the whole chunk at `version` (committed or pending; None:
         the committed one), or a REMOVE when that version has no bytes."""
-        data, meta = await self.tio(target, store.read, chunk, 0, MAX_CHUNK_SIZE, version=version)
+        data, meta = await self.targets.tio(target, store.read, chunk, 0, MAX_CHUNK_SIZE, version=version)
         kind = UpdateKind.REPLACE if meta.exists else UpdateKind.REMOVE
         return storage_pb2.WriteRequest(
             header=header or common_pb2.RequestHeader(), chain_id=chain.chain_id,
@@ -384,9 +273,9 @@ class Operator:
         if req.update_version < 1 and not (req.update_version == PURGE_VERSION and kind == UpdateKind.REMOVE):
             raise InvalidArgument(f"update versions start at 1, not {req.update_version} "
                                   "(version 0 is only a REMOVE to a syncing target)")
-        self.health.lease.check()
-        chain = await self.chain(update.chain_id, update.chain_version)
-        return await self.finish(self._tracked_forward(req, update, chunk, kind, chain))
+        self.targets.health.lease.check()
+        chain = await self.targets.chain(update.chain_id, update.chain_version)
+        return await self.targets.finish(self._tracked_forward(req, update, chunk, kind, chain))
 
     async def _tracked_forward(self, req: storage_pb2.ForwardRequest, update: storage_pb2.WriteRequest,
                                chunk: ChunkId, kind: UpdateKind, chain: Chain) -> storage_pb2.WriteResponse:
@@ -396,8 +285,8 @@ class Operator:
     async def _apply_forward(self, req: storage_pb2.ForwardRequest, update: storage_pb2.WriteRequest,
                              chunk: ChunkId, kind: UpdateKind, chain: Chain) -> storage_pb2.WriteResponse:
         target = req.to_target
-        if target not in self._local:
-            raise NotFound(f"to_target {target} is not on node {self.node_id}")
+        if target not in self.targets.ids:
+            raise NotFound(f"to_target {target} is not on node {self.targets.node_id}")
         if target not in chain.write_path:
             raise FailedPrecondition(f"target {target} is not on the write path of chain {chain.chain_id} "
                                      f"(version {chain.chain_version})")
@@ -411,14 +300,14 @@ class Operator:
             # Its bytes may be stale: a partial update must never land on them.
             raise FailedPrecondition(f"target {target} is SYNCING in chain {chain.chain_id} (version "
                                      f"{chain.chain_version}): it takes whole-chunk updates only, not {kind.name}")
-        store = self.store_of(target)
+        store = self.targets.store_of(target)
         u = req.update_version
         if u == PURGE_VERSION and not syncing:
             raise InvalidArgument(f"a REMOVE at version 0 goes only to a SYNCING target; target {target} is "
                                   f"{chain.state_of(target).name} in chain {chain.chain_id}")  # type: ignore[union-attr]
-        async with self.locks.hold((target, chunk)):
-            meta = await self.tio(target, store.meta, chunk)
-            gone = await self.tio(target, store.is_gone, chunk.inode_id)
+        async with self.targets.locks.hold((target, chunk)):
+            meta = await self.targets.tio(target, store.meta, chunk)
+            gone = await self.targets.tio(target, store.is_gone, chunk.inode_id)
             action = decide_update(meta.replica, u, sync=syncing, gone=gone)
             if action == UpdateAction.ALREADY_COMMITTED:
                 return _reply(meta)  # the sender compares this with what it sent
@@ -435,13 +324,13 @@ class Operator:
                     f"(pending {meta.pending_version}) but update {u} arrived: it missed updates and needs a resync"
                 )
             if u == PURGE_VERSION:
-                await self.tio(target, store.purge, chunk)
+                await self.targets.tio(target, store.purge, chunk)
                 return storage_pb2.WriteResponse(commit_version=PURGE_VERSION)
-            info = await self.tio(target, store.prepare, chunk, kind, update.offset, update.data, update.length, u,
-                                  chain.chain_version, update.chunk_size, data_crc32c=update.crc32c, sync=syncing,
-                                  request=_request_of(update.header))
+            info = await self.targets.tio(target, store.prepare, chunk, kind, update.offset, update.data,
+                                          update.length, u, chain.chain_version, update.chunk_size,
+                                          data_crc32c=update.crc32c, sync=syncing, request=_request_of(update.header))
             await self._forward_on(chain, target, update, u, store, _digest(info))
-            return _reply(await self.tio(target, store.commit, chunk, u))
+            return _reply(await self.targets.tio(target, store.commit, chunk, u))
 
     # -- reads ---------------------------------------------------------------
 
@@ -457,14 +346,14 @@ class Operator:
         else, or a miss, goes to the I/O pool; with wait=False it raises WouldBlock instead."""
         if length <= INLINE_READ_MAX:
             try:
-                with self.failing_target(target):
+                with self.targets.failing_target(target):
                     return store.read(chunk, offset, length, cached_only=True)
             except WouldBlock:
                 if not wait:
                     raise
         elif not wait:
             raise WouldBlock()
-        return await self.tio(target, store.read, chunk, offset, length)
+        return await self.targets.tio(target, store.read, chunk, offset, length)
 
     async def read_data(self, req: storage_pb2.ReadRequest, *, region_ok: bool = False, wait: bool = True
                         ) -> tuple[bytes | ChunkRegion, int, ChunkMeta]:
@@ -475,13 +364,13 @@ class Operator:
         wait=False: raise WouldBlock rather than send the read to the I/O pool (a READV
         serves the cached pieces first, then the others concurrently)."""
         chunk = check_read(req)
-        self.health.lease.check()
-        chain = await self.chain(req.chain_id, req.chain_version)
-        target = self._my_target(chain, req.target_id)
+        self.targets.health.lease.check()
+        chain = await self.targets.chain(req.chain_id, req.chain_version)
+        target = self.targets.named(chain, req.target_id)
         if chain.state_of(target) != PublicState.SERVING:
             raise TargetNotServing(f"target {target} is {chain.state_of(target).name} in chain "
                                    f"{chain.chain_id} (version {chain.chain_version}); read another replica")
-        store = self.store_of(target)
+        store = self.targets.store_of(target)
         is_tail = chain.tail == target
         if region_ok and req.offset == 0:
             region = await self._whole_chunk_region(target, store, chunk, req.length, is_tail)
@@ -500,11 +389,11 @@ class Operator:
                     continue
                 if how == DirtyRead.SERVE_PENDING:
                     try:
-                        data, meta = await self.tio(target, store.read, chunk, req.offset, req.length,
-                                                    version=meta.pending_version)
+                        data, meta = await self.targets.tio(target, store.read, chunk, req.offset, req.length,
+                                                            version=meta.pending_version)
                     except ChunkNotCommitted:
                         continue  # committed or replaced meanwhile: read again
-            self.health.lease.check()  # frozen mid-read: these bytes may be stale now
+            self.targets.health.lease.check()  # frozen mid-read: these bytes may be stale now
             # A whole chunk was just checked against its stored CRC: no need to compute it again.
             crc = meta.crc32c if data and len(data) == meta.length else crc32c.crc32c(data)
             return data, crc, meta
@@ -514,14 +403,14 @@ class Operator:
                                   is_tail: bool) -> tuple[ChunkRegion, int, ChunkMeta] | None:
         """The committed chunk as a file region, when the read wants all of it and no
         dirty-read question arises (no pending update, or this is the tail); else None."""
-        fd, meta = await self.tio(target, store.open_committed, chunk)
+        fd, meta = await self.targets.tio(target, store.open_committed, chunk)
         if fd is None:
             return None
         if length < meta.length or meta.pending_version is not None:
             os.close(fd)
             return None
         try:
-            self.health.lease.check()
+            self.targets.health.lease.check()
         except BaseException:
             os.close(fd)
             raise
@@ -533,8 +422,8 @@ class Operator:
         successor gets it first, as a whole chunk: the commit must not skip a target on
         the write path, or its next update would find a version missing."""
         async def locked() -> ChunkMeta:
-            async with self.locks.hold((target, chunk)):
-                meta = await self.tio(target, store.meta, chunk)
+            async with self.targets.locks.hold((target, chunk)):
+                meta = await self.targets.tio(target, store.meta, chunk)
                 p = meta.pending_version
                 if p is None:
                     return meta  # the update that held the lock committed it
@@ -543,14 +432,14 @@ class Operator:
                 if chain.successor(target) is not None:
                     update = await self.whole_chunk_update(chain, target, store, chunk, 0, version=p)
                     await self._forward_on(chain, target, update, p, store, meta.replica.pending or ABSENT)
-                return await self.tio(target, store.commit, chunk, p)
-        return await self.finish(locked())
+                return await self.targets.tio(target, store.commit, chunk, p)
+        return await self.targets.finish(locked())
 
     async def take_over_all(self, chain: Chain, target: int) -> int:
         """take_over every pending version of `target` (a resync source lists its chunks
         only after this, so it never sends an older version than the chain served)."""
-        store = self.store_of(target)
-        chunks = await self.tio(target, store.pending_chunks)
+        store = self.targets.store_of(target)
+        chunks = await self.targets.tio(target, store.pending_chunks)
         for chunk in chunks:
             await self.take_over(chain, target, store, chunk)
         return len(chunks)
@@ -563,7 +452,7 @@ class Operator:
             chunk=storage_pb2.ChunkId(inode_id=chunk.inode_id, chunk_index=chunk.chunk_index),
         )
         try:
-            address = self.routing.view.address_of(tail)
+            address = self.targets.routing.view.address_of(tail)
             reply = await self.peers.stub(address).GetCommitVersion(request, timeout=PEER_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             error = from_rpc_error(exc)
@@ -576,12 +465,12 @@ class Operator:
                                  ) -> storage_pb2.GetCommitVersionResponse:
         if not req.HasField("chunk"):
             raise InvalidArgument("request names no chunk")
-        self.health.lease.check()
-        chain = await self.chain(req.chain_id, req.chain_version)
-        target = local_target(chain, self._local, self.node_id)
-        store = self.store_of(target)
+        self.targets.health.lease.check()
+        chain = await self.targets.chain(req.chain_id, req.chain_version)
+        target = self.targets.in_chain(chain)
+        store = self.targets.store_of(target)
         chunk = ChunkId(req.chunk.inode_id, req.chunk.chunk_index)
-        meta = await self.tio(target, store.meta, chunk)
+        meta = await self.targets.tio(target, store.meta, chunk)
         if chain.tail == target and read_plan(meta.replica, is_tail=True) == ReadPlan.TAKE_OVER:
             meta = await self.take_over(chain, target, store, chunk)
         return storage_pb2.GetCommitVersionResponse(commit_version=meta.commit_version, exists=meta.exists)

@@ -16,17 +16,14 @@ Either way the update stays pending here and the next write re-drives it
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from emberfs.common.chainstate import Chain
 from emberfs.common.errors import EmberError, NotFound, StaleChainVersion, Unavailable
 from emberfs.common.routing import RoutingView
+from emberfs.common.storagepool import StoragePool
 from emberfs.proto import storage_pb2
 
-if TYPE_CHECKING:
-    from emberfs.common.storagepool import StoragePool
-
-    from .craq import RoutingSource
+from .routingsource import RoutingSource
 
 __all__ = ["FORWARD_TIMEOUT_S", "Forwarder"]
 

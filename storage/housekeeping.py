@@ -1,6 +1,7 @@
-"""Operator requests off the write path: chunk GC (RemoveChunks), file-length
-recovery (QueryLastChunk) and target statistics. Part of craq.Operator (its `housekeeping` attribute), kept
-apart so the CRAQ module holds only the replication rules.
+"""Requests off the write path: chunk GC (RemoveChunks), file-length recovery
+(QueryLastChunk) and target statistics. craq.Operator serves them through its
+`housekeeping` attribute; they need only this node's targets (localtargets.py), none
+of the replication rules.
 
 GC needs no lease and no chain-version match: removing a deleted file's chunks is
 safe in any chain state, and a target that was down when the file was deleted is
@@ -13,58 +14,55 @@ can re-create a chunk behind the collector's back (issue 15, defect 6).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from emberfs.common.errors import InvalidArgument
 from emberfs.proto import storage_pb2
 
-if TYPE_CHECKING:
-    from .craq import Operator
+from .localtargets import LocalTargets
 
 __all__ = ["Housekeeping"]
 
 
 class Housekeeping:
-    def __init__(self, op: Operator) -> None:
-        self.op = op
+    def __init__(self, targets: LocalTargets) -> None:
+        self.targets = targets
 
     async def remove_chunks(self, req: storage_pb2.RemoveChunksRequest) -> storage_pb2.RemoveChunksResponse:
         # GC of a deleted file is safe in any chain state: no version match needed.
-        chain = await self.op.chain(req.chain_id, req.chain_version, strict=False)
+        chain = await self.targets.chain(req.chain_id, req.chain_version, strict=False)
         if req.target_id == 0:
             raise InvalidArgument("RemoveChunks must name its target_id")
-        target = self.op._my_target(chain, req.target_id)
-        return await self.op.finish(self._remove(target, req.inode_id))
+        target = self.targets.named(chain, req.target_id)
+        return await self.targets.finish(self._remove(target, req.inode_id))
 
     async def _remove(self, target: int, inode_id: int) -> storage_pb2.RemoveChunksResponse:
-        op = self.op
-        store = op.store_of(target)
-        await op.tio(target, store.mark_gone, inode_id)
-        metas = await op.tio(target, lambda: list(store.list_chunks(inode_id, include_pending=True)))
+        targets = self.targets
+        store = targets.store_of(target)
+        await targets.tio(target, store.mark_gone, inode_id)
+        metas = await targets.tio(target, lambda: list(store.list_chunks(inode_id, include_pending=True)))
         removed = 0
         for meta in metas:
-            async with op.locks.hold((target, meta.chunk_id)):
-                now = await op.tio(target, store.meta, meta.chunk_id)
-                await op.tio(target, store.purge, meta.chunk_id)
+            async with targets.locks.hold((target, meta.chunk_id)):
+                now = await targets.tio(target, store.meta, meta.chunk_id)
+                await targets.tio(target, store.purge, meta.chunk_id)
             removed += now.exists
         return storage_pb2.RemoveChunksResponse(removed=removed)
 
     async def query_last_chunk(self, req: storage_pb2.QueryLastChunkRequest
                                ) -> storage_pb2.QueryLastChunkResponse:
-        self.op.health.lease.check()
-        chain = await self.op.chain(req.chain_id, req.chain_version)
-        target = self.op._my_target(chain, req.target_id)
-        meta = await self.op.tio(target, self.op.store_of(target).last_chunk, req.inode_id)
+        self.targets.health.lease.check()
+        chain = await self.targets.chain(req.chain_id, req.chain_version)
+        target = self.targets.named(chain, req.target_id)
+        meta = await self.targets.tio(target, self.targets.store_of(target).last_chunk, req.inode_id)
         if meta is None:
             return storage_pb2.QueryLastChunkResponse(found=False)
         return storage_pb2.QueryLastChunkResponse(found=True, chunk_index=meta.chunk_id.chunk_index,
                                                   chunk_length=meta.length)
 
     async def target_stats(self) -> storage_pb2.TargetStatsResponse:
-        view = self.op.routing.view
+        view = self.targets.routing.view
         out = []
-        for target_id, store in sorted(self.op.stores.items()):
-            stats = await self.op._io(store.stats)
+        for target_id, store in sorted(self.targets.stores.items()):
+            stats = await self.targets.run_io(store.stats)
             info = view.targets.get(target_id)
             out.append(storage_pb2.TargetStat(
                 target_id=target_id, chain_id=info.chain_id if info else 0, chunks=stats.chunks,

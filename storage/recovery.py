@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from . import chunkfiles as files
 from . import replication
-from .metastore import PENDING_REQUEST_SUFFIX, MetaStore
 from .records import ChunkId, ChunkRecord, UpdateKind, decode_key
+from .targetdb import PENDING_REQUEST_SUFFIX, TargetDB
 
 __all__ = ["RecoveryReport", "recover"]
 
@@ -55,7 +55,7 @@ def _pending_whole(rec: ChunkRecord, pending_path: str) -> bool:
     return files.file_crc32c(pending_path) == (rec.pending_length, rec.pending_crc32c)
 
 
-def recover(db: MetaStore, paths: files.ChunkPaths) -> RecoveryReport:
+def recover(db: TargetDB, paths: files.ChunkPaths) -> RecoveryReport:
     rolled: list[ChunkId] = []
     discarded: list[ChunkId] = []
     kept: list[ChunkId] = []

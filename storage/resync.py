@@ -41,7 +41,8 @@ from emberfs.proto import common_pb2, storage_pb2
 
 from .checks import MIN_CHUNK_SIZE
 from .chunkstore import ChunkStore
-from .craq import FORWARD_TIMEOUT_S, Operator
+from .craq import Operator
+from .forwarding import FORWARD_TIMEOUT_S
 from .records import ChunkId, UpdateKind
 from .replication import ABSENT, Digest, check_ack
 from .syncdiff import SyncMeta, sync_diff, sync_jobs
@@ -70,14 +71,15 @@ class _Tally:
 class ResyncWorker:
     def __init__(self, op: Operator) -> None:
         self.op = op
+        self.targets = op.targets
         self._jobs: dict[JobKey, tuple[int, asyncio.Task[None]]] = {}
 
     async def run(self) -> None:
-        changed = getattr(self.op.routing, "changed", None)
+        changed = getattr(self.targets.routing, "changed", None)
         try:
             while True:
                 self.reconcile()
-                version = self.op.routing.view.version
+                version = self.targets.routing.view.version
                 try:
                     if changed is not None:
                         await asyncio.wait_for(changed(version), POLL_S)
@@ -95,8 +97,8 @@ class ResyncWorker:
         """Start owed jobs; cancel those no longer owed or owed at another version.
         A finished job stays recorded while owed at its version, so it is not rerun
         while the manager has yet to promote the synced target."""
-        view = self.op.routing.view
-        wanted = sync_jobs(view.chains.values(), self.op.stores, self.op.health.failed)
+        view = self.targets.routing.view
+        wanted = sync_jobs(view.chains.values(), self.targets.stores, self.targets.health.failed)
         for key, (version, task) in list(self._jobs.items()):
             want = wanted.get(key)
             if want is None or want[1] != version:
@@ -113,7 +115,7 @@ class ResyncWorker:
     async def _job(self, key: JobKey, source: int, version: int) -> None:
         chain_id, dest = key
         while True:
-            chain = self.op.routing.view.chains.get(chain_id)
+            chain = self.targets.routing.view.chains.get(chain_id)
             if chain is None or chain.chain_version != version:
                 return
             try:
@@ -128,10 +130,10 @@ class ResyncWorker:
                 await asyncio.sleep(RETRY_DELAY_S)
 
     async def sync_once(self, chain: Chain, source: int, dest: int) -> _Tally:
-        op = self.op
-        op.health.lease.check()
-        store = op.store_of(source)
-        stub = op.peers.stub(op.routing.view.address_of(dest))
+        op, targets = self.op, self.targets
+        targets.health.lease.check()
+        store = targets.store_of(source)
+        stub = op.peers.stub(targets.routing.view.address_of(dest))
         started = time.monotonic()
         log.info("resync chain %d v%d: target %d -> target %d starting", chain.chain_id, chain.chain_version,
                  source, dest)
@@ -150,8 +152,8 @@ class ResyncWorker:
             target_id=dest), timeout=DUMP_TIMEOUT_S, wait_for_ready=True)  # it may have just restarted
         theirs = [SyncMeta(ChunkId(c.chunk.inode_id, c.chunk.chunk_index), c.commit_version, c.length, c.crc32c,
                            not c.tombstone) for c in dump.chunks]
-        mine = await op.tio(source, lambda: [SyncMeta(m.chunk_id, m.commit_version, m.length, m.crc32c, m.exists)
-                                             for m in store.list_chunks(tombstones=True)])
+        mine = await targets.tio(source, lambda: [SyncMeta(m.chunk_id, m.commit_version, m.length, m.crc32c, m.exists)
+                                                  for m in store.list_chunks(tombstones=True)])
         plan = sync_diff(mine, theirs)
         log.info("resync chain %d v%d: target %d -> %d: %d chunks to send, %d to remove, %d already equal",
                  chain.chain_id, chain.chain_version, source, dest, plan.sends, plan.removes, plan.unchanged)
@@ -182,11 +184,11 @@ class ResyncWorker:
 
     async def _sync_chunk(self, chain: Chain, source: int, dest: int, store: ChunkStore, chunk: ChunkId,
                           tally: _Tally) -> None:
-        op = self.op
-        op.health.lease.check()
+        op, targets = self.op, self.targets
+        targets.health.lease.check()
         async def locked() -> storage_pb2.WriteRequest:
-            async with op.locks.hold((source, chunk)):
-                meta = await op.tio(source, store.meta, chunk)
+            async with targets.locks.hold((source, chunk)):
+                meta = await targets.tio(source, store.meta, chunk)
                 update = await op.whole_chunk_update(chain, source, store, chunk, MIN_CHUNK_SIZE, version=None)
                 version = meta.commit_version  # PURGE_VERSION (0) when this target has no record
                 sent = Digest(True, len(update.data), update.crc32c) if update.kind == UpdateKind.REPLACE else ABSENT
@@ -199,7 +201,7 @@ class ResyncWorker:
                 return update
 
         try:
-            update = await op.finish(locked())  # a cancelled job never leaves a send half-done under the lock
+            update = await targets.finish(locked())  # a cancelled job never leaves a send half-done under the lock
         except ChunkGone:
             return  # deleted and collected on the successor meanwhile: GC removes ours too
         if update.kind == UpdateKind.REMOVE:

@@ -40,6 +40,7 @@ from emberfs.common.capkeys import watch
 from emberfs.common.errors import EmberError
 from emberfs.common.malloc import tune_malloc
 from emberfs.common.rpc import server_options
+from emberfs.common.storagepool import StoragePool
 from emberfs.common.tls import add_port
 
 from .access import AccessGuard
@@ -50,7 +51,6 @@ from .craq import Operator
 from .lease import Lease
 from .localstate import NodeHealth
 from .resync import ResyncWorker
-from emberfs.common.storagepool import StoragePool as PeerPool
 from .service import StorageServicer, add_storage_servicer
 from .targets import open_targets
 
@@ -82,7 +82,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
     executor = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="emberfs-io")
     tokens = config.tokens
     own_token = tokens.server_token if tokens is not None else None
-    peers = PeerPool(token=own_token, tls_ca=config.tls_ca)
+    peers = StoragePool(token=own_token, tls_ca=config.tls_ca)
     agent: Agent | None = None
     bulk: BulkServer | None = None
     agent_task: asyncio.Task[None] | None = None
@@ -135,7 +135,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         if bulk is not None:
             await bulk.close()
         try:  # updates whose callers gave up still finish their store work
-            await asyncio.wait_for(operator.drain(), GRACE_S)
+            await asyncio.wait_for(operator.targets.drain(), GRACE_S)
         except TimeoutError:
             log.warning("updates still running after %.1f s; stopping anyway (they stay pending)", GRACE_S)
     finally:
@@ -147,7 +147,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         if bulk is not None:
             await bulk.close()
         if operator is not None:
-            await operator.cancel_all()
+            await operator.targets.cancel_all()
         if agent is not None:
             await agent.close()
         await peers.close()

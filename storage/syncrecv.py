@@ -1,6 +1,7 @@
 """The syncing target's side of a resync (3FS: the successor answers its
-predecessor's dump request and is told when the sync is done). Part of
-craq.Operator (its `sync` attribute).
+predecessor's dump request and is told when the sync is done). craq.Operator
+serves it through its `sync` attribute; it needs only this node's targets
+(localtargets.py).
 
 - SyncDump: the committed chunks and tombstones of a target that is SYNCING in the
   named chain version, after it dropped its pending versions (replication.sync_start:
@@ -19,16 +20,13 @@ craq.Operator (its `sync` attribute).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from emberfs.common.chainstate import Chain, PublicState
 from emberfs.common.errors import FailedPrecondition, InvalidArgument
 from emberfs.proto import storage_pb2
 
+from .localtargets import LocalTargets
 from .replication import sync_start
-
-if TYPE_CHECKING:
-    from .craq import Operator
 
 __all__ = ["SyncReceiver"]
 
@@ -36,32 +34,32 @@ log = logging.getLogger("emberfs.storage.resync")
 
 
 class SyncReceiver:
-    def __init__(self, op: Operator) -> None:
-        self.op = op
+    def __init__(self, targets: LocalTargets) -> None:
+        self.targets = targets
 
     async def _syncing_target(self, chain_id: int, chain_version: int, target_id: int) -> tuple[Chain, int]:
         if target_id == 0:
             raise InvalidArgument("a sync request must name its target_id")
-        self.op.health.lease.check()
-        chain = await self.op.chain(chain_id, chain_version)
-        target = self.op._my_target(chain, target_id)
+        self.targets.health.lease.check()
+        chain = await self.targets.chain(chain_id, chain_version)
+        target = self.targets.named(chain, target_id)
         state = chain.state_of(target)
         if state != PublicState.SYNCING:
             raise FailedPrecondition(f"target {target} is {state.name if state else 'absent'} in chain "
                                      f"{chain_id} (version {chain.chain_version}), not SYNCING")
-        self.op.store_of(target)  # a failed target takes no sync
+        self.targets.store_of(target)  # a failed target takes no sync
         return chain, target
 
     async def sync_dump(self, req: storage_pb2.SyncDumpRequest) -> storage_pb2.SyncDumpResponse:
         _, target = await self._syncing_target(req.chain_id, req.chain_version, req.target_id)
-        op = self.op
-        store = op.store_of(target)
-        for chunk in await op.tio(target, store.pending_chunks):
-            async with op.locks.hold((target, chunk)):
-                meta = await op.tio(target, store.meta, chunk)
+        targets = self.targets
+        store = targets.store_of(target)
+        for chunk in await targets.tio(target, store.pending_chunks):
+            async with targets.locks.hold((target, chunk)):
+                meta = await targets.tio(target, store.meta, chunk)
                 if meta.pending_version is not None and sync_start(meta.replica).pending_version is None:
-                    await op.tio(target, store.abort, chunk, meta.pending_version)
-        metas = await op.tio(target, lambda: list(store.list_chunks(tombstones=True)))
+                    await targets.tio(target, store.abort, chunk, meta.pending_version)
+        metas = await targets.tio(target, lambda: list(store.list_chunks(tombstones=True)))
         log.info("target %d: sync dump of %d committed chunks for chain %d v%d", target, len(metas),
                  req.chain_id, req.chain_version)
         return storage_pb2.SyncDumpResponse(chunks=[
@@ -73,7 +71,7 @@ class SyncReceiver:
 
     async def sync_done(self, req: storage_pb2.SyncDoneRequest) -> storage_pb2.SyncDoneResponse:
         chain, target = await self._syncing_target(req.chain_id, req.chain_version, req.target_id)
-        self.op.health.mark_synced(target, chain.chain_version)
+        self.targets.health.mark_synced(target, chain.chain_version)
         log.info("target %d: resync of chain %d v%d done (%d chunks received, %d removed); reporting up to date",
                  target, chain.chain_id, chain.chain_version, req.chunks_sent, req.chunks_removed)
         return storage_pb2.SyncDoneResponse()

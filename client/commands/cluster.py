@@ -8,8 +8,8 @@ They read and change the cluster manager (the metaserver's Mgmt service) through
 client, so they share its headers, deadlines and error translation.
 
 `--watch` polls the routing and prints one line per change, in the words the manager
-logs them (`chain 3 v7: target 201 SERVING -> OFFLINE`, from the manager's own
-`chain_transitions`), plus node liveness; a metaserver that stops answering is one
+logs them (`chain 3 v7: target 201 SERVING -> OFFLINE`, from the `chain_transitions`
+the manager uses, common/chainstate.py), plus node liveness; a metaserver that stops answering is one
 line, and the watch goes on until it answers again.
 """
 
@@ -20,8 +20,8 @@ import asyncio
 import json
 import time
 
+from emberfs.common.chainstate import chain_transitions
 from emberfs.common.routing import RoutingView
-from emberfs.metaserver.mgmt.state import chain_transitions
 from emberfs.proto import mgmt_pb2
 
 from .._admin import cluster_problems

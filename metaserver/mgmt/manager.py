@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from emberfs.common.chainstate import Chain
+from emberfs.common.chainstate import Chain, chain_transitions
 from emberfs.common.errors import NotFound
 from emberfs.proto import mgmt_pb2
 
@@ -180,7 +180,7 @@ class ClusterManager:
             log.info("node %d is dead: no heartbeat for %.3g s", node_id, self.heartbeat_timeout_s)
         for node_id in sorted(new.alive - old.alive):
             log.info("node %d is alive", node_id)
-        for line in rules.chain_transitions(old.chains, new.chains):
+        for line in chain_transitions(old.chains, new.chains):
             log.info("%s", line)
         if new.chains.keys() != old.chains.keys():
             self.allocator.update(new.chains)

@@ -44,7 +44,6 @@ __all__ = [
     "Report",
     "TargetRecord",
     "TargetStats",
-    "chain_transitions",
     "effective_local_states",
     "heartbeat",
     "init_chains",
@@ -270,24 +269,6 @@ def tick(state: ClusterState, last_beat: Mapping[int, float], now: float, timeou
     if alive == state.alive and chains == state.chains:
         return state
     return judged.bumped(chains=chains)
-
-
-def chain_transitions(old: Mapping[int, Chain], new: Mapping[int, Chain]) -> list[str]:
-    """Human-readable public state changes, e.g. "chain 3 v5: target 201 SERVING -> OFFLINE"."""
-    lines = []
-    for chain_id, chain in sorted(new.items()):
-        before = old.get(chain_id)
-        if before is None or before == chain:
-            continue
-        for target in chain.targets:
-            was = before.state_of(target.target_id)
-            if was != target.state:
-                was_name = was.name if was is not None else "NONE"
-                lines.append(
-                    f"chain {chain_id} v{chain.chain_version}: target {target.target_id} "
-                    f"{was_name} -> {target.state.name}"
-                )
-    return lines
 
 
 def init_chains(state: ClusterState, replicas: int, chains: int = 0) -> tuple[ClusterState, bool]:

@@ -70,9 +70,9 @@ def test_every_replica_holds_the_chunks(data_cluster: LocalCluster, arun) -> Non
             for target in sorted(targets):
                 # Force one replica by avoiding the others.
                 others = targets - {target}
-                fs._data._outstanding.update({t: 1000 for t in others})
+                fs._datapath._outstanding.update({t: 1000 for t in others})
                 assert await fs.read_file("/spread") == data
-                fs._data._outstanding.subtract({t: 1000 for t in others})
+                fs._datapath._outstanding.subtract({t: 1000 for t in others})
 
     arun(go())
 

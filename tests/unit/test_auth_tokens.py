@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from emberfs.common import auth
+from emberfs.common import auth, secretfiles
 from emberfs.common.auth import Principal, Role, TokensFileError, allowed_roles, load_tokens_file, parse_tokens
 from emberfs.proto import meta_pb2, mgmt_pb2, storage_pb2
 
@@ -149,12 +149,12 @@ def test_generated_tokens_and_private_files(tmp_path: Path) -> None:
     user = next(p for p in table.principals() if p.role is Role.USER)
     assert (user.uid, user.gid, user.groups) == (1000, 100, (3, 5))
     path = tmp_path / "tokens.json"
-    auth.write_private(path, json.dumps(document))
+    secretfiles.write_private(path, json.dumps(document))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert len(load_tokens_file(path)) == 3
-    assert not auth.group_or_world_readable(path)
+    assert not secretfiles.group_or_world_readable(path)
     path.chmod(0o644)
-    assert auth.group_or_world_readable(path)
+    assert secretfiles.group_or_world_readable(path)
 
 
 def test_local_cluster_auth_files(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import crc32c
 
-from emberfs.client._data import DataPath, FileLayout
+from emberfs.client._datapath import DataPath, FileLayout
 from emberfs.client._retry import RetryPolicy
 from emberfs.client._routing import RoutingCache
 from emberfs.common.errors import Unavailable

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from emberfs.client._admin import cluster_problems
-from emberfs.client._data import bounded_all
+from emberfs.client._datapath import bounded_all
 from emberfs.client._plan import chunks_to_remove, effective_stripe, fill_chunk, pick_replica
 from emberfs.client._routing import RoutingCache
 from emberfs.proto import mgmt_pb2

@@ -12,7 +12,7 @@ from typing import Any
 import crc32c
 import pytest
 
-from emberfs.client._data import DataPath, FileLayout
+from emberfs.client._datapath import DataPath, FileLayout
 from emberfs.client._plan import READV_PIECE_MAX, ReadvBatch, readv_plan
 from emberfs.client._retry import RetryPolicy
 from emberfs.client._routing import RoutingCache

@@ -35,7 +35,7 @@ def _err(why: str) -> Result:
 
 
 def _chain(world: World, nid: int, version: int) -> tuple[Chain | None, str]:
-    """craq.Operator.chain: a newer version refreshes routing; an older one is refused."""
+    """localtargets.LocalTargets.chain: a newer version refreshes routing; an older one is refused."""
     node = world.nodes[nid]
     if node.view is None or version > node.view.chain_version:
         world.refresh(nid)

@@ -149,8 +149,9 @@ class World(Manager):
 
     def _cancel(self, nid: int, tid: Any) -> None:
         """The callers' deadline fires. Current rules: the handler's locked work runs on
-        (craq.Operator.finish), only its reply is lost. Legacy: the handler is cancelled,
-        its locks released at once; a store call it started still lands later."""
+        (storage/localtargets.py, LocalTargets.finish), only its reply is lost. Legacy: the
+        handler is cancelled, its locks released at once; a store call it started still
+        lands later."""
         node = self.nodes[nid]
         task = node.tasks[tid]
         callers, task.callers = task.callers, []

@@ -12,6 +12,7 @@ from emberfs.common.chainstate import (
     PublicState,
     chain_from_proto,
     chain_to_proto,
+    chain_transitions,
     new_chain,
     next_chain,
 )
@@ -165,3 +166,18 @@ def test_proto_round_trip() -> None:
     info = chain_to_proto(chain)
     assert info.chain_version == 99 and info.targets[2].public_state == PublicState.SYNCING
     assert chain_from_proto(info) == chain
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "lines"),
+    [
+        ("S1 S2", "S1 O2", ["chain 7 v11: target 2 SERVING -> OFFLINE"]),
+        ("S1 S2", "S1 S2", []),
+        ("S1 O2", "S1 Y2 O3", ["chain 7 v11: target 2 OFFLINE -> SYNCING", "chain 7 v11: target 3 NONE -> OFFLINE"]),
+        (None, "S1 S2", []),  # a chain that just appeared: no transition to name
+    ],
+)
+def test_chain_transitions_name_each_public_change(old: str | None, new: str, lines: list[str]) -> None:
+    before = {} if old is None else {7: ch(old)}
+    after = {7: ch(new, 10 if new == old else 11)}
+    assert chain_transitions(before, after) == lines

@@ -2,7 +2,7 @@
 
 `judge_report` (metaserver/ops/session.py): what a writer's (length, truncate_version)
 report may do to the stored (length, truncate_version). `stored_end` and
-`recovered_length` (client/_data.py): the length a writer recovers from storage once
+`recovered_length` (client/_datapath.py): the length a writer recovers from storage once
 its report was refused as stale.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from emberfs.client._data import recovered_length, stored_end
+from emberfs.client._datapath import recovered_length, stored_end
 from emberfs.common import errors
 from emberfs.metaserver.ops.session import Report, judge_report
 

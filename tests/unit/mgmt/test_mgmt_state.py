@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from emberfs.common.chainstate import Chain, ChainTarget, LocalState, PublicState, new_chain
+from emberfs.common.chainstate import Chain, LocalState, PublicState, new_chain
 from emberfs.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from emberfs.metaserver.mgmt.state import (
     ClusterState,
@@ -15,7 +15,6 @@ from emberfs.metaserver.mgmt.state import (
     Report,
     TargetRecord,
     TargetStats,
-    chain_transitions,
     effective_local_states,
     heartbeat,
     init_chains,
@@ -195,13 +194,6 @@ def test_tick_bumps_once_for_liveness_alone() -> None:
 def test_dead_node_targets_count_offline_whatever_they_said() -> None:
     state = dataclasses.replace(cluster(2, state=UP), alive=frozenset({2}))
     assert effective_local_states(state) == {201: LocalState.UPTODATE}
-
-
-def test_chain_transitions_name_each_public_change() -> None:
-    old = {3: Chain(3, 4, (ChainTarget(101, PublicState.SERVING), ChainTarget(201, PublicState.SERVING)))}
-    new = {3: Chain(3, 5, (ChainTarget(101, PublicState.SERVING), ChainTarget(201, PublicState.OFFLINE)))}
-    assert chain_transitions(old, new) == ["chain 3 v5: target 201 SERVING -> OFFLINE"]
-    assert chain_transitions(new, new) == []
 
 
 # -- InitChains ---------------------------------------------------------------------

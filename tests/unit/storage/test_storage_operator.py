@@ -18,10 +18,10 @@ import pytest
 from emberfs.common import errors as e
 from emberfs.common.chainstate import Chain, ChainTarget, PublicState, chain_to_proto
 from emberfs.common.routing import RoutingView
+from emberfs.common.storagepool import StoragePool
 from emberfs.proto import common_pb2, mgmt_pb2, storage_pb2
 from emberfs.storage.chunkstore import ChunkStore
 from emberfs.storage.craq import Operator
-from emberfs.common.storagepool import StoragePool as PeerPool
 from emberfs.storage.records import ChunkId, UpdateKind
 from emberfs.storage.service import StorageServicer, add_storage_servicer
 
@@ -59,7 +59,7 @@ def make_view(addresses: dict[int, str], version: int = 1,
 class Node:
     def __init__(self, n: int, root: Path, routing: StaticRouting, executor: ThreadPoolExecutor) -> None:
         self.store = ChunkStore(root / f"n{n}")
-        self.peers = PeerPool()
+        self.peers = StoragePool()
         self.op = Operator(n, {n * 100 + 1: self.store}, routing, self.peers, executor)
         self.server = grpc.aio.server()
         add_storage_servicer(StorageServicer(self.op), self.server)
@@ -217,6 +217,6 @@ def test_duplicate_in_flight_request_waits_for_the_first(chain3: Any) -> None:
             replies = await asyncio.gather(*(nodes[0].op.write(req) for _ in range(5)))
             assert {r.commit_version for r in replies} == {1}
             assert replicas(nodes) == [(1, None, b"dup")] * 3
-            assert len(nodes[0].op.locks) == 0
+            assert len(nodes[0].op.targets.locks) == 0
 
     asyncio.run(body())

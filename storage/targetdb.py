@@ -25,7 +25,7 @@ import lmdb
 
 from .records import ChunkRecord, decode_record, encode_record
 
-__all__ = ["PENDING_REQUEST_SUFFIX", "InodeGone", "MetaStore"]
+__all__ = ["PENDING_REQUEST_SUFFIX", "InodeGone", "TargetDB"]
 
 PENDING_REQUEST_SUFFIX = b"p"  # history key + this: the client request behind the pending version
 
@@ -42,7 +42,10 @@ Change = tuple[bytes, ChunkRecord | None, ChunkRecord | None]  # key, before, af
 SideWrite = tuple[str, bytes, bytes | None]  # db name ("gone" or "history"), key, value (None: delete)
 
 
-class MetaStore:
+class TargetDB:
+    """One target's LMDB of chunk records (the module docstring lists its databases);
+    the chunk bytes live beside it in files (chunkfiles.py), and ChunkStore owns both."""
+
     def __init__(self, path: str, *, map_size: int = 1 << 30) -> None:
         self._env = lmdb.open(
             path, map_size=map_size, max_dbs=5, sync=True, metasync=True, readahead=False
