@@ -43,7 +43,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import crc32c
 
@@ -249,7 +249,7 @@ class DataPath:
             header=self._new_header(),
             chain_id=chain_id,
             chunk=storage_pb2.ChunkId(inode_id=file.inode_id, chunk_index=chunk_index),
-            kind=kind,
+            kind=cast(storage_pb2.UpdateKind, kind),  # an int from the caller: the proto's enum values
             offset=offset,
             data=payload,
             crc32c=crc32c.crc32c(payload),

@@ -25,7 +25,7 @@ import collections
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from emberfs.common import bulkwire as w
 from emberfs.common.errors import ChecksumMismatch, EmberError, Unauthenticated, Unavailable, error_for_code
@@ -449,5 +449,6 @@ def decode_update(head: w.Request, ext: bytes, payload: bytes) -> storage_pb2.Wr
     a WRITE's capability is split off its ext first (the bulk server does that)."""
     return storage_pb2.WriteRequest(
         header=common_pb2.RequestHeader.FromString(ext), chain_id=head.chain_id, chain_version=head.chain_version,
-        chunk=storage_pb2.ChunkId(inode_id=head.inode_id, chunk_index=head.chunk_index), kind=head.kind,
-        offset=head.offset, data=payload, crc32c=head.crc32c, length=head.length, chunk_size=head.chunk_size)
+        chunk=storage_pb2.ChunkId(inode_id=head.inode_id, chunk_index=head.chunk_index),
+        kind=cast(storage_pb2.UpdateKind, head.kind), offset=head.offset, data=payload, crc32c=head.crc32c,
+        length=head.length, chunk_size=head.chunk_size)

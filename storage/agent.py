@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable
+from typing import cast
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -117,8 +118,8 @@ class Agent:
         for tid, store in sorted(self.stores.items()):
             stats = await loop.run_in_executor(self.executor, store.stats)
             out.append(mgmt_pb2.TargetReport(
-                target_id=tid, local_state=states[tid], capacity_bytes=stats.capacity_bytes,
-                used_bytes=stats.bytes, chunks=stats.chunks,
+                target_id=tid, local_state=cast(mgmt_pb2.LocalTargetState, states[tid]),
+                capacity_bytes=stats.capacity_bytes, used_bytes=stats.bytes, chunks=stats.chunks,
             ))
         return out
 

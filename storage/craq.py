@@ -47,6 +47,8 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from typing import cast
+
 import crc32c
 import grpc
 
@@ -236,7 +238,7 @@ class Operator:
             header=header or common_pb2.RequestHeader(), chain_id=chain.chain_id,
             chain_version=chain.chain_version,
             chunk=storage_pb2.ChunkId(inode_id=chunk.inode_id, chunk_index=chunk.chunk_index),
-            kind=kind, data=data, crc32c=crc32c.crc32c(data),
+            kind=cast(storage_pb2.UpdateKind, int(kind)), data=data, crc32c=crc32c.crc32c(data),
             chunk_size=max(chunk_size, _pow2_at_least(len(data))),
         )
 
@@ -336,6 +338,7 @@ class Operator:
 
     async def read(self, req: storage_pb2.ReadRequest) -> storage_pb2.ReadResponse:
         data, crc, meta = await self.read_data(req)
+        assert isinstance(data, bytes)  # a ChunkRegion only with region_ok
         return storage_pb2.ReadResponse(data=data, crc32c=crc, commit_version=meta.commit_version,
                                         chunk_length=meta.length, exists=meta.exists)
 
@@ -367,8 +370,9 @@ class Operator:
         self.targets.health.lease.check()
         chain = await self.targets.chain(req.chain_id, req.chain_version)
         target = self.targets.named(chain, req.target_id)
-        if chain.state_of(target) != PublicState.SERVING:
-            raise TargetNotServing(f"target {target} is {chain.state_of(target).name} in chain "
+        state = chain.state_of(target)
+        if state != PublicState.SERVING:
+            raise TargetNotServing(f"target {target} is {state.name if state else 'not'} in chain "
                                    f"{chain.chain_id} (version {chain.chain_version}); read another replica")
         store = self.targets.store_of(target)
         is_tail = chain.tail == target

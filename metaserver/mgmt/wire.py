@@ -58,9 +58,8 @@ def routing_info(state: ClusterState, last_heartbeat_ms: Mapping[int, int]) -> m
     for target_id, target in sorted(state.targets.items()):
         stats = state.stats.get(target_id, TargetStats())
         # A dead node's targets show OFFLINE: that is how the chain rules judge them.
-        shown = local.get(target_id)
-        if shown is None:
-            shown = mgmt_pb2.LOCAL_OFFLINE if target.node_id not in state.alive else 0
+        reported = local.get(target_id)
+        shown = (mgmt_pb2.LOCAL_OFFLINE if target.node_id not in state.alive else 0) if reported is None else reported
         info.targets.add(
             target_id=target_id,
             node_id=target.node_id,
