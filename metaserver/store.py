@@ -6,7 +6,7 @@ Invariants:
   queued (up to MAX_BATCH), opens ONE parent transaction, runs each fn in its own
   nested child so a failing op rolls back only itself, commits the parent once (one
   fsync for the batch: durable puts are ~6,600/s one per txn, ~44,000/s at 100 per
-  txn, see PERF-NOTES) and only then resolves the callers. An acknowledged op is
+  txn on the test machines) and only then resolves the callers. An acknowledged op is
   therefore on disk (`sync=True`) and survives kill -9.
 - Reads run inline on the caller's thread in a short read transaction; LMDB reads
   take about a microsecond, cheaper than any hand-off to a thread.

@@ -6,7 +6,7 @@ request on a connection in turn: request = offset and length (two big-endian u64
 response = the byte count (u64) followed by the bytes, sent with `loop.sendfile`
 (os.sendfile: no copy through Python). The client keeps a pool of connections, one
 request in flight on each, and receives with a `BufferedProtocol` straight into the
-caller's buffer: the fastest Python data path PERF-NOTES measured, with no storage
+caller's buffer: the fastest Python data path measured on the test machines, with no storage
 logic, CRC or replication. What EmberFS cannot beat on this machine.
 """
 
