@@ -90,11 +90,12 @@ class ClusterManager:
             await self._commit(self._ticked(new))
             return self._state.routing_version
 
-    async def heartbeat(self, node_id: int, reports: Iterable[Report], incarnation: int = 0) -> tuple[int, bool]:
+    async def heartbeat(self, node_id: int, reports: Iterable[Report], incarnation: int = 0,
+                        seen_version: int | None = None) -> tuple[int, bool]:
         """Record a heartbeat; (routing version, whether the node must re-register)."""
         async with self._lock:
             try:
-                new = rules.heartbeat(self._state, node_id, tuple(reports), incarnation)
+                new = rules.heartbeat(self._state, node_id, tuple(reports), incarnation, seen_version)
             except NotFound as exc:
                 log.info("heartbeat asks node %d to re-register: %s", node_id, exc.message)
                 return self._state.routing_version, True

@@ -44,7 +44,7 @@ class MgmtServicer(mgmt_pb2_grpc.MgmtServicer):
         self, request: mgmt_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
     ) -> mgmt_pb2.HeartbeatResponse:
         version, reregister = await self._manager.heartbeat(request.node_id, reports_from_proto(request.targets),
-                                                            request.incarnation)
+                                                            request.incarnation, request.routing_version)
         return mgmt_pb2.HeartbeatResponse(routing_version=version, reregister=reregister,
                                           heartbeat_timeout_s=self._manager.heartbeat_timeout_s)
 

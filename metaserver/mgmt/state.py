@@ -31,7 +31,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from emberfs.common.chainstate import Chain, LocalState, new_chain, next_chain
+from emberfs.common.chainstate import Chain, LocalState, PublicState, new_chain, next_chain
 from emberfs.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 from .plan import plan_chains
@@ -220,10 +220,16 @@ def register(state: ClusterState, reg: Registration) -> ClusterState:
     return new.bumped() if changed else new
 
 
-def heartbeat(state: ClusterState, node_id: int, reports: Iterable[Report], incarnation: int = 0) -> ClusterState:
+def heartbeat(state: ClusterState, node_id: int, reports: Iterable[Report], incarnation: int = 0,
+              seen_version: int | None = None) -> ClusterState:
     """Record a heartbeat's local states and stats. NotFound when the node, or a
     target it reports, is unknown, or the beat comes from another incarnation than
-    the registered one: the server must register (again)."""
+    the registered one: the server must register (again).
+
+    seen_version: the routing version the node computed its reports from. UPTODATE
+    from a view older than ours cannot end a SYNCING state: the node may not know it
+    was taken out at all (it reports UPTODATE while its stale view shows it SERVING),
+    so it counts as ONLINE until the node reports from the current view."""
     if node_id not in state.nodes:
         raise NotFound(f"node {node_id} is not registered")
     if state.nodes[node_id].incarnation != incarnation:
@@ -236,11 +242,20 @@ def heartbeat(state: ClusterState, node_id: int, reports: Iterable[Report], inca
         if known is None or known.node_id != node_id:
             raise NotFound(f"target {report.target_id} is not registered for node {node_id}")
         _check_local_state(report.target_id, report.local_state)
-        if known.local_state != report.local_state:
-            targets[report.target_id] = dataclasses.replace(known, local_state=report.local_state)
+        local_state = report.local_state
+        if (local_state == LocalState.UPTODATE and seen_version is not None and seen_version < state.routing_version
+                and _chain_state(state, known) == PublicState.SYNCING):
+            local_state = int(LocalState.ONLINE)
+        if known.local_state != local_state:
+            targets[report.target_id] = dataclasses.replace(known, local_state=local_state)
         stats[report.target_id] = report.stats
     new = dataclasses.replace(state, targets=targets, stats=stats, alive=state.alive | {node_id})
     return new if node_id in state.alive else new.bumped()
+
+
+def _chain_state(state: ClusterState, target: TargetRecord) -> PublicState | None:
+    chain = state.chains.get(target.chain_id)
+    return chain.state_of(target.target_id) if chain is not None else None
 
 
 def effective_local_states(state: ClusterState) -> dict[int, LocalState]:

@@ -286,3 +286,23 @@ def test_a_dead_nodes_targets_are_recorded_offline_until_it_reports() -> None:
     assert tick(restarted, {1: 10.0, 2: 10.0, 3: 10.0}, 10.0, TIMEOUT).chains[1].state_of(301) == PublicState.OFFLINE
     back = heartbeat(restarted, 3, [Report(301, ON)])
     assert tick(back, {1: 10.0, 2: 10.0, 3: 10.0}, 10.0, TIMEOUT).chains[1].state_of(301) == PublicState.SYNCING
+
+
+@pytest.mark.parametrize("seen,promoted", [(None, True), ("current", True), ("older", False)])
+def test_uptodate_from_a_stale_view_does_not_end_a_sync(seen: str | None, promoted: bool) -> None:
+    """A target taken out and back inside one heartbeat interval never saw itself out: its
+    node, still on the old view where it is SERVING, reports UPTODATE. From a view older than
+    the manager's that must not make the SYNCING target SERVING: it missed the writes made
+    while it was out, and only its predecessor's resync (then a report from the current
+    view) may bring it back."""
+    state, _ = init_chains(cluster(2, state=UP), 2)
+    state = tick(state, {1: 1.0, 2: 1.0}, 1.0, TIMEOUT)
+    old_view = state.routing_version
+    out = tick(set_admin_offline(state, 201, True), {1: 1.0, 2: 1.0}, 1.0, TIMEOUT)
+    back = tick(set_admin_offline(out, 201, False), {1: 1.0, 2: 1.0}, 1.0, TIMEOUT)
+    back = tick(heartbeat(back, 2, [Report(201, ON)], seen_version=back.routing_version),
+                {1: 1.0, 2: 1.0}, 1.0, TIMEOUT)
+    assert back.chains[1].state_of(201) == PublicState.SYNCING
+    version = {None: None, "current": back.routing_version, "older": old_view}[seen]
+    beat = tick(heartbeat(back, 2, [Report(201, UP)], seen_version=version), {1: 1.0, 2: 1.0}, 1.0, TIMEOUT)
+    assert (beat.chains[1].state_of(201) == PublicState.SERVING) == promoted
