@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -92,6 +92,20 @@ def test_file_dataset_with_fork(dataset: tuple[str, list[str], list[bytes]]) -> 
     _exactly_once(list(_loader(FileDataset(meta, files), "fork", batch_size=8, shuffle=True)), samples[:40])
 
 
+def _resumed(loader: Callable[[], Any], batches: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """(a whole epoch, its first `batches` batches from a second loader, what a third loader
+    given the second's state_dict() yields): a new loader, new workers, new dataset object."""
+    whole = [bytes(s) for b in loader() for s in b]
+    first = loader()
+    it = iter(first)
+    head = [bytes(s) for _ in range(batches) for s in next(it)]
+    state = first.state_dict()
+    del it, first
+    again = loader()
+    again.load_state_dict(state)
+    return whole, head, [bytes(s) for b in again for s in b]
+
+
 def test_stateful_dataloader_resumes_mid_epoch(dataset: tuple[str, list[str], list[bytes]]) -> None:
     """torchdata's StatefulDataLoader with 2 fork workers: stop after 5 batches, save its state,
     and a new loader (new workers, new dataset object) yields exactly the batches not yet yielded,
@@ -105,15 +119,7 @@ def test_stateful_dataloader_resumes_mid_epoch(dataset: tuple[str, list[str], li
         return stateful.StatefulDataLoader(ds, batch_size=8, num_workers=2, multiprocessing_context="fork",
                                            timeout=BATCH_TIMEOUT_S)
 
-    whole = [bytes(s) for b in loader() for s in b]
-    first = loader()
-    it = iter(first)
-    head = [bytes(s) for _ in range(5) for s in next(it)]
-    state = first.state_dict()
-    del it, first
-    again = loader()
-    again.load_state_dict(state)
-    rest = [bytes(s) for b in again for s in b]
+    whole, head, rest = _resumed(loader, 5)
     assert head + rest == whole
     _exactly_once([head + rest], samples)
 
@@ -131,13 +137,6 @@ def test_map_style_resumes_through_the_epoch_sampler(dataset: tuple[str, list[st
         return stateful.StatefulDataLoader(ds, batch_size=16, sampler=sampler, num_workers=2,
                                            multiprocessing_context="fork", timeout=BATCH_TIMEOUT_S)
 
-    whole = [bytes(s) for b in loader() for s in b]
-    first = loader()
-    it = iter(first)
-    head = [bytes(s) for _ in range(4) for s in next(it)]
-    state = first.state_dict()
-    del it, first
-    again = loader()
-    again.load_state_dict(state)
-    assert head + [bytes(s) for b in again for s in b] == whole
+    whole, head, rest = _resumed(loader, 4)
+    assert head + rest == whole
     _exactly_once([whole], samples)
