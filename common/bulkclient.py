@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -346,6 +347,7 @@ class BulkPool:
         self._connections: dict[str, list[_Connection | None]] = {}
         self._connecting: dict[tuple[str, int], asyncio.Task[_Connection]] = {}
         self._turn = itertools.count()
+        self._closed = False
 
     async def _connection(self, address: str, timeout: float) -> _Connection:
         slots = self._connections.setdefault(address, [None] * self._per_address)
@@ -357,10 +359,27 @@ class BulkPool:
         task = self._connecting.get(key)
         if task is None:
             task = self._connecting[key] = asyncio.ensure_future(self._open(address))
-            task.add_done_callback(lambda _t: self._connecting.pop(key, None))
+            task.add_done_callback(functools.partial(self._opened, key))
         conn = await asyncio.wait_for(asyncio.shield(task), min(timeout, CONNECT_TIMEOUT_S))
         slots[slot] = conn
         return conn
+
+    def _opened(self, key: tuple[str, int], task: asyncio.Task[_Connection]) -> None:
+        """Every caller may have given up on the open first (its timeout, its cancellation:
+        a forward whose successor left the chain). A connection made anyway takes its slot
+        rather than leak; a failure was theirs to see, not a "Task exception was never
+        retrieved" in the log, and the next caller opens anew."""
+        self._connecting.pop(key, None)
+        if task.cancelled() or task.exception() is not None:
+            return
+        if self._closed:
+            task.result().close()
+            return
+        address, slot = key
+        slots = self._connections.setdefault(address, [None] * self._per_address)
+        held = slots[slot]
+        if held is None or held.closed:
+            slots[slot] = task.result()
 
     async def _open(self, address: str) -> _Connection:
         host, _, port = address.rpartition(":")
@@ -404,6 +423,7 @@ class BulkPool:
                                          chunk_crc32c=reply.crc32c, chunk_exists=bool(reply.flags & w.FLAG_EXISTS))
 
     async def close(self) -> None:
+        self._closed = True
         for task in list(self._connecting.values()):
             task.cancel()
         connections, self._connections = self._connections, {}

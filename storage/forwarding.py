@@ -16,6 +16,7 @@ Either way the update stays pending here and the next write re-drives it
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from emberfs.common.chainstate import Chain
 from emberfs.common.errors import EmberError, NotFound, StaleChainVersion, Unavailable
@@ -52,6 +53,7 @@ class Forwarder:
             raise Unavailable(f"successor target {successor} of chain {chain.chain_id} has no known address") from None
         call = asyncio.ensure_future(
             self.peers.call(address, "Forward", request, timeout=FORWARD_TIMEOUT_S, bulk_address=bulk))
+        call.add_done_callback(_seen)  # a call that failed as our caller was cancelled is not logged
         watch = asyncio.ensure_future(self._successor_left(chain, request.from_target, successor))
         try:
             await asyncio.wait((call, watch), return_when=asyncio.FIRST_COMPLETED)
@@ -93,3 +95,10 @@ class Forwarder:
             now = view.chains.get(chain.chain_id)
             if now is None or now.successor(target) != successor:
                 return now
+
+
+def _seen(task: asyncio.Future[Any]) -> None:
+    """Mark a task's failure as retrieved: its awaiter gave up (cancelled, or the chain
+    moved) and the failure means nothing more than that."""
+    if not task.cancelled():
+        task.exception()

@@ -29,6 +29,7 @@ verdict (`HostileCluster.verdict`), once the load has stopped:
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -168,7 +169,12 @@ class HostileCluster(FaultCluster):
                 text = server.log_path.read_text(errors="replace")
             except FileNotFoundError:
                 continue
-            found += [f"{server.log_path.name}: {line[:300]}" for line in text.splitlines() if " ERROR " in line]
+            lines = text.splitlines()
+            for at, line in enumerate(lines):
+                if " ERROR " in line:  # with its traceback, if one follows, so a failure says why
+                    trace = [more[:200] for more in itertools.takewhile(lambda more: not more[:4].isdigit(),
+                                                                          lines[at + 1:at + 60])]
+                    found.append("\n    ".join([f"{server.log_path.name}: {line[:300]}", *trace[-12:]]))
         return found[:10]
 
     def rewrite_everything(self, paths: list[str]) -> list[str]:
