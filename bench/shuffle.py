@@ -25,8 +25,6 @@ from collections.abc import Sequence
 from emberfs.client._epoch import EpochOrder, block_table
 from emberfs.client._sampler import Permutation
 
-BLOCK = 1 << 20
-
 
 def _spearman(positions: Sequence[int]) -> float:
     """rho of (i, positions[i]) where positions is a permutation of its own ranks' values."""
@@ -53,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gib", type=float, default=1.0, help="dataset size (default 1 GiB)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--windows", default="1,4,16,64", help="window sizes in blocks")
+    parser.add_argument("--block-mib", type=int, default=1, help="block size (default 1 MiB; 4 is the "
+                        "datasets' default with the default cache_bytes)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -61,14 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         size = rng.randint(4 << 10, 28 << 10)
         offsets.append(offsets[-1] + size)
         total += size
-    table = block_table([offsets], BLOCK)
+    block = args.block_mib << 20
+    if block < 1:
+        parser.error("--block-mib must be at least 1")
+    table = block_table([offsets], block)
     n = table.samples
     block_of = array("I", bytes(4 * n))
     for b in range(table.count):
         for s in range(table.firsts[b], table.firsts[b + 1]):
             block_of[s] = b
     per_block = n / table.count
-    print(f"{n} samples of 4-28 KiB ({total / (1 << 30):.2f} GiB) in {table.count} blocks of 1 MiB "
+    print(f"{n} samples of 4-28 KiB ({total / (1 << 30):.2f} GiB) in {table.count} blocks of {args.block_mib} MiB "
           f"({per_block:.0f} samples per block), batches of {args.batch}", file=sys.stderr)
     rows: list[tuple[str, dict[str, float]]] = []
     rows.append(("no shuffle", measure(list(range(n)), block_of, args.batch, round(per_block * 64))))

@@ -34,8 +34,13 @@ from itertools import accumulate, repeat
 
 __all__ = [
     "BlockTable", "Consumer", "EpochOrder", "Interval", "block_table", "consumed_intervals",
-    "plan", "remaining", "skip", "split", "total",
+    "default_block_bytes", "default_window_blocks", "plan", "read_start", "remaining", "skip", "split", "total",
 ]
+
+SMALL_BLOCK = 1 << 20
+CHUNK_BLOCK = 4 << 20  # EmberFS's default chunk: a block read from its aligned start is whole chunks
+MIN_WINDOW_BLOCKS = 32  # fewer blocks per window mix a batch too little (docs/DATASETS.md)
+MAX_WINDOW_BLOCKS = 64  # a larger window shuffles little better and delays the first sample
 
 Interval = tuple[int, int]  # [start, end) of G positions
 
@@ -57,6 +62,26 @@ class BlockTable:
 
     def size(self, b: int) -> int:
         return self.firsts[b + 1] - self.firsts[b]
+
+
+def default_block_bytes(cache_bytes: int) -> int:
+    """Chunk-sized blocks when the window (half of cache_bytes: one window is read ahead)
+    still holds MIN_WINDOW_BLOCKS of them, else 1 MiB blocks. A whole chunk goes from the
+    storage server's page cache to the socket with sendfile(2) and its stored CRC, about
+    half a partial read's server CPU; smaller blocks mix a batch from more places."""
+    return CHUNK_BLOCK if cache_bytes >= 2 * MIN_WINDOW_BLOCKS * CHUNK_BLOCK else SMALL_BLOCK
+
+
+def default_window_blocks(cache_bytes: int, block_bytes: int) -> int:
+    """What fits twice in cache_bytes (the window in use and the one read ahead), at most 64."""
+    return max(1, min(MAX_WINDOW_BLOCKS, cache_bytes // (2 * block_bytes)))
+
+
+def read_start(first_offset: int, block_bytes: int) -> int:
+    """Where a whole block's read starts: its aligned start, before its first sample (the
+    bytes between are the previous sample's tail, read twice), so that a block the size
+    of a chunk, or a multiple of it, is read as whole chunks."""
+    return first_offset - first_offset % block_bytes
 
 
 def block_table(offsets: Sequence[Sequence[int]], block_bytes: int) -> BlockTable:

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from ._epoch import Consumer, EpochOrder, Interval, skip, total
+from ._epoch import Consumer, EpochOrder, Interval, read_start, skip, total
 from .data import RangeReader, ShardIndex, check_sample
 
 __all__ = ["STATE_FORMAT", "EpochIterator"]
@@ -28,6 +28,7 @@ STATE_FORMAT = "emberfs.epoch/1"
 ORDER_KEYS = ("seed", "epoch", "shuffle", "samples", "block_bytes", "window_samples")
 
 Piece = list[tuple[int, int]]  # (global sample id, block) in yield order
+Held = tuple[int, int, bytes]  # a block's read: (global id of its first sample, file offset, bytes)
 
 
 class EpochIterator:
@@ -42,8 +43,11 @@ class EpochIterator:
         who: Consumer,
         describe: dict[str, Any],
         base: Sequence[Interval] | None = None,
+        *,
+        block_bytes: int = 1,
     ) -> None:
         self.fs, self.paths, self.indexes, self.ends = fs, paths, indexes, ends
+        self.block_bytes = block_bytes
         self.order, self.intervals, self.who = order, list(intervals), who
         self.describe, self.base = describe, base
         self.yielded = 0
@@ -92,7 +96,7 @@ class EpochIterator:
         if not pieces:
             return
         with ThreadPoolExecutor(1, thread_name_prefix="emberfs-prefetch") as ahead:
-            pending: Future[dict[int, tuple[int, bytes]]] = ahead.submit(self._read, pieces[0])
+            pending: Future[dict[int, Held]] = ahead.submit(self._read, pieces[0])
             for k, piece in enumerate(pieces):
                 held = pending.result()
                 if k + 1 < len(pieces):
@@ -105,11 +109,13 @@ class EpochIterator:
         k = bisect.bisect_right(self.ends, sample)
         return k, sample - (self.ends[k - 1] if k else 0)
 
-    def _read(self, piece: Piece) -> dict[int, tuple[int, bytes]]:
-        """block -> (global id of its first sample read, bytes) for the samples of a piece.
+    def _read(self, piece: Piece) -> dict[int, Held]:
+        """block -> what was read of it for the samples of a piece.
 
         A window's samples of one block are consecutive in the file: only their bytes are
-        read, so a block cut by a window boundary is not read twice by the two windows."""
+        read, so a block cut by a window boundary is not read twice by the two windows. A
+        whole block is read from its aligned start (`read_start`): whole chunks then."""
+        firsts = self.order.table.firsts
         runs: dict[int, list[int]] = {}
         for sample, block in piece:
             run = runs.get(block)
@@ -119,21 +125,22 @@ class EpochIterator:
                 run[0] = sample
             elif sample > run[1]:
                 run[1] = sample
-        ranges = []
-        for first, last in runs.values():
+        ranges, starts = [], []
+        for block, (first, last) in runs.items():
             k, j = self._locate(first)
             offsets = self.indexes[k].offsets
-            start = offsets[j]
+            start = read_start(offsets[j], self.block_bytes) if first == firsts[block] else offsets[j]
+            starts.append(start)
             ranges.append((self.paths[k], start, offsets[j + last - first + 1] - start))
         data = self.fs.read_ranges(ranges)
-        return {b: (run[0], d) for (b, run), d in zip(runs.items(), data, strict=True)}
+        return {b: (run[0], start, d) for (b, run), start, d in zip(runs.items(), starts, data, strict=True)}
 
-    def _cut(self, sample: int, held: tuple[int, bytes]) -> bytes:
-        first, data = held
+    def _cut(self, sample: int, held: Held) -> bytes:
+        first, start_offset, data = held
         k, j = self._locate(sample)
         index = self.indexes[k]
         start, length = index.span(j)
-        at = start - index.offsets[j - (sample - first)]
+        at = start - start_offset
         return check_sample(self.paths[k], index, j, data[at:at + length])
 
 

@@ -45,9 +45,12 @@ from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any
 
-from ._blockcache import BLOCK, BlockCache
+from ._blockcache import BlockCache
 from ._datasetread import read_manifest
-from ._epoch import BlockTable, Consumer, EpochOrder, Interval, block_table, plan, remaining
+from ._epoch import (
+    BlockTable, Consumer, EpochOrder, Interval, block_table, default_block_bytes, default_window_blocks, plan,
+    remaining,
+)
 from ._sampler import EpochSampler
 from ._epochreader import ORDER_KEYS, STATE_FORMAT, EpochIterator, check_state
 from ._sync import SyncClient
@@ -56,7 +59,6 @@ from .data import LocalFiles, RangeReader, ShardIndex, check_sample, load_indexe
 __all__ = ["CACHE_BYTES", "EpochSampler", "FileDataset", "IterableRecordDataset", "LocalFiles", "RecordDataset"]
 
 Transform = Callable[[bytes], Any]
-MAX_WINDOW_BLOCKS = 64  # a larger window shuffles little better and delays the first sample
 CACHE_BYTES = 256 << 20  # per process (each DataLoader worker): datasets up to this size are cached
 
 
@@ -229,11 +231,13 @@ class IterableRecordDataset:
         transform: Transform | None = None,
         client_options: dict[str, Any] | None = None,
         cache_bytes: int = CACHE_BYTES,
-        block_bytes: int = BLOCK,
+        block_bytes: int | None = None,
         window_blocks: int | None = None,
     ) -> None:
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} of world_size {world_size}: need 0 <= rank < world_size")
+        if block_bytes is None:
+            block_bytes = default_block_bytes(cache_bytes)
         if block_bytes < 1:
             raise ValueError("block_bytes must be at least 1")
         if window_blocks is not None and window_blocks < 1:
@@ -242,8 +246,7 @@ class IterableRecordDataset:
         self._shards = _Shards(_file_system(meta_address, client_options), paths, cache_bytes)
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
         self.transform, self.block_bytes = transform, block_bytes
-        # Two windows are held at once (one read ahead): both within cache_bytes.
-        self.window_blocks = window_blocks or max(1, min(MAX_WINDOW_BLOCKS, cache_bytes // (2 * block_bytes)))
+        self.window_blocks = window_blocks or default_window_blocks(cache_bytes, block_bytes)
         self.epoch = 0
         self._table: BlockTable | None = None
         self._resume: dict[str, Any] | None = None  # a state to apply at the next __iter__
@@ -302,7 +305,8 @@ class IterableRecordDataset:
         order = EpochOrder(self.table, self.seed, self.epoch, window, self.shuffle)
         intervals = plan(base if base is not None else [(0, order.samples)], window, who)
         shards = self._shards
-        it = EpochIterator(shards.fs, shards.paths, shards.indexes, shards.ends, order, intervals, who, describe, base)
+        it = EpochIterator(shards.fs, shards.paths, shards.indexes, shards.ends, order, intervals, who, describe, base,
+                           block_bytes=self.block_bytes)
         if resume is not None and "consumers" not in resume:
             it.load_state_dict(resume)
         self._last = it

@@ -14,7 +14,10 @@ from emberfs.client._epoch import (
     EpochOrder,
     block_table,
     consumed_intervals,
+    default_block_bytes,
+    default_window_blocks,
     plan,
+    read_start,
     remaining,
     skip,
     split,
@@ -157,3 +160,25 @@ def test_remaining_refuses_an_incomplete_or_mixed_set() -> None:
         remaining([(0, 100)], 10, {Consumer(0, 1, 0, 1): 5, Consumer(0, 2, 0, 1): 5})
     with pytest.raises(ValueError, match="yielded 999"):
         remaining([(0, 100)], 10, {Consumer(0, 1, 0, 1): 999})
+
+
+@pytest.mark.parametrize(("cache_bytes", "block", "window"), [
+    (256 << 20, 4 << 20, 32),  # the default cache: chunk-sized blocks, 32 per window
+    (1 << 30, 4 << 20, 64),  # a larger cache: more blocks per window, at most 64
+    (255 << 20, 1 << 20, 64),  # too small for 32 chunk-sized blocks per window: 1 MiB blocks
+    (8 << 20, 1 << 20, 4),
+    (1 << 20, 1 << 20, 1),  # a window is at least one block
+])
+def test_default_block_and_window(cache_bytes: int, block: int, window: int) -> None:
+    assert default_block_bytes(cache_bytes) == block
+    assert default_window_blocks(cache_bytes, block) == window
+
+
+@pytest.mark.parametrize(("first", "block", "start"), [
+    (32, 4 << 20, 0),  # the first block of a shard: its header too
+    ((4 << 20) + 700, 4 << 20, 4 << 20),  # the previous sample's 700-byte tail is read again
+    (8 << 20, 4 << 20, 8 << 20),
+    (5000, 4096, 4096),
+])
+def test_read_start_is_the_aligned_block_start(first: int, block: int, start: int) -> None:
+    assert read_start(first, block) == start
