@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -38,7 +39,8 @@ from emberfs.proto import common_pb2, meta_pb2
 from . import idem
 from .allocator import ChainAllocator, NoChains
 from .config import MetaConfig
-from .txn import DB_NAMES, DIRECTORIES, NEXT_INODE, ROOT_ID, Dbs, MetaTxn
+from .kv import LmdbKv
+from .txn import DB_NAMES, DIRECTORIES, NEXT_INODE, ROOT_ID, MetaTxn
 
 __all__ = ["MAX_BATCH", "MetaStore"]
 
@@ -51,6 +53,19 @@ PRUNE_LIMIT = 2000  # records per pruning transaction, so a backlog never stalls
 _T = TypeVar("_T")
 _Job = tuple[Callable[[MetaTxn], Any], concurrent.futures.Future]
 _STOP = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Dbs:
+    """Handles of the named databases (the KV tables) of one environment."""
+
+    inodes: lmdb._Database
+    dirents: lmdb._Database
+    gc: lmdb._Database
+    idem: lmdb._Database
+    sessions: lmdb._Database
+    mgmt: lmdb._Database
+    counters: lmdb._Database
 
 
 class _Gate:
@@ -195,9 +210,7 @@ class MetaStore:
 
     # -- setup --------------------------------------------------------------
     def _context(self, txn: lmdb.Transaction) -> MetaTxn:
-        return MetaTxn(
-            txn, self.dbs, config=self.config, allocator=self.allocator, now_ns=self.clock()
-        )
+        return MetaTxn(LmdbKv(txn, self.dbs), config=self.config, allocator=self.allocator, now_ns=self.clock())
 
     def _open_dbs(self) -> Dbs:
         while True:

@@ -113,7 +113,7 @@ def test_map_growth_is_capped_with_nospace(tmp_path: Any) -> None:
         def huge(tx: MetaTxn) -> None:
             for i in range(2000):
                 tx.put_entry(99, f"n{i}", i, 1)
-                tx.raw.put(f"pad{i}".encode(), b"x" * 1000, db=tx.dbs.gc)
+                tx.kv.put("gc", f"pad{i}".encode(), b"x" * 1000)
 
         with pytest.raises(e.NoSpace):
             store.write_sync(huge)
