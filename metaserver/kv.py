@@ -12,7 +12,10 @@ Engines (docs/ARCHITECTURE.md, "Metadata engines"):
   and scanned, and its commit compares all of it.
 
 Keys are bytes ordered bytewise; a scan's `end` is exclusive, and `prefix_end(p)` is the
-first key after every key that starts with p.
+first key after every key that starts with p. Counters (`add`, `total`) are their own
+operation so that an engine can make an increment a blind write: under optimistic
+concurrency a counter that every create reads and rewrites would make all creates
+conflict with each other.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any, Protocol, cast
 
 import lmdb
 
-__all__ = ["TABLES", "KvTxn", "LmdbKv", "prefix_end"]
+__all__ = ["TABLES", "KvTxn", "LmdbKv", "decode_counter", "encode_counter", "prefix_end"]
 
 TABLES = ("inodes", "dirents", "gc", "idem", "sessions", "mgmt", "counters")
 
@@ -55,6 +58,25 @@ class KvTxn(Protocol):
         at most `limit` of them when limit > 0. The caller may stop early."""
         ...
 
+    def add(self, table: str, key: bytes, delta: int) -> None:
+        """Add delta to the counter at key (0 when absent)."""
+        ...
+
+    def total(self, table: str, key: bytes) -> int:
+        """The counter's value."""
+        ...
+
+
+COUNTER_BYTES = 16  # i128 big-endian
+
+
+def encode_counter(value: int) -> bytes:
+    return value.to_bytes(COUNTER_BYTES, "big", signed=True)
+
+
+def decode_counter(raw: bytes | None) -> int:
+    return 0 if raw is None else int.from_bytes(raw, "big", signed=True)
+
 
 class LmdbKv:
     """KvTxn over one LMDB transaction; `dbs` maps table names to database handles."""
@@ -85,3 +107,9 @@ class LmdbKv:
                 yield key, cast(bytes, value)
                 if count == limit:
                     return
+
+    def add(self, table: str, key: bytes, delta: int) -> None:
+        self.put(table, key, encode_counter(self.total(table, key) + delta))  # writers are serial
+
+    def total(self, table: str, key: bytes) -> int:
+        return decode_counter(self.get(table, key))

@@ -180,10 +180,6 @@ class MetaStore:
             with self._env.begin(buffers=False) as txn:
                 return fn(self._context(txn))
 
-    def db(self, name: str) -> Any:
-        """A named database handle, for callers that keep their own records (mgmt)."""
-        return getattr(self.dbs, name)
-
     def close(self) -> None:
         """Finish every queued write, stop the writer, close the environment."""
         if self._closed:

@@ -22,7 +22,7 @@ config (layout defaults, list limits), the chain allocator and the clock reading
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from emberfs.common.errors import NotFound
@@ -85,8 +85,10 @@ class MetaTxn:
         config: MetaConfig,
         allocator: ChainAllocator,
         now_ns: int,
+        ids: Callable[[bytes], int] | None = None,
     ) -> None:
         self.kv = kv
+        self.ids = ids
         self.config = config
         self.allocator = allocator
         self.now_ns = now_ns
@@ -138,16 +140,19 @@ class MetaTxn:
 
     # -- counters -----------------------------------------------------------
     def counter(self, name: bytes) -> int:
-        raw = self.kv.get("counters", name)
-        return 0 if raw is None else int.from_bytes(raw, "big", signed=True)
+        return self.kv.total("counters", name)
 
-    def add_counter(self, name: bytes, delta: int) -> int:
-        value = self.counter(name) + delta
-        self.kv.put("counters", name, value.to_bytes(16, "big", signed=True))
-        return value
+    def add_counter(self, name: bytes, delta: int) -> None:
+        self.kv.add("counters", name, delta)
 
     def next_id(self, name: bytes) -> int:
-        return self.add_counter(name, 1)
+        """A new inode or session id: from the engine's id batches when it has them (ids
+        then only grow, with gaps), else the next value of the counter."""
+        if self.ids is not None:
+            return self.ids(name)
+        value = self.counter(name) + 1
+        self.add_counter(name, 1)
+        return value
 
     # -- garbage of deleted files --------------------------------------------
     def put_gc(self, inode: meta_pb2.Inode) -> None:
