@@ -20,7 +20,14 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emberfs-meta", description="EmberFS metadata server")
     parser.add_argument("--listen", default="127.0.0.1:9000", help="HOST:PORT to serve on; port 0 picks one")
-    parser.add_argument("--data-dir", required=True, help="directory of the LMDB environment")
+    parser.add_argument("--data-dir", default="", help="directory of the LMDB environment (the lmdb engine)")
+    parser.add_argument("--engine", choices=("lmdb", "etcd"), default="lmdb",
+                        help="where the namespace lives: lmdb (embedded, in --data-dir; the default) or etcd")
+    parser.add_argument("--etcd", default="", metavar="HOST:PORT[,...]",
+                        help="etcd endpoints (the etcd engine); several metaservers may share them")
+    parser.add_argument("--etcd-prefix", default="emberfs/", help="key prefix of this file system in etcd")
+    parser.add_argument("--etcd-max-txn-ops", type=int, default=128, metavar="N",
+                        help="operations etcd allows in one transaction (its --max-txn-ops; default 128)")
     parser.add_argument("--default-chunk-size", type=int, default=4 * 1024 * 1024,
                         help="chunk size of the root directory's layout (bytes, power of two)")
     parser.add_argument("--default-stripe", type=int, default=4,
@@ -77,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             tls_ca=tls_ca,
             keys=keys,
             capability_ttl_s=args.capability_ttl,
+            engine=args.engine,
+            etcd_endpoints=tuple(e.strip() for e in args.etcd.split(",") if e.strip()),
+            etcd_prefix=args.etcd_prefix,
+            etcd_max_txn_ops=args.etcd_max_txn_ops,
         )
     except InvalidArgument as exc:
         parser.error(exc.message)

@@ -65,6 +65,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, port
 
 
+ENGINES = ("lmdb", "etcd")
+
+
 @dataclasses.dataclass(frozen=True)
 class MetaConfig:
     """Settings of one metaserver. Invalid values raise InvalidArgument."""
@@ -93,9 +96,26 @@ class MetaConfig:
     # out capabilities signed with the signing key, valid capability_ttl_s seconds.
     keys: KeyRing | None = None
     capability_ttl_s: float = 60.0
+    # The namespace's engine (docs/ARCHITECTURE.md, "Metadata engines"): "lmdb" in data_dir,
+    # or "etcd" at etcd_endpoints under the key prefix etcd_prefix.
+    engine: str = "lmdb"
+    etcd_endpoints: tuple[str, ...] = ()
+    etcd_prefix: str = "emberfs/"
+    etcd_max_txn_ops: int = 128  # etcd's --max-txn-ops: operations one transaction may hold
 
     def __post_init__(self) -> None:
-        if not isinstance(self.data_dir, str) or not self.data_dir:
+        if self.engine not in ENGINES:
+            raise InvalidArgument(f"engine {self.engine!r}: choose {' or '.join(ENGINES)}")
+        if self.engine == "etcd":
+            if not self.etcd_endpoints:
+                raise InvalidArgument("the etcd engine needs etcd endpoints (--etcd HOST:PORT[,HOST:PORT...])")
+            for endpoint in self.etcd_endpoints:
+                parse_listen(endpoint)
+            if not self.etcd_prefix or not self.etcd_prefix.endswith("/"):
+                raise InvalidArgument(f"etcd_prefix {self.etcd_prefix!r} must be non-empty and end with '/'")
+            if not isinstance(self.etcd_max_txn_ops, int) or self.etcd_max_txn_ops < 16:
+                raise InvalidArgument(f"etcd_max_txn_ops {self.etcd_max_txn_ops!r} must be at least 16")
+        elif not isinstance(self.data_dir, str) or not self.data_dir:
             raise InvalidArgument("data_dir must be a non-empty path")
         parse_listen(self.listen)
         check_chunk_size(self.default_chunk_size)

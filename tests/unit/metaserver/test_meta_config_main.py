@@ -46,11 +46,21 @@ def test_defaults() -> None:
         {"max_map_size": 1 << 20, "map_size": 1 << 21},
         {"heartbeat_interval_s": 5.0, "heartbeat_timeout_s": 1.0},
         {"log_level": "LOUD"},
+        {"engine": "sqlite"},
+        {"engine": "etcd"},  # no endpoints
+        {"engine": "etcd", "etcd_endpoints": ("nohost",)},
+        {"engine": "etcd", "etcd_endpoints": ("127.0.0.1:2379",), "etcd_prefix": "noslash"},
+        {"engine": "etcd", "etcd_endpoints": ("127.0.0.1:2379",), "etcd_max_txn_ops": 4},
     ],
 )
 def test_invalid_values(overrides: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgument):
         MetaConfig(**{"data_dir": "/d", **overrides})
+
+
+def test_the_etcd_engine_needs_no_data_dir() -> None:
+    config = MetaConfig(data_dir="", engine="etcd", etcd_endpoints=("127.0.0.1:2379", "127.0.0.1:2381"))
+    assert config.etcd_prefix == "emberfs/" and config.etcd_max_txn_ops == 128
 
 
 @pytest.mark.parametrize("listen", ["127.0.0.1:0", "[::1]:9000", "localhost:1"])
