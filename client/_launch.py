@@ -298,6 +298,8 @@ class LocalCluster:
         keys_file: Path | None = None,
         capability_ttl: float | None = None,
         tls: bool = False,
+        etcd_endpoints: Sequence[str] = (),
+        etcd_prefix: str = "emberfs/",
     ) -> None:
         if nodes < 1 or replicas < 1 or targets_per_node < 1:
             raise ValueError("nodes, replicas and targets_per_node must be at least 1")
@@ -337,6 +339,8 @@ class LocalCluster:
             meta_args += ["--heartbeat-interval", str(heartbeat_interval)]
         if heartbeat_timeout is not None:
             meta_args += ["--heartbeat-timeout", str(heartbeat_timeout)]
+        if etcd_endpoints:  # the namespace in etcd (started by the caller), not in the meta data dir
+            meta_args += ["--engine", "etcd", "--etcd", ",".join(etcd_endpoints), "--etcd-prefix", etcd_prefix]
         if meta_listen.endswith(":0") and saved.get("meta"):
             meta_listen = saved["meta"]
         self.meta = metaserver_process(

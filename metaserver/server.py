@@ -37,6 +37,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from emberfs.common import eventloop
 from emberfs.common.authgrpc import server_interceptors
 from emberfs.common.capkeys import watch
+from emberfs.common.errors import EmberError
 from emberfs.common.rpc import server_options
 from emberfs.common.tls import add_port
 
@@ -46,7 +47,7 @@ from .mgmt.gc import ChunkCollector, ChunkRemover, GrpcChunkRemover
 from .mgmt.manager import ClusterManager
 from .mgmt.servicer import MgmtServicer, add_mgmt_servicer
 from .service import MetaServicer, add_meta_servicer
-from .store import MetaStore
+from .engine import Store, open_store
 
 __all__ = ["GRACE_S", "GRPC_OPTIONS", "MetaServer", "build_server", "run", "serve"]
 
@@ -92,7 +93,7 @@ class MetaServer:
 
 def build_server(
     config: MetaConfig,
-    store: MetaStore,
+    store: Store,
     *,
     extra_servicers: Sequence[AddServicer] = (),
     remover: ChunkRemover | None = None,
@@ -142,7 +143,7 @@ async def serve(
         ring = config.keys
         loop.add_signal_handler(signal.SIGHUP, lambda: ring.reload_if_changed(force=True))
         keys_task = loop.create_task(watch(ring))
-    store = MetaStore(config)
+    store = open_store(config)
     try:
         meta = build_server(config, store, extra_servicers=extra_servicers)
         await meta.start()
@@ -180,5 +181,8 @@ def run(config: MetaConfig) -> int:
         eventloop.run(serve(config))
     except (OSError, lmdb.Error) as exc:  # cannot bind, or cannot open the data dir
         log.error("%s", exc)
+        return 1
+    except EmberError as exc:  # e.g. etcd unreachable at start
+        log.error("%s", exc.message)
         return 1
     return 0

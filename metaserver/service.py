@@ -36,7 +36,7 @@ from .capabilities import CapabilityIssuer
 from .ops import access, create, link, listdir, mkdir, remove, rename, session, stat, statfs, symlink, truncate
 from .ops.perm import Caller
 from .ops.setattr import set_attr
-from .store import MetaStore
+from .engine import Store
 from .txn import MetaTxn
 
 __all__ = ["MetaServicer", "add_meta_servicer", "reject_unknown_fields"]
@@ -87,11 +87,11 @@ def _inode_id(inode_id: int) -> int:
 
 
 class MetaServicer(meta_pb2_grpc.MetaServicer):
-    """The namespace service over one MetaStore. Replies that open a file for chunk
+    """The namespace service over one store (engine.py). Replies that open a file for chunk
     I/O (Open, Create for write, Truncate, GetCapability) carry a capability from
     `issuer`, signed after the operation's permission check passed."""
 
-    def __init__(self, store: MetaStore, issuer: CapabilityIssuer | None = None) -> None:
+    def __init__(self, store: Store, issuer: CapabilityIssuer | None = None) -> None:
         self._store = store
         self._issuer = issuer or CapabilityIssuer(None)
 

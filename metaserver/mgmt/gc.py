@@ -35,7 +35,7 @@ from emberfs.common.errors import EmberError
 from emberfs.common.storagepool import StoragePool
 from emberfs.proto import common_pb2, meta_pb2, storage_pb2
 
-from ..store import MetaStore
+from ..engine import Store
 from ..txn import MetaTxn
 from .state import ClusterState
 
@@ -125,7 +125,7 @@ class ChunkCollector:
 
     def __init__(
         self,
-        store: MetaStore,
+        store: Store,
         cluster: Callable[[], ClusterState],
         remover: ChunkRemover,
         *,

@@ -29,7 +29,7 @@ from emberfs.common.errors import NotFound
 from emberfs.proto import mgmt_pb2
 
 from ..config import MetaConfig
-from ..store import MetaStore
+from ..engine import Store
 from . import state as rules
 from . import table
 from .allocator import TableChains
@@ -48,7 +48,7 @@ RESTART_GRACE_S = 2.0  # after start, on top of the heartbeat timeout (module do
 class ClusterManager:
     def __init__(
         self,
-        store: MetaStore,
+        store: Store,
         config: MetaConfig,
         *,
         monotonic: Callable[[], float] = time.monotonic,
