@@ -16,6 +16,7 @@ election timeouts are etcd's defaults (100 ms, 1 s) unless given.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -175,10 +176,8 @@ class EtcdCluster:
         out = {}
         for i, member in enumerate(self.members):
             if member.running:
-                try:
+                with contextlib.suppress(EmberError):  # down or not answering: left out
                     out[i] = self.client.status(member.endpoint)
-                except EmberError:
-                    pass
         return out
 
     def wait_healthy(self, timeout: float) -> None:

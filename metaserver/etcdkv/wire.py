@@ -34,7 +34,8 @@ _UNION_FIELD = {
 
 
 def compare_to_pb(compare: Compare) -> etcd_rpc_pb2.Compare:
-    msg = etcd_rpc_pb2.Compare(result=int(compare.op), target=int(compare.target), key=compare.key,
+    # Our enums carry etcd's names, so the message takes them by name.
+    msg = etcd_rpc_pb2.Compare(result=compare.op.name, target=compare.target.name, key=compare.key,
                                range_end=compare.range_end)
     setattr(msg, _UNION_FIELD[compare.target], compare.value)
     return msg
