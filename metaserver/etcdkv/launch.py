@@ -66,7 +66,10 @@ def install_etcd(progress: Callable[[str], None]) -> str:
     known = subprocess.run([apt, "install", "-s", "etcd-server"], env=env, capture_output=True, check=False)
     for step in (install,) if known.returncode == 0 else ([apt, "update"], install):
         progress(f"installing etcd: {' '.join(step[1:])}")
-        done = subprocess.run(step, env=env, stdin=subprocess.DEVNULL, stdout=2, check=False, timeout=600)
+        try:
+            done = subprocess.run(step, env=env, stdin=subprocess.DEVNULL, stdout=2, check=False, timeout=600)
+        except subprocess.TimeoutExpired:
+            return f"`{' '.join(step)}` took over 600 s: {INSTALL_HINT}"
         if done.returncode:
             return f"`{' '.join(step)}` failed: {INSTALL_HINT}"
     return "" if etcd_binary() is not None else f"etcd still missing after apt-get: {INSTALL_HINT}"

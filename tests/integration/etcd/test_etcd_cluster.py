@@ -1,6 +1,7 @@
 """EtcdClient against a real three-member etcd: kill -9 of the leader (the client moves to
 another member and its calls succeed again within seconds), a write that a leader without
-quorum can never answer (OutcomeUnknown, not a plain Unavailable), and many threads
+quorum can never answer (OutcomeUnknown, not a plain Unavailable) and, once it has stepped
+down, its fast "no leader" refusal (a plain Unavailable), and many threads
 sharing one client (compare-and-swap increments add up exactly)."""
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ def test_a_write_no_quorum_can_commit_is_outcome_unknown(restored: EtcdCluster, 
         except OutcomeUnknown as exc:  # sent to the leader, never answered
             assert "may have been applied" in str(exc)
         assert time.monotonic() - started < 2.0
+        # Once the lone member has stepped down (etcd's check-quorum, one election
+        # timeout), it refuses at once: "no leader" is a plain Unavailable, surely not
+        # applied, because every request requires a leader (the `hasleader` metadata).
+        for _ in range(100):
+            if restored.client.status(restored.endpoints[leader]).leader == 0:
+                break
+            time.sleep(0.1)
+        started = time.monotonic()
+        try:
+            client.put(keyspace + b"k2", b"v")
+            raise AssertionError("a write without a leader was acknowledged")
+        except Unavailable as exc:
+            assert not isinstance(exc, OutcomeUnknown) and "no leader" in str(exc)
+        assert time.monotonic() - started < 1.0
 
 
 def test_threads_share_one_client(etcd3: EtcdCluster, client3: EtcdClient, keyspace: bytes) -> None:
