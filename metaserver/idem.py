@@ -59,8 +59,7 @@ def once(
     if not client_id or request_id == 0:
         return run()
     key = _record_key(client_id, request_id)
-    db = tx.dbs.idem
-    found = tx.raw.get(key, db=db)
+    found = tx.kv.get("idem", key)
     if found is not None:
         stored = bytes(found)
         size = stored[8]
@@ -73,25 +72,19 @@ def once(
     reply = run()
     tag = method.encode("ascii")
     stamp = _TS.pack(tx.now_ns)
-    tx.raw.put(key, stamp + bytes([len(tag)]) + tag + reply.SerializeToString(), db=db)
-    tx.raw.put(b"t" + stamp + key[1:], b"", db=db)
+    tx.kv.put("idem", key, stamp + bytes([len(tag)]) + tag + reply.SerializeToString())
+    tx.kv.put("idem", b"t" + stamp + key[1:], b"")
     return reply
 
 
 def prune(tx: MetaTxn, older_than_ns: int, limit: int = 1000) -> int:
     """Delete up to `limit` records stored before older_than_ns; return how many."""
-    db = tx.dbs.idem
-    doomed: list[bytes] = []
-    with tx.raw.cursor(db=db) as cursor:
-        if cursor.set_range(b"t"):
-            for raw_key in cursor.iternext(values=False):
-                key = bytes(raw_key)
-                if not key.startswith(b"t") or len(doomed) >= limit:
-                    break
-                if _TS.unpack_from(key, 1)[0] >= older_than_ns:
-                    break
-                doomed.append(key)
+    doomed = []
+    for key, _ in tx.kv.scan("idem", b"t", b"u", limit=limit):  # the time index, oldest first
+        if _TS.unpack_from(key, 1)[0] >= older_than_ns:
+            break
+        doomed.append(key)
     for key in doomed:
-        tx.raw.delete(key, db=db)
-        tx.raw.delete(b"r" + key[9:], db=db)
+        tx.kv.delete("idem", key)
+        tx.kv.delete("idem", b"r" + key[9:])
     return len(doomed)

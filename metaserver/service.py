@@ -3,8 +3,8 @@
 Nothing here decides namespace semantics; each handler checks the request's shape
 (paths through common.paths, modes, layout bounds, no unknown fields), builds the
 caller identity (from the token when tokens are on, else the header) and hands a closure to the store: writes through
-`store.write` (group-committed on the writer thread), reads inline through
-`store.read`. Create, Mkdir, Remove, Rename, Link, Symlink and Truncate go through
+`store.write` (group-committed on the writer thread), reads through `store.aread`
+(inline on LMDB, on a thread on etcd). Create, Mkdir, Remove, Rename, Link, Symlink and Truncate go through
 `idem.once` so a retry with the same (client_id, request_id) gets the first reply back
 (a retried Truncate bumps the truncate version once and returns the first `old_length`).
 
@@ -113,7 +113,7 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
     async def Stat(self, request: meta_pb2.StatRequest, context: grpc.aio.ServicerContext) -> meta_pb2.StatResponse:
         caller, parts = _caller(request.header), split_path(request.path)
         follow = request.follow_symlinks
-        return self._store.read(lambda tx: stat.stat(tx, caller, parts, follow_symlinks=follow))
+        return await self._store.aread(lambda tx: stat.stat(tx, caller, parts, follow_symlinks=follow))
 
     @_rpc
     async def List(self, request: meta_pb2.ListRequest, context: grpc.aio.ServicerContext) -> meta_pb2.ListResponse:
@@ -121,7 +121,7 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
         if request.start_after:
             check_name(request.start_after)
         r = request
-        return self._store.read(
+        return await self._store.aread(
             lambda tx: listdir.listdir(
                 tx, caller, parts, start_after=r.start_after, limit=r.limit, with_attrs=r.with_attrs
             )
@@ -132,14 +132,14 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
         self, request: meta_pb2.ReadlinkRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.ReadlinkResponse:
         caller, parts = _caller(request.header), split_path(request.path)
-        return self._store.read(lambda tx: symlink.readlink(tx, caller, parts))
+        return await self._store.aread(lambda tx: symlink.readlink(tx, caller, parts))
 
     @_rpc
     async def StatFs(
         self, request: meta_pb2.StatFsRequest, context: grpc.aio.ServicerContext
     ) -> meta_pb2.StatFsResponse:
         caller = _caller(request.header)
-        return self._store.read(lambda tx: statfs.statfs(tx, caller))
+        return await self._store.aread(lambda tx: statfs.statfs(tx, caller))
 
     # -- non-idempotent writes (retry-safe through idem) -------------------------
     @_rpc
@@ -268,7 +268,7 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
 
         write = r.write or r.truncate
         # a read-only open changes nothing: no write transaction
-        resp = await self._store.write(op) if write else self._store.read(op)
+        resp = await self._store.write(op) if write else await self._store.aread(op)
         rights = access.open_rights(caller, resp.inode, write=write)
         resp.capability.CopyFrom(self._issuer.grant(resp.inode.inode_id, rights))
         return resp
@@ -279,7 +279,7 @@ class MetaServicer(meta_pb2_grpc.MetaServicer):
     ) -> meta_pb2.GetCapabilityResponse:
         r = request
         caller, inode_id = _caller(r.header), _inode_id(r.inode_id)
-        inode, rights = self._store.read(lambda tx: access.renew(tx, caller, inode_id, write=r.write))
+        inode, rights = await self._store.aread(lambda tx: access.renew(tx, caller, inode_id, write=r.write))
         return meta_pb2.GetCapabilityResponse(capability=self._issuer.grant(inode.inode_id, rights))
 
     @_rpc

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -38,7 +39,8 @@ from emberfs.proto import common_pb2, meta_pb2
 from . import idem
 from .allocator import ChainAllocator, NoChains
 from .config import MetaConfig
-from .txn import DB_NAMES, DIRECTORIES, NEXT_INODE, ROOT_ID, Dbs, MetaTxn
+from .kv import LmdbKv
+from .txn import DB_NAMES, DIRECTORIES, NEXT_INODE, ROOT_ID, MetaTxn
 
 __all__ = ["MAX_BATCH", "MetaStore"]
 
@@ -51,6 +53,19 @@ PRUNE_LIMIT = 2000  # records per pruning transaction, so a backlog never stalls
 _T = TypeVar("_T")
 _Job = tuple[Callable[[MetaTxn], Any], concurrent.futures.Future]
 _STOP = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class Dbs:
+    """Handles of the named databases (the KV tables) of one environment."""
+
+    inodes: lmdb._Database
+    dirents: lmdb._Database
+    gc: lmdb._Database
+    idem: lmdb._Database
+    sessions: lmdb._Database
+    mgmt: lmdb._Database
+    counters: lmdb._Database
 
 
 class _Gate:
@@ -157,6 +172,11 @@ class MetaStore:
         """Blocking `write` for code outside the event loop (tools, tests, admin)."""
         return self._submit(fn).result()
 
+    async def aread(self, fn: Callable[[MetaTxn], _T]) -> _T:
+        """`read` for the event loop: inline, as an LMDB read costs less than a thread hop
+        (the etcd engine's goes to a thread)."""
+        return self.read(fn)
+
     def read(self, fn: Callable[[MetaTxn], _T]) -> _T:
         """Run fn(tx) in a short read transaction on the calling thread."""
         with self._gate.shared():
@@ -164,10 +184,6 @@ class MetaStore:
                 raise Unavailable("the metadata store is closed")
             with self._env.begin(buffers=False) as txn:
                 return fn(self._context(txn))
-
-    def db(self, name: str) -> Any:
-        """A named database handle, for callers that keep their own records (mgmt)."""
-        return getattr(self.dbs, name)
 
     def close(self) -> None:
         """Finish every queued write, stop the writer, close the environment."""
@@ -195,9 +211,7 @@ class MetaStore:
 
     # -- setup --------------------------------------------------------------
     def _context(self, txn: lmdb.Transaction) -> MetaTxn:
-        return MetaTxn(
-            txn, self.dbs, config=self.config, allocator=self.allocator, now_ns=self.clock()
-        )
+        return MetaTxn(LmdbKv(txn, self.dbs), config=self.config, allocator=self.allocator, now_ns=self.clock())
 
     def _open_dbs(self) -> Dbs:
         while True:

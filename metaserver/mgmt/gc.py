@@ -162,23 +162,23 @@ class ChunkCollector:
             except Exception:  # e.g. the store closing: try again next round
                 log.exception("chunk GC round failed")
 
-    def _next_batch(self) -> list[meta_pb2.Inode]:
+    async def _next_batch(self) -> list[meta_pb2.Inode]:
         after, batch = self._after, self._batch
 
         def read(tx: MetaTxn) -> list[meta_pb2.Inode]:
             pending = (r for r in tx.gc_records() if r.inode_id > after)
             return list(itertools.islice(pending, batch))
 
-        records = self._store.read(read)
+        records = await self._store.aread(read)
         if not records and after:
             self._after = 0  # wrapped around: start from the lowest inode again
-            return self._next_batch()
+            return await self._next_batch()
         self._after = records[-1].inode_id if len(records) == batch else 0
         return records
 
     async def collect_once(self) -> list[int]:
         """One round; the inode ids whose records were dropped."""
-        records = self._next_batch()
+        records = await self._next_batch()
         if not records:
             return []
         cluster = self._cluster()

@@ -60,23 +60,21 @@ def load(tx: MetaTxn) -> ClusterState:
     chains = {}
     admin: set[int] = set()
     routing_version = 0
-    with tx.raw.cursor(db=tx.dbs.mgmt) as cursor:
-        for raw_key, value in cursor:
-            key = bytes(raw_key)
-            kind = key[:1]
-            if key == ROUTING_VERSION:
-                routing_version = _U64.unpack(value)[0]
-            elif kind == NODE:
-                info = mgmt_pb2.NodeInfo.FromString(value)
-                nodes[info.node_id] = NodeRecord(info.node_id, info.address, info.bulk_address, info.incarnation)
-            elif kind == TARGET:
-                t = mgmt_pb2.TargetInfo.FromString(value)
-                targets[t.target_id] = TargetRecord(t.target_id, t.node_id, t.chain_id, int(t.local_state))
-            elif kind == CHAIN:
-                chain = chain_from_proto(mgmt_pb2.ChainInfo.FromString(value))
-                chains[chain.chain_id] = chain
-            elif kind == ADMIN:
-                admin.add(_U64.unpack(key[1:])[0])
+    for key, value in tx.kv.scan("mgmt"):
+        kind = key[:1]
+        if key == ROUTING_VERSION:
+            routing_version = _U64.unpack(value)[0]
+        elif kind == NODE:
+            info = mgmt_pb2.NodeInfo.FromString(value)
+            nodes[info.node_id] = NodeRecord(info.node_id, info.address, info.bulk_address, info.incarnation)
+        elif kind == TARGET:
+            t = mgmt_pb2.TargetInfo.FromString(value)
+            targets[t.target_id] = TargetRecord(t.target_id, t.node_id, t.chain_id, int(t.local_state))
+        elif kind == CHAIN:
+            chain = chain_from_proto(mgmt_pb2.ChainInfo.FromString(value))
+            chains[chain.chain_id] = chain
+        elif kind == ADMIN:
+            admin.add(_U64.unpack(key[1:])[0])
     return ClusterState(
         nodes=nodes,
         targets=targets,
@@ -94,12 +92,11 @@ def _sync(
     key: Callable[[_K], bytes],
     encode: Callable[[_V], bytes],
 ) -> None:
-    db = tx.dbs.mgmt
     for k in old.keys() - new.keys():
-        tx.raw.delete(key(k), db=db)
+        tx.kv.delete("mgmt", key(k))
     for k, value in new.items():
         if old.get(k) != value:
-            tx.raw.put(key(k), encode(value), db=db)
+            tx.kv.put("mgmt", key(k), encode(value))
 
 
 def _encode_node(node: NodeRecord) -> bytes:
@@ -127,4 +124,4 @@ def save(tx: MetaTxn, old: ClusterState, new: ClusterState) -> None:
     admin_new: dict[int, Any] = dict.fromkeys(new.admin_offline, True)
     _sync(tx, admin_old, admin_new, _admin_key, lambda _: b"")
     if new.routing_version != old.routing_version:
-        tx.raw.put(ROUTING_VERSION, _U64.pack(new.routing_version), db=tx.dbs.mgmt)
+        tx.kv.put("mgmt", ROUTING_VERSION, _U64.pack(new.routing_version))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from emberfs.metaserver.etcdkv import EtcdClient
+from emberfs.metaserver.etcdkv.client import EtcdClient
 from emberfs.metaserver.etcdkv.launch import EtcdCluster, install_etcd
 
 START_TIMEOUT_S = 30.0

@@ -10,7 +10,9 @@ import threading
 import time
 
 from emberfs.common.errors import Unavailable
-from emberfs.metaserver.etcdkv import Compare, CompareOp, CompareTarget, EtcdClient, Op, OutcomeUnknown
+from emberfs.metaserver.etcdkv.client import EtcdClient
+from emberfs.metaserver.etcdkv.errors import OutcomeUnknown
+from emberfs.metaserver.etcdkv.model import Compare, CompareOp, CompareTarget, Op
 from emberfs.metaserver.etcdkv.launch import EtcdCluster
 
 RESUME_BOUND_S = 10.0  # etcd's own election takes ~1-2 s with a 1 s election timeout

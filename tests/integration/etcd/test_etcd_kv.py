@@ -11,18 +11,9 @@ from pathlib import Path
 import pytest
 
 from emberfs.common.errors import InvalidArgument, NotFound, Unavailable
-from emberfs.metaserver.etcdkv import (
-    Compare,
-    CompareOp,
-    CompareTarget,
-    EtcdClient,
-    LeaseKeeper,
-    LimitExceeded,
-    Op,
-    OpKind,
-    OutcomeUnknown,
-    prefix_end,
-)
+from emberfs.metaserver.etcdkv.client import EtcdClient, LeaseKeeper
+from emberfs.metaserver.etcdkv.errors import LimitExceeded, OutcomeUnknown
+from emberfs.metaserver.etcdkv.model import Compare, CompareOp, CompareTarget, Op, OpKind, prefix_end
 from emberfs.metaserver.etcdkv.launch import EtcdCluster, EtcdNotFound, _free_ports
 
 MOD, VERSION, CREATE, VALUE = CompareTarget.MOD, CompareTarget.VERSION, CompareTarget.CREATE, CompareTarget.VALUE

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from emberfs.metaserver.etcdkv import Compare, CompareOp, CompareTarget, EtcdClient, Op
+from emberfs.metaserver.etcdkv.client import EtcdClient
+from emberfs.metaserver.etcdkv.model import Compare, CompareOp, CompareTarget, Op
 from emberfs.metaserver.etcdkv.launch import EtcdCluster
 
 SECONDS = 2.0

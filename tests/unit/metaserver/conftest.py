@@ -8,11 +8,16 @@ from a sibling module: helpers reach them as fixtures.
     ns           `Ns` as root over `store`: blocking calls by path, through the writer
     make_ns      Ns(store, caller) factory; `ns.user(uid, gid, groups)` switches caller
     fixed_chains an allocator handing out chains 1..stripe (exercises gc)
+    memory_etcd  MemoryEtcd factory: an in-memory model of etcd's revisions, ranges and
+                 Txn compares, for the etcd engine's pure logic (the engine's tests
+                 against real etcd are in tests/integration/etcd/)
 """
 
 from __future__ import annotations
 
 import pathlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +30,7 @@ from emberfs.metaserver.ops import (
 )
 from emberfs.metaserver.ops.perm import ROOT, Caller
 from emberfs.metaserver.ops.setattr import set_attr
+from emberfs.metaserver.etcdkv.store import EtcdStore
 from emberfs.metaserver.store import MetaStore
 from emberfs.metaserver.txn import MetaTxn
 from emberfs.proto import meta_pb2
@@ -118,6 +124,90 @@ class Ns:
         return self._r(lambda tx: list(tx.gc_records()))
 
 
+class MemoryEtcd:
+    """etcd's MVCC as the etcd engine sees it: every Txn makes one revision; ranges read
+    any revision; compares on mod_revision and version, over a key or a range. `lose`:
+    "before" drops the next commit and reports its outcome unknown, "after" applies it
+    and then reports its outcome unknown."""
+
+    def __init__(self) -> None:
+        self.revision = 1
+        self.history: dict[bytes, list[tuple[int, bytes | None, int]]] = {}  # (mod, value, version)
+        self.lose: str | None = None
+        self.commits = 0
+        self.delay = 0.0  # seconds each range sleeps: lets racing threads interleave
+        self._lock = threading.RLock()
+
+    def _at(self, key: bytes, revision: int) -> tuple[int, bytes | None, int]:
+        found = (0, None, 0)
+        for entry in self.history.get(key, []):
+            if entry[0] <= revision:
+                found = entry
+        return found
+
+    def range(self, start: bytes, end: bytes | None, revision: int,
+              limit: int) -> tuple[list[tuple[bytes, bytes, int]], bool, int]:
+        if self.delay:
+            time.sleep(self.delay)
+        with self._lock:
+            return self._range(start, end, revision, limit)
+
+    def _range(self, start: bytes, end: bytes | None, revision: int,
+               limit: int) -> tuple[list[tuple[bytes, bytes, int]], bool, int]:
+        at = revision or self.revision
+        keys = [start] if end is None else sorted(k for k in self.history if start <= k < end)
+        rows = [(k, v, mod) for k in keys for mod, v, _ in [self._at(k, at)] if v is not None]
+        more = bool(limit) and len(rows) > limit
+        return (rows[:limit] if limit else rows), more, at
+
+    def _holds(self, compare: Any) -> bool:
+        live = [k for k in self.history if self._at(k, self.revision)[1] is not None]
+        keys = [compare.key] if not compare.range_end else sorted(
+            k for k in live if compare.key <= k < compare.range_end)
+        values = []
+        for key in keys or [compare.key]:
+            mod, value, version = self._at(key, self.revision)
+            values.append((mod if value is not None else 0) if compare.target == "mod" else
+                          (version if value is not None else 0))
+        if compare.op == "equal":
+            return all(v == compare.value for v in values)
+        return all(v < compare.value for v in values)
+
+    def commit(self, compares: list[Any], ops: list[Any]) -> bool:
+        with self._lock:
+            return self._commit(compares, ops)
+
+    def _commit(self, compares: list[Any], ops: list[Any]) -> bool:
+        from emberfs.metaserver.etcdkv.store import OutcomeUnknown
+
+        lose, self.lose = self.lose, None
+        if lose == "before":
+            raise OutcomeUnknown("lost before it applied (test)")
+        if not all(self._holds(c) for c in compares):
+            return False
+        self.revision += 1
+        self.commits += 1
+        for op in ops:
+            kind = type(op).__name__
+            if kind == "Put":
+                _, value, version = self._at(op.key, self.revision)
+                self.history.setdefault(op.key, []).append(
+                    (self.revision, op.value, (version if value is not None else 0) + 1))
+            elif kind == "Delete":
+                if self._at(op.key, self.revision)[1] is not None:
+                    self.history[op.key].append((self.revision, None, 0))
+            else:  # DeleteRange
+                for key in [k for k in self.history if op.start <= k < op.end]:
+                    if self._at(key, self.revision)[1] is not None:
+                        self.history[key].append((self.revision, None, 0))
+        if lose == "after":
+            raise OutcomeUnknown("applied, then lost (test)")
+        return True
+
+    def close(self) -> None:
+        pass
+
+
 class FixedChains:
     """An allocator that hands out chains 1..stripe, to exercise the gc path."""
 
@@ -130,9 +220,14 @@ def config(tmp_path: pathlib.Path) -> MetaConfig:
     return MetaConfig(data_dir=str(tmp_path / "meta"), default_chunk_size=1 << 20, default_stripe=2)
 
 
-@pytest.fixture
-def store(config: MetaConfig) -> Iterator[MetaStore]:
-    with MetaStore(config) as opened:
+@pytest.fixture(params=["lmdb", "etcd-model"])
+def store(request: pytest.FixtureRequest, config: MetaConfig) -> Iterator[Any]:
+    """The namespace store on each engine: LMDB, and the etcd engine over MemoryEtcd."""
+    if request.param == "lmdb":
+        with MetaStore(config) as opened:
+            yield opened
+        return
+    with EtcdStore(config, MemoryEtcd(), max_ops=100_000) as opened:
         yield opened
 
 
@@ -149,3 +244,8 @@ def make_ns() -> type[Ns]:
 @pytest.fixture
 def fixed_chains() -> FixedChains:
     return FixedChains()
+
+
+@pytest.fixture
+def memory_etcd() -> type[MemoryEtcd]:
+    return MemoryEtcd

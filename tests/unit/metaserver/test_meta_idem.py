@@ -100,7 +100,7 @@ def test_prune_is_bounded_and_ordered_by_age(store: MetaStore) -> None:
         store.write_sync(lambda tx, rid=rid: put(tx, rid, rid * 100))
     assert store.write_sync(lambda tx: idem.prune(tx, 550, limit=3)) == 3
     assert store.write_sync(lambda tx: idem.prune(tx, 550)) == 2  # 400 and 500; 600.. stay
-    assert store.read(lambda tx: sum(1 for _ in tx.raw.cursor(db=tx.dbs.idem))) == 2 * 5
+    assert store.read(lambda tx: sum(1 for _ in tx.kv.scan("idem"))) == 2 * 5
 
 
 def test_client_id_length_is_bounded(store: MetaStore) -> None:

@@ -113,7 +113,7 @@ def test_map_growth_is_capped_with_nospace(tmp_path: Any) -> None:
         def huge(tx: MetaTxn) -> None:
             for i in range(2000):
                 tx.put_entry(99, f"n{i}", i, 1)
-                tx.raw.put(f"pad{i}".encode(), b"x" * 1000, db=tx.dbs.gc)
+                tx.kv.put("gc", f"pad{i}".encode(), b"x" * 1000)
 
         with pytest.raises(e.NoSpace):
             store.write_sync(huge)
@@ -147,7 +147,13 @@ def test_close_drains_queued_writes_then_refuses(config: MetaConfig) -> None:
         assert reopened.read(lambda tx: tx.counter(b"files")) == 50
 
 
-def test_cancelled_write_that_has_not_started_never_runs(store: MetaStore) -> None:
+def test_cancelled_write_that_has_not_started_never_runs(config: MetaConfig) -> None:
+    """The LMDB writer's queue: a write cancelled while queued behind a batch never runs."""
+    with MetaStore(config) as store:
+        _cancelled_while_queued(store)
+
+
+def _cancelled_while_queued(store: MetaStore) -> None:
     gate = threading.Event()
     ran = []
 
@@ -198,7 +204,6 @@ def test_acknowledged_writes_survive_kill_9(config: MetaConfig) -> None:
 def test_reads_see_only_committed_state(store: MetaStore) -> None:
     store.write_sync(lambda tx: mkdir(tx, ROOT, split_path("/a"), mode=0o755))
     assert store.read(lambda tx: tx.lookup(ROOT_ID, "a")) is not None
-    assert store.db("mgmt") is store.dbs.mgmt
     assert dataclasses.is_dataclass(store.config)
 
 
