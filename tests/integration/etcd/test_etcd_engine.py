@@ -77,31 +77,38 @@ def test_namespace_operations(store: EtcdStore) -> None:
     assert made.inode_id > 1
 
 
+def _race(store: EtcdStore, directory: str) -> dict[str, BaseException | None]:
+    """touch directory/f and rmdir directory from two threads released together; what
+    each raised (None: it succeeded)."""
+    barrier = threading.Barrier(2, timeout=30)
+    outcome: dict[str, BaseException | None] = {}
+
+    def run(name: str, fn: Callable[[], object]) -> None:
+        barrier.wait()
+        try:
+            fn()
+            outcome[name] = None
+        except BaseException as exc:  # the other order's refusal, checked by the caller
+            outcome[name] = exc
+
+    racers = [
+        threading.Thread(target=run, args=("create", lambda: touch(store, f"{directory}/f"))),
+        threading.Thread(target=run, args=("rmdir", lambda: rm(store, directory, meta_pb2.EMPTY_DIRECTORY))),
+    ]
+    for t in racers:
+        t.start()
+    for t in racers:
+        t.join(60)
+    return outcome
+
+
 def test_create_racing_rmdir_ends_in_one_serial_order(store: EtcdStore) -> None:
     rounds = 12
     orders = {"create first": 0, "rmdir first": 0}
     for i in range(rounds):
         directory = f"/r{i}"
         mkdir_(store, directory)
-        barrier = threading.Barrier(2, timeout=30)
-        outcome: dict[str, BaseException | None] = {}
-
-        def run(name: str, fn: Callable[[], object]) -> None:
-            barrier.wait()
-            try:
-                fn()
-                outcome[name] = None
-            except BaseException as exc:  # the other order's refusal, checked below
-                outcome[name] = exc
-
-        racers = [
-            threading.Thread(target=run, args=("create", lambda: touch(store, f"{directory}/f"))),
-            threading.Thread(target=run, args=("rmdir", lambda: rm(store, directory, meta_pb2.EMPTY_DIRECTORY))),
-        ]
-        for t in racers:
-            t.start()
-        for t in racers:
-            t.join(60)
+        outcome = _race(store, directory)
         created, removed = outcome["create"], outcome["rmdir"]
         if created is None:  # create serialized first: rmdir saw an entry
             assert isinstance(removed, e.DirectoryNotEmpty), outcome
