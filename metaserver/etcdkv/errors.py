@@ -120,6 +120,9 @@ def classify(status: grpc.StatusCode, details: str, *, mutating: bool) -> Verdic
         return Verdict(NotFound(message), failover=False, retry=False)  # lease not found
     if status == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return Verdict(NoSpace(message), failover=False, retry=False)  # "database space exceeded"
+    if "duplicate key given in txn request" in text:
+        return Verdict(InvalidArgument(f"{message}: a Txn may write each key once, and a put or delete inside a "
+                                       "delete range of the same Txn counts as writing it twice"), False, False)
     if status in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION):
         cls = InvalidArgument if status == grpc.StatusCode.INVALID_ARGUMENT else FailedPrecondition
         return Verdict(cls(message), failover=False, retry=False)

@@ -172,3 +172,10 @@ def test_missing_binary_says_how_to_install(monkeypatch: pytest.MonkeyPatch, tmp
     hint = r"etcd not found: install Debian's etcd-server \(apt-get install etcd-server\)"
     with pytest.raises(EtcdNotFound, match=hint):
         EtcdCluster(tmp_path / "c").start(timeout=5)
+
+
+def test_a_txn_writing_a_key_twice_is_refused(client1: EtcdClient, keyspace: bytes) -> None:
+    """etcd's rule the engine must respect: a put inside a delete range of the same Txn."""
+    with pytest.raises(InvalidArgument, match="delete range of the same Txn"):
+        client1.txn([], [Op.delete_range(keyspace, prefix_end(keyspace)), Op.put(keyspace + b"k", b"v")])
+    assert client1.get(keyspace + b"k") is None

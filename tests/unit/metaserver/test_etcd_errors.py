@@ -67,3 +67,8 @@ def test_outcome_unknown_is_unavailable_but_not_retryable() -> None:
 def test_limit_messages_name_the_flag(details: str, limit: str, words: str) -> None:
     error = classify(S.INVALID_ARGUMENT, details, mutating=True).error
     assert isinstance(error, LimitExceeded) and error.limit == limit and words in error.message
+
+
+def test_duplicate_key_explains_the_rule() -> None:
+    error = classify(S.INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request", mutating=True).error
+    assert type(error) is e.InvalidArgument and "delete range of the same Txn" in error.message
