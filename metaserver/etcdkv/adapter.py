@@ -4,6 +4,10 @@ The engine speaks in its plan records (optimistic.Compare with "mod"/"version" a
 "equal"/"less"; Put, Delete, DeleteRange) and wants ranges as (key, value, mod_revision)
 rows; this module translates both ways and nothing else. Two rules live here:
 
+- reads at a given revision (every read of a transaction after its first) are
+  serializable: the member answers from its own store without a raft round trip, which
+  is exact for a revision it has applied; a member that has not ("future revision",
+  after a failover) is asked again linearizably, which waits until it has;
 - the revision a range read at is the one asked for, or the answer's header revision for
   "latest" (etcd's header always carries the store's newest revision, even for a read
   at an older one);
@@ -15,6 +19,8 @@ rows; this module translates both ways and nothing else. Two rules live here:
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from emberfs.common.errors import FailedPrecondition
 
 from . import errors
 from .client import EtcdClient
@@ -47,12 +53,22 @@ def to_op(op: PlanOp) -> Op:
 class ClientEtcd:
     """store.Etcd over an EtcdClient (which it owns: close() closes it)."""
 
-    def __init__(self, client: EtcdClient) -> None:
+    def __init__(self, client: EtcdClient, *, serializable_snapshots: bool = True) -> None:
         self.client = client
+        self.serializable_snapshots = serializable_snapshots
 
     def range(self, start: bytes, end: bytes | None, revision: int,
               limit: int) -> tuple[list[tuple[bytes, bytes, int]], bool, int]:
-        found = self.client.range(start, end or b"", revision=revision, limit=limit)
+        found = None
+        if revision > 0 and self.serializable_snapshots:
+            try:
+                found = self.client.range(start, end or b"", revision=revision, limit=limit, serializable=True)
+            except FailedPrecondition as exc:
+                if "future revision" not in exc.message:
+                    raise  # compacted: the linearizable read would say the same
+                # The client moved to a member that has not applied the snapshot yet.
+        if found is None:
+            found = self.client.range(start, end or b"", revision=revision, limit=limit)
         rows = [(kv.key, kv.value, kv.mod_revision) for kv in found.kvs]
         return rows, found.more, revision or found.revision
 

@@ -116,13 +116,17 @@ class EtcdClient:
         return kvs[0] if kvs else None
 
     def range(self, start: bytes, end: bytes = b"", *, revision: int = 0, limit: int = 0,
-              keys_only: bool = False) -> RangeResult:
-        """Keys in [start, end) in key order (end=b"": start alone), read linearizably at
-        `revision` (0: the newest); `more` says the limit left keys out."""
+              keys_only: bool = False, serializable: bool = False) -> RangeResult:
+        """Keys in [start, end) in key order (end=b"": start alone) at `revision` (0: the
+        newest); `more` says the limit left keys out. Linearizable (a raft round trip)
+        unless `serializable`: then the member answers from its own store, which is exact
+        for a revision it has applied (one an earlier read returned), and for a newer one
+        fails with FailedPrecondition ("future revision") instead of answering stale."""
         if limit < 0:
             raise InvalidArgument("a range limit cannot be negative")
         op = Op.get(start, end)  # validates the key types
-        request = wire.range_request(op.key, op.range_end, revision=revision, limit=limit, keys_only=keys_only)
+        request = wire.range_request(op.key, op.range_end, revision=revision, limit=limit, keys_only=keys_only,
+                                     serializable=serializable)
         return wire.range_result(self._call(lambda m: m.kv.Range, request, mutating=False))
 
     def put(self, key: bytes, value: bytes, *, lease: int = 0) -> int:

@@ -41,9 +41,10 @@ def compare_to_pb(compare: Compare) -> etcd_rpc_pb2.Compare:
     return msg
 
 
-def range_request(start: bytes, end: bytes = b"", *, revision: int = 0, limit: int = 0,
-                  keys_only: bool = False) -> etcd_rpc_pb2.RangeRequest:
-    return etcd_rpc_pb2.RangeRequest(key=start, range_end=end, revision=revision, limit=limit, keys_only=keys_only)
+def range_request(start: bytes, end: bytes = b"", *, revision: int = 0, limit: int = 0, keys_only: bool = False,
+                  serializable: bool = False) -> etcd_rpc_pb2.RangeRequest:
+    return etcd_rpc_pb2.RangeRequest(key=start, range_end=end, revision=revision, limit=limit, keys_only=keys_only,
+                                     serializable=serializable)
 
 
 def op_to_pb(op: Op) -> etcd_rpc_pb2.RequestOp:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from emberfs.common.errors import InvalidArgument, NotFound, Unavailable
+from emberfs.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from emberfs.metaserver.etcdkv.client import EtcdClient, LeaseKeeper
 from emberfs.metaserver.etcdkv.errors import LimitExceeded, OutcomeUnknown
 from emberfs.metaserver.etcdkv.model import Compare, CompareOp, CompareTarget, Op, OpKind, prefix_end
@@ -32,6 +32,16 @@ def test_put_get_and_read_at_an_older_revision(client1: EtcdClient, keyspace: by
     assert [k.value for k in old.kvs] == [b"one"] and old.revision >= second  # header: the store's revision now
     assert client1.delete_range(key) == 1 and client1.get(key) is None
     assert client1.delete_range(key) == 0
+
+
+def test_serializable_reads_at_a_revision(client1: EtcdClient, keyspace: bytes) -> None:
+    key = keyspace + b"s"
+    first = client1.put(key, b"one")
+    client1.put(key, b"two")
+    assert [kv.value for kv in client1.range(key, revision=first, serializable=True).kvs] == [b"one"]
+    latest = client1.range(key).revision
+    with pytest.raises(FailedPrecondition, match="future revision"):
+        client1.range(key, revision=latest + 1000, serializable=True)
 
 
 def test_range_limit_keys_only_and_delete_range(client1: EtcdClient, keyspace: bytes) -> None:
