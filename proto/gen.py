@@ -13,7 +13,10 @@ import sys
 import tempfile
 
 PROTO_DIR = pathlib.Path(__file__).resolve().parent
-PROTO_FILES = ("common.proto", "meta.proto", "mgmt.proto", "storage.proto")
+# etcd_*.proto: the subset of etcd's v3 API the etcd engine speaks (packages mvccpb and
+# etcdserverpb, as etcd has them); the modules are named etcd_* so none can shadow
+# another project's etcd modules.
+PROTO_FILES = ("common.proto", "meta.proto", "mgmt.proto", "storage.proto", "etcd_kv.proto", "etcd_rpc.proto")
 
 
 def generate(out_dir: pathlib.Path) -> list[pathlib.Path]:
