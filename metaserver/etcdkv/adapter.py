@@ -11,9 +11,8 @@ rows; this module translates both ways and nothing else. Two rules live here:
 - the revision a range read at is the one asked for, or the answer's header revision for
   "latest" (etcd's header always carries the store's newest revision, even for a read
   at an older one);
-- the client's OutcomeUnknown becomes the engine's, so the engine resolves it through
-  its commit marker; every other error passes through unchanged (Unavailable: surely
-  not applied).
+- errors pass through unchanged: OutcomeUnknown the engine resolves through its commit
+  marker, RevisionCompacted it treats as a conflict, Unavailable surely did not apply.
 """
 
 from __future__ import annotations
@@ -22,13 +21,11 @@ from collections.abc import Sequence
 
 from emberfs.common.errors import FailedPrecondition
 
-from . import errors
 from .client import EtcdClient
 from .model import Compare, CompareOp, CompareTarget, Op
 from .optimistic import Compare as PlanCompare
 from .optimistic import Delete, DeleteRange, Put
 from .optimistic import Op as PlanOp
-from .store import OutcomeUnknown
 
 __all__ = ["ClientEtcd"]
 
@@ -73,10 +70,7 @@ class ClientEtcd:
         return rows, found.more, revision or found.revision
 
     def commit(self, compares: Sequence[PlanCompare], ops: Sequence[PlanOp]) -> bool:
-        try:
-            return self.client.txn([to_compare(c) for c in compares], [to_op(op) for op in ops]).succeeded
-        except errors.OutcomeUnknown as exc:
-            raise OutcomeUnknown(exc.message) from exc
+        return self.client.txn([to_compare(c) for c in compares], [to_op(op) for op in ops]).succeeded
 
     def close(self) -> None:
         self.client.close()

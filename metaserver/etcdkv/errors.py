@@ -46,6 +46,11 @@ class OutcomeUnknown(Unavailable):
     retryable = False
 
 
+class RevisionCompacted(FailedPrecondition):
+    """A read at a revision etcd has compacted away: a transaction's snapshot is gone
+    (the engine runs it again on a new one)."""
+
+
 class LimitExceeded(InvalidArgument):
     """A request over one of etcd's limits; `limit` names the etcd flag."""
 
@@ -115,7 +120,8 @@ def classify(status: grpc.StatusCode, details: str, *, mutating: bool) -> Verdic
             return Verdict(OutcomeUnknown(f"{message} (the request may have been applied)"), True, False)
         return Verdict(Unavailable(message), failover=True, retry=True)
     if status == grpc.StatusCode.OUT_OF_RANGE:
-        return Verdict(FailedPrecondition(message), failover=False, retry=False)  # compacted / future revision
+        gone = RevisionCompacted(message) if "compacted" in text else FailedPrecondition(message)  # future revision
+        return Verdict(gone, failover=False, retry=False)
     if status == grpc.StatusCode.NOT_FOUND:
         return Verdict(NotFound(message), failover=False, retry=False)  # lease not found
     if status == grpc.StatusCode.RESOURCE_EXHAUSTED:

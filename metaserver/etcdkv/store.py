@@ -32,6 +32,7 @@ from ..allocator import ChainAllocator, NoChains
 from ..config import MetaConfig
 from ..kv import decode_counter, encode_counter
 from ..txn import DIRECTORIES, NEXT_INODE, ROOT_ID, MetaTxn
+from .errors import OutcomeUnknown, RevisionCompacted
 from .optimistic import ABORTED, COMMITTED, DELTA, Compare, Delete, DeleteRange, Op, OptimisticKv, Put
 
 __all__ = ["Etcd", "EtcdStore", "IdBatches", "OutcomeUnknown"]
@@ -49,10 +50,6 @@ HOUSEKEEPING_S = 5.0
 MARKER_TTL_NS = 600 * 10**9  # far past any Txn still in flight
 FOLD_LIMIT = 50  # counter deltas folded per transaction
 COUNTERS = (b"files", b"directories", b"symlinks", b"used_bytes")
-
-
-class OutcomeUnknown(Unavailable):
-    """A Txn was sent and its answer lost: it may or may not have applied."""
 
 
 class Etcd(Protocol):
@@ -169,7 +166,12 @@ class EtcdStore:
             raise Unavailable("the metadata store is closed")
         for attempt in range(MAX_ATTEMPTS):
             kv = OptimisticKv(self.etcd, self.root, self._marker())
-            result = fn(self._context(kv))  # an op's own error ends it: it saw one consistent snapshot
+            try:
+                result = fn(self._context(kv))  # an op's own error ends it: it saw one consistent snapshot
+            except RevisionCompacted:  # its snapshot is gone: as a conflict
+                self.stats["conflicts"] += 1
+                _pause(attempt)
+                continue
             plan = kv.commit_plan(self.max_ops) if commit else None
             if plan is None:  # a read, or a write that wrote nothing: the snapshot decided it
                 return result

@@ -136,6 +136,7 @@ class MemoryEtcd:
         self.lose: str | None = None
         self.commits = 0
         self.delay = 0.0  # seconds each range sleeps: lets racing threads interleave
+        self.compacted = 0  # reads at an older revision fail as etcd's do after a compaction
         self._lock = threading.RLock()
 
     def _at(self, key: bytes, revision: int) -> tuple[int, bytes | None, int]:
@@ -155,6 +156,10 @@ class MemoryEtcd:
     def _range(self, start: bytes, end: bytes | None, revision: int,
                limit: int) -> tuple[list[tuple[bytes, bytes, int]], bool, int]:
         at = revision or self.revision
+        if at < self.compacted:
+            from emberfs.metaserver.etcdkv.errors import RevisionCompacted
+
+            raise RevisionCompacted("etcd: mvcc: required revision has been compacted (test)")
         keys = [start] if end is None else sorted(k for k in self.history if start <= k < end)
         rows = [(k, v, mod) for k in keys for mod, v, _ in [self._at(k, at)] if v is not None]
         more = bool(limit) and len(rows) > limit
@@ -178,7 +183,7 @@ class MemoryEtcd:
             return self._commit(compares, ops)
 
     def _commit(self, compares: list[Any], ops: list[Any]) -> bool:
-        from emberfs.metaserver.etcdkv.store import OutcomeUnknown
+        from emberfs.metaserver.etcdkv.errors import OutcomeUnknown
 
         lose, self.lose = self.lose, None
         if lose == "before":

@@ -226,3 +226,20 @@ def test_housekeeping_folds_counters_and_prunes_markers(memory_etcd: Any, config
                   and etcd._at(k, etcd.revision)[1] is not None]
         markers = [k for k in etcd.history if k.startswith(b"emberfs/txn/") and etcd._at(k, etcd.revision)[1]]
         assert deltas == [] and markers == []
+
+
+def test_a_snapshot_compacted_away_runs_the_operation_again(memory_etcd: Any, config: MetaConfig) -> None:
+    etcd = memory_etcd()
+    with EtcdStore(config, etcd, max_ops=1000) as store:
+        attempts = []
+
+        def op(tx: MetaTxn) -> Any:
+            attempts.append(tx.get_inode(ROOT_ID))  # the snapshot is taken here
+            if len(attempts) == 1:
+                store.write_sync(lambda t: mkdir.mkdir(t, ROOT, split_path("/other"), mode=0o755))
+                etcd.compacted = etcd.revision  # etcd compacts past the snapshot
+            return mkdir.mkdir(tx, ROOT, split_path("/mine"), mode=0o755)
+
+        store.write_sync(op)
+        assert len(attempts) == 2 and store.stats["conflicts"] == 1
+        assert store.read(lambda tx: sorted(entry.name for entry in tx.entries(ROOT_ID))) == ["mine", "other"]

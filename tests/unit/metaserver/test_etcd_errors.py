@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from emberfs.common import errors as e
-from emberfs.metaserver.etcdkv.errors import LimitExceeded, OutcomeUnknown, classify
+from emberfs.metaserver.etcdkv.errors import LimitExceeded, OutcomeUnknown, RevisionCompacted, classify
 
 S = grpc.StatusCode
 
@@ -37,7 +37,7 @@ CASES = [
     # answers about the request itself
     (S.INVALID_ARGUMENT, "etcdserver: key is not provided", True, e.InvalidArgument, False, False),
     (S.INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request", True, e.InvalidArgument, False, False),
-    (S.OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted", False, e.FailedPrecondition,
+    (S.OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted", False, RevisionCompacted,
      False, False),
     (S.NOT_FOUND, "etcdserver: requested lease not found", True, e.NotFound, False, False),
     (S.RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded", True, e.NoSpace, False, False),
