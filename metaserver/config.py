@@ -102,6 +102,10 @@ class MetaConfig:
     etcd_endpoints: tuple[str, ...] = ()
     etcd_prefix: str = "emberfs/"
     etcd_max_txn_ops: int = 128  # etcd's --max-txn-ops: operations one transaction may hold
+    # A directory's mtime is not rewritten for an entry added or removed within this long
+    # of its last change (None: 0 on LMDB, 0.1 s on etcd, where every rewrite of a
+    # directory inode conflicts with each create racing in it; JuiceFS skips the same way).
+    dir_mtime_skip_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -144,9 +148,18 @@ class MetaConfig:
             raise InvalidArgument(
                 f"capability_ttl_s {self.capability_ttl_s!r} must be in [1, {MAX_CAPABILITY_TTL_S:g}]"
             )
+        if self.dir_mtime_skip_s is not None and not 0 <= self.dir_mtime_skip_s <= 60:
+            raise InvalidArgument(f"dir_mtime_skip_s {self.dir_mtime_skip_s!r} must be in [0, 60]")
         if self.log_level.upper() not in _LOG_LEVELS:
             raise InvalidArgument(f"log_level {self.log_level!r} is not one of {_LOG_LEVELS}")
         object.__setattr__(self, "log_level", self.log_level.upper())
+
+    @property
+    def dir_mtime_skip_ns(self) -> int:
+        skip = self.dir_mtime_skip_s
+        if skip is None:
+            skip = 0.1 if self.engine == "etcd" else 0.0
+        return int(skip * 1e9)
 
     @property
     def log_level_number(self) -> int:

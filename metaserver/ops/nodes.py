@@ -21,7 +21,7 @@ from ..config import check_chunk_size, check_stripe
 from ..txn import DIRECTORIES, FILES, NEXT_INODE, SYMLINKS, USED_BYTES, MetaTxn
 from .perm import S_ISGID, Caller
 
-__all__ = ["add_entry", "drop_link", "inherit_layout", "new_inode", "remove_entry", "touch"]
+__all__ = ["add_entry", "drop_link", "inherit_layout", "new_inode", "remove_entry", "touch", "touch_parent"]
 
 _COUNTER: dict[int, bytes] = {meta_pb2.FILE: FILES, meta_pb2.DIRECTORY: DIRECTORIES, meta_pb2.SYMLINK: SYMLINKS}
 
@@ -78,24 +78,33 @@ def new_inode(
     return inode
 
 
+def touch_parent(tx: MetaTxn, parent: meta_pb2.Inode, *, nlink_changed: bool) -> None:
+    """A directory whose entries changed: new times, stored; unless only its times would
+    change and it changed less than the config's dir_mtime_skip ago."""
+    if not nlink_changed and tx.now_ns - parent.mtime_ns < tx.config.dir_mtime_skip_ns:
+        return
+    touch(parent, tx.now_ns)
+    tx.put_inode(parent)
+
+
 def add_entry(tx: MetaTxn, parent: meta_pb2.Inode, name: str, child: meta_pb2.Inode) -> None:
     """Link child under parent as name; stores both."""
     tx.put_entry(parent.inode_id, name, child.inode_id, child.type)
-    if child.type == meta_pb2.DIRECTORY:
+    is_dir = child.type == meta_pb2.DIRECTORY
+    if is_dir:
         parent.nlink += 1
         child.parent_id = parent.inode_id
-    touch(parent, tx.now_ns)
-    tx.put_inode(parent)
+    touch_parent(tx, parent, nlink_changed=is_dir)
     tx.put_inode(child)
 
 
 def remove_entry(tx: MetaTxn, parent: meta_pb2.Inode, name: str, child: meta_pb2.Inode) -> None:
     """Unlink name from parent (the child itself is left to the caller); stores parent."""
     tx.delete_entry(parent.inode_id, name)
-    if child.type == meta_pb2.DIRECTORY:
+    is_dir = child.type == meta_pb2.DIRECTORY
+    if is_dir:
         parent.nlink -= 1
-    touch(parent, tx.now_ns)
-    tx.put_inode(parent)
+    touch_parent(tx, parent, nlink_changed=is_dir)
 
 
 def drop_link(tx: MetaTxn, inode: meta_pb2.Inode) -> None:
