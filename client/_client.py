@@ -35,13 +35,13 @@ from emberfs.proto import common_pb2, meta_pb2, mgmt_pb2
 
 from ._attrcache import DEFAULT_ATTR_TIMEOUT, AttrCache, Change
 from ._caps import CapabilityCache
-from ._datapath import DataPath, FileLayout, bounded_all
+from ._datapath import DataPath, FileLayout, FileSpans, bounded_all
 from ._errors import os_error
 from ._file import EmberFile
 from ._filehost import FileAttrs, OpenedFile
 from ._freshbytes import fresh_bytes
 from ._meta import Identity, MetaTransport
-from ._plan import read_plan, result_sizes
+from ._plan import FileReads, read_plan, result_sizes
 from ._retry import RetryPolicy
 from ._routing import RoutingCache
 from ._stat import StatFsResult, StatResult, stat_from_inode, statfs_from_response
@@ -72,6 +72,36 @@ def _list_page(
     return lambda h: meta_pb2.ListRequest(
         header=h, path=path, start_after=start_after, limit=_LIST_PAGE, with_attrs=with_attrs
     )
+
+
+class _RangesRead:
+    """The reads of one file's (path, offset, length) ranges in a `read_ranges` batch:
+    its chunk reads (`plan`), its results cut from what they returned (`results`), and
+    the whole read again as a `PathRead` (a re-read after a stale cached lookup)."""
+
+    def __init__(self, datapath: DataPath, ranges: list[tuple[str, int, int]]) -> None:
+        self._datapath, self._ranges = datapath, ranges
+        self._path = ranges[0][0]
+
+    def plan(self, attrs: FileAttrs, file: FileLayout, zero_filled: list[int] | None) -> tuple[FileReads, FileSpans]:
+        (plan,) = read_plan(self._ranges, {self._path: attrs.length}, {self._path: file.chunk_size})
+        return plan, FileSpans(file, [ChunkSpan(r.chunk_index, r.offset, r.length) for r in plan.reads], zero_filled)
+
+    def results(self, attrs: FileAttrs, plan: FileReads, chunks: Sequence[Any]) -> list[bytes]:
+        # Large results are filled in the bytes returned (_freshbytes.py), small ones joined.
+        results_of = [fresh_bytes(n) or (None, memoryview(bytearray(n)))
+                      for n in result_sizes(self._ranges, {self._path: attrs.length})]
+        for r, data in zip(plan.reads, chunks, strict=True):
+            source = memoryview(data)  # slices of a view copy nothing
+            for piece in r.pieces:
+                results_of[plan.range_indexes[piece.range_index]][1][
+                    piece.range_offset : piece.range_offset + piece.length
+                ] = source[piece.read_offset : piece.read_offset + piece.length]
+        return [result if result is not None else bytes(view) for result, view in results_of]
+
+    async def __call__(self, attrs: FileAttrs, file: FileLayout, zero_filled: list[int] | None) -> list[bytes]:
+        plan, spans = self.plan(attrs, file, zero_filled)
+        return self.results(attrs, plan, await self._datapath.read_batch(file, spans.spans, zero_filled))
 
 
 class ClientState(enum.Enum):
@@ -271,27 +301,34 @@ class Client:
 
     async def _read_by_path(self, path: str, read: PathRead[T]) -> T:
         """read(inode, file, zero_filled) on the file at path, looked up through the
-        attribute cache.
-
-        A cached answer can be stale (another client removed, replaced, truncated or
-        chmod-ed the file). When a read from one fails as if the file were gone or
-        refused, the entry is dropped and the read runs once more on a fresh Open. When
-        it found fewer bytes than the cached length promised (holes read as zeros: the
-        file may have shrunk, or its chunks been collected), the path is asked again:
-        the same file (inode, length, truncate version) keeps what was read, another
-        one is read again."""
+        attribute cache (what a cached answer may hide: `_settle_cached`)."""
         (inode, file), cached = await self._attrs.lookup(path, functools.partial(self._send_open_read, path))
         if not cached:
             return await self._data_call(path, read(inode, file, None))
         zero_filled: list[int] = []
         try:
-            result = await read(inode, file, zero_filled)
-        except (NotFound, PermissionDenied):
+            result: T | EmberError = await read(inode, file, zero_filled)
+        except EmberError as exc:
+            result = exc
+        return await self._settle_cached(path, inode, read, result, zero_filled)
+
+    async def _settle_cached(self, path: str, inode: FileAttrs, read: PathRead[T], result: T | EmberError,
+                             zero_filled: list[int]) -> T:
+        """What a read made from a cached lookup of path (`inode`) comes to.
+
+        A cached answer can be stale (another client removed, replaced, truncated or
+        chmod-ed the file). When the read failed as if the file were gone or refused, the
+        entry is dropped and the read runs once more on a fresh Open. When it found fewer
+        bytes than the cached length promised (`zero_filled`: holes read as zeros; the
+        file may have shrunk, or its chunks been collected), the path is asked again: the
+        same file (inode, length, truncate version) keeps what was read, another one is
+        read again."""
+        if isinstance(result, EmberError):
+            if not isinstance(result, (NotFound, PermissionDenied)):
+                raise os_error(result, path) from None
             self._attrs.drop(path)
             inode, file = await self._open_read(path, fresh=True)
             return await self._data_call(path, read(inode, file, None))
-        except EmberError as exc:
-            raise os_error(exc, path) from None
         if not zero_filled:
             return result
         self._attrs.drop(path)
@@ -308,14 +345,18 @@ class Client:
         return (await self._meta.send("GetCapability", request)).capability
 
     async def _data_call(self, path: str, work: Awaitable[T]) -> T:
-        """Run chunk I/O for path; its failures leave as the OSError family, with path.
-        A file gone or refused also drops path's cached attributes."""
+        """Run chunk I/O for path; its failures leave as the OSError family, with path."""
         try:
             return await work
         except EmberError as exc:
-            if isinstance(exc, (NotFound, PermissionDenied)):
-                self._attrs.drop(path)
-            raise os_error(exc, path) from None
+            raise self._data_error(path, exc) from None
+
+    def _data_error(self, path: str, exc: EmberError) -> OSError:
+        """A chunk I/O failure for path as an OSError; a file gone or refused also drops
+        path's cached attributes."""
+        if isinstance(exc, (NotFound, PermissionDenied)):
+            self._attrs.drop(path)
+        return os_error(exc, path)
 
     async def _read_bytes(self, file: FileLayout, spans: Sequence[ChunkSpan],
                           zero_filled: list[int] | None = None) -> bytes:
@@ -368,10 +409,12 @@ class Client:
     async def read_ranges(self, ranges: Sequence[tuple[str, int, int]]) -> list[bytes]:
         """Many (path, offset, length) reads in one call, results in request order.
 
-        Each file is looked up once; pieces of the ranges that share a chunk are fetched
-        by one chunk read, and on the bulk channel a file's small chunk reads on one chain
-        travel together in one READV (`DataPath.read_batch`); all of it runs concurrently
-        under the client's bounds.
+        Every file is looked up first (through the attribute cache, concurrently: one Open
+        per file missing from it); then pieces of the ranges that share a chunk are
+        fetched by one chunk read, and on the bulk channel the small chunk reads of all
+        the files that lie on one chain travel together in one READVM
+        (`DataPath.read_files`). A file that fails raises for the whole call (OSError with
+        its path); one whose cached answer was stale is looked up and read again alone.
         """
         ranges = [(path, int(offset), int(length)) for path, offset, length in ranges]
         for path, offset, length in ranges:
@@ -379,34 +422,29 @@ class Client:
         by_path: dict[str, list[int]] = {}
         for index, (path, _, _) in enumerate(ranges):
             by_path.setdefault(path, []).append(index)
+        looked = await bounded_all(
+            [functools.partial(self._attrs.lookup, p, functools.partial(self._send_open_read, p)) for p in by_path],
+            self._datapath.max_inflight)
+        files = []  # (path, its indexes, attrs, cached, its read, its plan, its spans)
+        for (path, indexes), ((attrs, layout), cached) in zip(by_path.items(), looked, strict=True):
+            read = _RangesRead(self._datapath, [ranges[i] for i in indexes])
+            files.append((path, indexes, attrs, cached, read, *read.plan(attrs, layout, [] if cached else None)))
+        outcomes = await self._datapath.read_files([spans for *_, spans in files])
         out: list[bytes] = [b""] * len(ranges)
 
-        async def one_file(path: str, indexes: list[int]) -> None:
-            mine = [ranges[i] for i in indexes]
-
-            async def read(inode: FileAttrs, file: FileLayout, zero_filled: list[int] | None) -> list[bytes]:
-                (plan,) = read_plan(mine, {path: inode.length}, {path: file.chunk_size})
-                # Large results are filled in the bytes returned (_freshbytes.py), small ones joined.
-                results_of = [fresh_bytes(n) or (None, memoryview(bytearray(n)))
-                              for n in result_sizes(mine, {path: inode.length})]
-                spans = [ChunkSpan(r.chunk_index, r.offset, r.length) for r in plan.reads]
-                results = await self._datapath.read_batch(file, spans, zero_filled)
-                for r, data in zip(plan.reads, results, strict=True):
-                    source = memoryview(data)  # slices of a view copy nothing
-                    for piece in r.pieces:
-                        results_of[plan.range_indexes[piece.range_index]][1][
-                            piece.range_offset : piece.range_offset + piece.length
-                        ] = source[piece.read_offset : piece.read_offset + piece.length]
-                return [result if result is not None else bytes(view) for result, view in results_of]
-
-            for i, data in zip(indexes, await self._read_by_path(path, read), strict=True):
+        async def settle(path: str, indexes: list[int], attrs: FileAttrs, cached: bool, read: _RangesRead,
+                         plan: FileReads, spans: FileSpans, outcome: list[Any] | EmberError) -> None:
+            result = outcome if isinstance(outcome, EmberError) else read.results(attrs, plan, outcome)
+            if cached:
+                result = await self._settle_cached(path, attrs, read, result, spans.zero_filled or [])
+            elif isinstance(result, EmberError):
+                raise self._data_error(path, result) from None
+            for i, data in zip(indexes, result, strict=True):
                 out[i] = data
 
-        # Files are looked up through the attribute cache (one Open per missing file,
-        # stale entries asked again as for a single read) and read concurrently.
-        await bounded_all(
-            [functools.partial(one_file, p, ix) for p, ix in by_path.items()], self._datapath.max_inflight
-        )
+        await bounded_all([functools.partial(settle, *file, outcome) for file, outcome in zip(files, outcomes,
+                                                                                            strict=True)],
+                          self._datapath.max_inflight)
         return out
 
     async def write_file(self, path: str, data: bytes | bytearray | memoryview, mode: int = 0o666) -> None:

@@ -14,9 +14,10 @@ Rules the data path keeps:
   another replica at once, and marks the replica a suspect for `SUSPECT_S` seconds so
   that other reads try it last (routing may list a dead server as SERVING until the
   manager notices, 3FS clients avoid such targets the same way).
-- A batch of small reads of one file (`read_batch`) travels as one READV per chain on the
-  bulk channel, to one replica chosen as above; each piece is CRC-checked, and any piece
-  it did not serve is read again alone by `read_chunk`, so the rules here still decide.
+- A batch of small reads, of one file or many (`read_files`), travels as one READVM per
+  chain on the bulk channel, to that chain's affine replica (`pick_affine_replica`); each
+  piece is CRC-checked, and any piece it did not serve is read again alone by
+  `read_chunk`, so the rules here still decide.
 - StaleChainVersion / NotChainHead / TargetNotServing refresh routing and retry;
   retries wait the client's `RetryPolicy` backoff and stop at its limits.
 - Bounds: at most `max_inflight` chunk requests of this client at once, and at most
@@ -43,7 +44,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import crc32c
 
@@ -63,6 +64,7 @@ from emberfs.proto import common_pb2, meta_pb2, storage_pb2
 
 from ._plan import (
     ReadvBatch,
+    ReadvPiece,
     effective_stripe,
     fill_chunk,
     live_suspects,
@@ -76,7 +78,7 @@ from ._caps import RIGHT_READ, RIGHT_WRITE, CapabilityCache
 from ._retry import RetryPolicy, chunk_retry
 from ._routing import RoutingCache
 
-__all__ = ["NO_CHAINS", "DataPath", "bounded_all", "recovered_length", "stored_end"]
+__all__ = ["NO_CHAINS", "DataPath", "FileSpans", "bounded_all", "recovered_length", "stored_end"]
 
 T = TypeVar("T")
 
@@ -130,6 +132,21 @@ class FileLayout:
         if not self.chain_ids:
             raise FailedPrecondition(NO_CHAINS)
         return chain_for_chunk(self.chain_ids, self.stripe, chunk_index)
+
+
+class FileSpans(NamedTuple):
+    """A file's part of a batched read (`DataPath.read_files`)."""
+
+    file: FileLayout
+    spans: Sequence[ChunkSpan]
+    zero_filled: list[int] | None = None  # as read_chunk's
+
+
+def _chain_or_none(file: FileLayout, chunk_index: int) -> int | None:
+    try:
+        return file.chain_of(chunk_index)
+    except EmberError:
+        return None
 
 
 class DataPath:
@@ -345,76 +362,126 @@ class DataPath:
 
     async def read_batch(self, file: FileLayout, spans: Sequence[ChunkSpan],
                          zero_filled: list[int] | None = None) -> list[Any]:
-        """Each span's bytes, holes and short ends as zeros, for many spans of one file.
+        """Each span's bytes, holes and short ends as zeros, for many spans of one file
+        (`read_files` of one file); a failure is raised as itself."""
+        (outcome,) = await self.read_files([FileSpans(file, spans, zero_filled)])
+        if isinstance(outcome, EmberError):
+            raise outcome
+        return outcome
 
-        On the bulk channel the small spans of one chain go out as one READV to one
-        replica (`readv_plan`); a piece that fails there (its own error, a bad CRC, or
-        the whole frame) is read again alone by `read_chunk`, whose retries, routing
-        refreshes and capability renewal then decide. Without the bulk channel, and for
-        large spans, every span goes alone. zero_filled: as read_chunk's."""
-        out: list[Any] = [None] * len(spans)
-        batches, alone = readv_plan(spans, file.chain_of) if self.pool.bulk is not None else ([], range(len(spans)))
+    async def read_files(self, batch: Sequence[FileSpans]) -> list[list[Any] | EmberError]:
+        """Each file's spans' bytes, holes and short ends as zeros, for a batch over many
+        files; a file whose reads failed gets its first EmberError instead, and the other
+        files are still read (the caller decides what a file's failure means).
+
+        On the bulk channel the small spans of one chain, whatever their file, go out as
+        one READVM to one replica (`readv_plan`, `_readv`); a piece that fails there (its
+        own error, a bad CRC, or the whole frame) is read again alone by `read_chunk`,
+        whose retries, routing refreshes and capability renewal then decide. Without the
+        bulk channel, and for large spans, every span goes alone."""
+        out: list[list[Any]] = [[None] * len(item.spans) for item in batch]
+        errors: list[EmberError | None] = [None] * len(batch)
+        where = [(f, i) for f, item in enumerate(batch) for i in range(len(item.spans))]
+        if self.pool.bulk is not None:
+            pieces = [ReadvPiece(_chain_or_none(batch[f].file, batch[f].spans[i].chunk_index), batch[f].file.inode_id,
+                                 batch[f].spans[i].length) for f, i in where]
+            batches, alone = readv_plan(pieces)
+        else:
+            batches, alone = [], list(range(len(where)))
+
+        async def read_file_alone(f: int, indexes: Sequence[int]) -> None:
+            item = batch[f]
+            jobs = [functools.partial(self.read_chunk, item.file, item.spans[i], None, item.zero_filled)
+                    for i in indexes]
+            try:
+                results = await bounded_all(jobs, self.max_inflight)
+            except EmberError as exc:
+                errors[f] = errors[f] or exc
+                return
+            for i, data in zip(indexes, results, strict=True):
+                out[f][i] = data
 
         async def read_alone(indexes: Sequence[int]) -> None:
-            jobs = [functools.partial(self.read_chunk, file, spans[i], None, zero_filled) for i in indexes]
-            for i, data in zip(indexes, await bounded_all(jobs, self.max_inflight), strict=True):
-                out[i] = data
+            by_file: dict[int, list[int]] = {}
+            for k in indexes:
+                f, i = where[k]
+                by_file.setdefault(f, []).append(i)
+            await bounded_all([functools.partial(read_file_alone, f, ix) for f, ix in by_file.items()],
+                              self.max_inflight)
 
-        async def read_together(batch: ReadvBatch) -> None:
-            await read_alone(await self._readv(file, spans, batch, out, zero_filled))
+        async def read_together(plan: ReadvBatch) -> None:
+            failed = await self._readv(batch, [where[k] for k in plan.indexes], plan.chain_id, out)
+            await read_alone([plan.indexes[k] for k in failed])
 
         await bounded_all([functools.partial(read_together, b) for b in batches]
                           + [functools.partial(read_alone, alone)], self.max_inflight)
-        return out
+        return [error if error is not None else results for error, results in zip(errors, out, strict=True)]
 
-    async def _readv(self, file: FileLayout, spans: Sequence[ChunkSpan], batch: ReadvBatch,
-                     out: list[Any], zero_filled: list[int] | None) -> list[int]:
-        """One READV for the batch's spans into `out`; the indexes of the pieces it did not serve."""
+    async def _readv(self, batch: Sequence[FileSpans], pieces: Sequence[tuple[int, int]], chain_id: int,
+                     out: list[list[Any]]) -> list[int]:
+        """One READVM for `pieces` ((file, span) positions in `batch`, all on `chain_id`)
+        into `out`; the positions in `pieces` of those it did not serve."""
         view = await self.routing.current()
         try:
-            chain = view.chain(batch.chain_id)
+            chain = view.chain(chain_id)
         except EmberError:
-            return list(batch.indexes)  # read_chunk refreshes routing and says what is wrong
+            return list(range(len(pieces)))  # read_chunk refreshes routing and says what is wrong
         suspects = live_suspects(self._suspects, self._clock())
-        target = pick_affine_replica(chain.serving, self._outstanding, file.inode_id, suspects)
+        # Affinity by chain, not by file: every batch's pieces of a chain meet one replica,
+        # one frame per chain, and one copy of each chunk warms in a page cache.
+        target = pick_affine_replica(chain.serving, self._outstanding, chain_id, suspects)
         if target is None or not view.bulk_address_of(target):
-            return list(batch.indexes)
-        blob = await self.caps.blob(file.inode_id, RIGHT_READ)
-        request = ReadvRequest(batch.chain_id, chain.chain_version, file.inode_id, target,
-                               [spans[i] for i in batch.indexes], blob)
-        self._outstanding[target] += len(batch.indexes)
+            return list(range(len(pieces)))
+        blobs: dict[int, bytes] = {}  # inode -> capability, in file-table order
+        for inode_id in dict.fromkeys(batch[f].file.inode_id for f, _ in pieces):
+            with contextlib.suppress(EmberError, OSError):  # its pieces go alone: read_chunk says why
+                blobs[inode_id] = await self.caps.blob(inode_id, RIGHT_READ)
+        table = {inode_id: n for n, inode_id in enumerate(blobs)}
+        failed = [k for k, (f, _) in enumerate(pieces) if batch[f].file.inode_id not in table]
+        sent = [k for k, (f, _) in enumerate(pieces) if batch[f].file.inode_id in table]
+        if not sent:
+            return failed
+        reads = [(table[batch[f].file.inode_id], *batch[f].spans[i]) for f, i in (pieces[k] for k in sent)]
+        request = ReadvRequest(chain_id, chain.chain_version, target, list(blobs.items()), reads)
+        self._outstanding[target] += len(sent)
         try:
             results = await self._send(view, target, "ReadV", request)
         except EmberError as error:
-            await self._readv_failed(view, target, error, file.inode_id, blob)
-            return list(batch.indexes)
+            await self._readv_failed(view, target, error, blobs)
+            return list(range(len(pieces)))
         finally:
-            self._outstanding[target] -= len(batch.indexes)
-        failed, bad = [], False
-        for i, result in zip(batch.indexes, results, strict=True):
-            data, length = result.data, spans[i].length
+            self._outstanding[target] -= len(sent)
+        bad = False
+        for k, result in zip(sent, results, strict=True):
+            f, i = pieces[k]
+            item = batch[f]
+            data, span = result.data, item.spans[i]
             if result.status != w.STATUS_OK:
-                failed.append(i)
-            elif len(data) > length or (self.verify_crc and result.exists and crc32c.crc32c(data) != result.crc32c):
-                failed.append(i)
+                failed.append(k)
+                if w.decode_error(result.error)[0] == CapabilityRefused.code:  # renewed by its first re-read
+                    self.caps.drop(item.file.inode_id, RIGHT_READ, blobs[item.file.inode_id])
+            elif len(data) > span.length or (self.verify_crc and result.exists
+                                              and crc32c.crc32c(data) != result.crc32c):
+                failed.append(k)
                 bad = True
             else:
-                out[i] = fill_chunk(data, result.exists, length)
-                if zero_filled is not None and (not result.exists or len(data) < length):
-                    zero_filled.append(spans[i].chunk_index)
+                out[f][i] = fill_chunk(data, result.exists, span.length)
+                if item.zero_filled is not None and (not result.exists or len(data) < span.length):
+                    item.zero_filled.append(span.chunk_index)
         if bad:  # as read_chunk after a bad CRC: other reads try this replica last for a while
             self._suspects[target] = self._clock() + SUSPECT_S
         else:
             self._suspects.pop(target, None)
         return failed
 
-    async def _readv_failed(self, view: RoutingView, target: int, error: EmberError, inode_id: int,
-                            blob: bytes) -> None:
-        """What a failed READV teaches the single reads that follow it: the retry policy's
+    async def _readv_failed(self, view: RoutingView, target: int, error: EmberError,
+                            blobs: dict[int, bytes]) -> None:
+        """What a failed READVM teaches the single reads that follow it: the retry policy's
         step for a first failure (avoid the replica, refresh routing); a refused
         capability is renewed by the first of them."""
         if isinstance(error, CapabilityRefused):
-            self.caps.drop(inode_id, RIGHT_READ, blob)
+            for inode_id, blob in blobs.items():
+                self.caps.drop(inode_id, RIGHT_READ, blob)
         step = chunk_retry(self.retry, 1, error, self.timeout, self._rand(), other_replica=True)
         if step is None:
             return

@@ -7,8 +7,8 @@ Layout rules come from `emberfs.common.layout` (chunk *i* lives on
 - `read_plan`: (path, offset, length) ranges of several files -> one `FileReads` per
   file, each a list of coalesced `ChunkRead`s (one request per contiguous run of bytes
   per chunk), clipped at the file's length as pread(2) is.
-- `readv_plan`: which chunk reads of one file travel together in one READV (small
-  pieces of one chain, within the frame's limits) and which go alone.
+- `readv_plan`: which chunk reads of a batch (of one file or many) travel together in
+  one READVM (small pieces of one chain, within the frame's limits) and which go alone.
 - `truncate_plan`: the chunk to cut and the chunks to drop when a file's length moves.
 - `pick_replica` / `replica_order`: least outstanding requests first, skipping replicas
   that failed this request or recently failed any (`suspects`).
@@ -17,17 +17,18 @@ Layout rules come from `emberfs.common.layout` (chunk *i* lives on
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from emberfs.common.bulkwire import MAX_READV_BYTES, MAX_READV_READS
-from emberfs.common.layout import ChunkRead, ChunkSpan, coalesce_ranges
+from emberfs.common.bulkwire import MAX_READV_BYTES, MAX_READV_FILES, MAX_READV_READS
+from emberfs.common.layout import ChunkRead, coalesce_ranges
 
 __all__ = [
     "READV_PIECE_MAX",
     "FileReads",
     "ReadvBatch",
+    "ReadvPiece",
     "TruncatePlan",
     "chunk_count",
     "chunks_to_remove",
@@ -119,44 +120,56 @@ def result_sizes(ranges: Sequence[tuple[str, int, int]], lengths: Mapping[str, i
     return [max(0, min(length, lengths[path] - offset)) for path, offset, length in ranges]
 
 
+class ReadvPiece(NamedTuple):
+    """What `readv_plan` needs of one chunk read of a batch."""
+
+    chain_id: int | None  # None: unknown (a file without chains); the read goes alone and says why
+    inode_id: int
+    length: int
+
+
 @dataclass(frozen=True, slots=True)
 class ReadvBatch:
-    """Pieces of one file on one chain that one READV asks for."""
+    """Pieces of one chain, of one file or several, that one READVM asks for."""
 
     chain_id: int
-    indexes: tuple[int, ...]  # positions in the spans given to readv_plan
+    indexes: tuple[int, ...]  # positions in the pieces given to readv_plan
 
 
 def readv_plan(
-    spans: Sequence[ChunkSpan],
-    chain_of: Callable[[int], int],
+    pieces: Sequence[ReadvPiece],
     *,
     piece_max: int = READV_PIECE_MAX,
     max_reads: int = MAX_READV_READS,
     max_bytes: int = MAX_READV_BYTES,
+    max_files: int = MAX_READV_FILES,
 ) -> tuple[list[ReadvBatch], list[int]]:
-    """(batches, alone): the spans of one file grouped by chain (`chain_of(chunk_index)`)
-    into READVs of at most `max_reads` pieces and `max_bytes` bytes, in the spans' order;
-    `alone` lists the spans read on their own: those over `piece_max` bytes, and a piece
-    that would make a batch of one."""
+    """(batches, alone): the pieces grouped by chain, whatever their file, into READVMs of
+    at most `max_reads` pieces, `max_bytes` bytes and `max_files` inodes, in the pieces'
+    order; `alone` lists the pieces read on their own: those over `piece_max` bytes,
+    those of no known chain, and a piece that would make a batch of one."""
     by_chain: dict[int, list[int]] = {}
     alone: list[int] = []
-    for index, span in enumerate(spans):
-        if span.length > piece_max:
+    for index, piece in enumerate(pieces):
+        if piece.length > piece_max or piece.chain_id is None:
             alone.append(index)
         else:
-            by_chain.setdefault(chain_of(span.chunk_index), []).append(index)
+            by_chain.setdefault(piece.chain_id, []).append(index)
     batches: list[ReadvBatch] = []
     for chain_id, indexes in by_chain.items():
         group: list[int] = []
         size = 0
+        inodes: set[int] = set()
         for index in indexes:
-            length = spans[index].length
-            if group and (len(group) == max_reads or size + length > max_bytes):
+            piece = pieces[index]
+            new_file = piece.inode_id not in inodes
+            if group and (len(group) == max_reads or size + piece.length > max_bytes
+                          or (new_file and len(inodes) == max_files)):
                 batches.append(ReadvBatch(chain_id, tuple(group)))
-                group, size = [], 0
+                group, size, inodes = [], 0, set()
             group.append(index)
-            size += length
+            size += piece.length
+            inodes.add(piece.inode_id)
         batches.append(ReadvBatch(chain_id, tuple(group)))
     alone += [b.indexes[0] for b in batches if len(b.indexes) == 1]
     return [b for b in batches if len(b.indexes) > 1], sorted(alone)

@@ -6,8 +6,9 @@ to their successors. `BulkPool.call(address, method, request, timeout=)` has the
 shape of `StoragePool.call` and returns the same reply types (a read's reply is a
 `BulkReadReply` whose `data` is a bytearray filled in place by the socket), so the
 callers pick a transport and nothing else changes. "ReadV" (a `ReadvRequest`, many
-pieces of one inode on one target) has no gRPC twin; its reply is the list of
-`bulkwire.ReadvResult`, one per piece, each piece's data a view of one payload.
+pieces of many inodes on one target, sent as a READVM frame) has no gRPC twin; its reply
+is the list of `bulkwire.ReadvResult`, one per piece, each piece's data a view of one
+payload. `BulkPool.frames` counts the frames sent, by method.
 
 Receiving: frames land in a staging buffer; a payload that has not fully arrived
 gets its own bytearray and the socket fills the rest of it directly (`BufferedProtocol`),
@@ -148,14 +149,15 @@ class BulkReadReply:
 
 @dataclass(slots=True)
 class ReadvRequest:
-    """A READV: pieces (chunk index, offset, length) of one inode on one target of a chain."""
+    """A READVM: pieces of many inodes on one target of a chain. `files` is the file
+    table, (inode id, capability) per inode; each read is (file index, chunk index,
+    offset, length)."""
 
     chain_id: int
     chain_version: int
-    inode_id: int
     target_id: int
-    reads: Sequence[tuple[int, int, int]]
-    capability: bytes = b""
+    files: Sequence[tuple[int, bytes]]
+    reads: Sequence[tuple[int, int, int, int]]
 
 
 # A reply: its head, its ext, and its payload (bytes of our own, or a view of the
@@ -348,6 +350,7 @@ class BulkPool:
         self._connecting: dict[tuple[str, int], asyncio.Task[_Connection]] = {}
         self._turn = itertools.count()
         self._closed = False
+        self.frames: collections.Counter[str] = collections.Counter()  # frames sent, by method
 
     async def _connection(self, address: str, timeout: float) -> _Connection:
         slots = self._connections.setdefault(address, [None] * self._per_address)
@@ -408,6 +411,7 @@ class BulkPool:
         except TimeoutError:
             raise Unavailable(f"cannot open the bulk channel to {address}: timed out") from None
         head, ext, payload = _encode(method, request)
+        self.frames[method] += 1
         reply, rext, rpayload = await conn.request(head, ext, payload, timeout, into if method == "Read" else None)
         if reply.status != w.STATUS_OK:
             code, message = w.decode_error(rext)
@@ -446,9 +450,9 @@ def _encode(method: str, request: Any) -> tuple[w.Request, bytes, Any]:
         ext = w.pack_client_ext(request.capability, request.header.SerializeToString())
         return _update_head(w.OP_WRITE, request), ext, request.data
     if method == "ReadV":
-        head = w.Request(w.OP_READV, 0, chain_id=request.chain_id, chain_version=request.chain_version,
-                         inode_id=request.inode_id, target_id=request.target_id)
-        return head, w.pack_client_ext(request.capability), w.pack_readv_reads(request.reads)
+        head = w.Request(w.OP_READVM, 0, chain_id=request.chain_id, chain_version=request.chain_version,
+                         target_id=request.target_id)
+        return head, w.pack_readv_files(request.files), w.pack_readvm_reads(request.reads)
     if method == "Forward":
         u = request.update
         head = _update_head(w.OP_FORWARD, u)

@@ -31,8 +31,17 @@ piece (READV_RESULT: status, flags, error length, chunk length, commit version, 
 CRC32C of exactly the bytes returned, their length), then the error texts of the
 failed pieces, then the pieces' bytes, all in request order. A piece's failure is that
 piece's error; only a frame the server cannot take at all (a bad capability, a bad
-piece table) gets an error frame. The frame layout did not change, so VERSION did not:
-a server that predates READV answers it as any unknown op (InvalidArgument).
+piece table) gets an error frame.
+
+READVM reads pieces of many inodes on one target (the header's chain id, chain version
+and target id apply to all; its inode id is 0). Its ext is the file table: `u16 count`,
+then per file `u64 inode id, u16 capability length, capability` (1 to MAX_READV_FILES
+distinct inodes); its payload one `u32 file index, u32 chunk index, u32 offset,
+u32 length` per piece, under READV's limits; its answer is READV's. A file whose
+capability is refused fails its own pieces only.
+
+Neither changed the frame layout, so VERSION did not: a server that predates an op
+answers it as any unknown op (InvalidArgument) and the client reads those pieces alone.
 
 A malformed header (bad magic, lengths past the caps) cannot be skipped safely, so
 the peer answers with an error frame where it can and closes the connection; an
@@ -50,19 +59,23 @@ __all__ = [
     "FRAME_MAGIC",
     "HELLO",
     "HELLO_MAGIC",
+    "MAX_CAPABILITY",
     "MAX_EXT",
     "MAX_PAYLOAD",
     "MAX_TOKEN",
     "OP_FORWARD",
     "MAX_READV_BYTES",
     "MAX_READV_ERROR",
+    "MAX_READV_FILES",
     "MAX_READV_READS",
     "OP_NAMES",
     "OP_READ",
     "OP_READV",
+    "OP_READVM",
     "OP_WRITE",
     "REQUEST",
     "READV_READ",
+    "READVM_READ",
     "READV_RESULT",
     "RESPONSE",
     "STATUS_ERROR",
@@ -81,12 +94,16 @@ __all__ = [
     "split_client_ext",
     "pack_client_ext",
     "pack_hello",
+    "pack_readv_files",
     "pack_readv_reads",
+    "pack_readvm_reads",
     "pack_readv_results",
     "pack_request",
     "pack_response",
     "unpack_hello",
+    "unpack_readv_files",
     "unpack_readv_reads",
+    "unpack_readvm_reads",
     "unpack_readv_results",
     "unpack_request",
     "unpack_response",
@@ -100,7 +117,8 @@ OP_READ = 1
 OP_WRITE = 2  # a client's update at the chain head (storage_pb2.WriteRequest)
 OP_FORWARD = 3  # a chain peer's update (storage_pb2.ForwardRequest)
 OP_READV = 4  # many small reads of one inode on one target, one answer
-OP_NAMES = {OP_READ: "READ", OP_WRITE: "WRITE", OP_FORWARD: "FORWARD", OP_READV: "READV"}
+OP_READVM = 5  # many small reads of many inodes on one target, one answer
+OP_NAMES = {OP_READ: "READ", OP_WRITE: "WRITE", OP_FORWARD: "FORWARD", OP_READV: "READV", OP_READVM: "READVM"}
 
 STATUS_OK = 0
 STATUS_ERROR = 1
@@ -113,6 +131,8 @@ MAX_TOKEN = 4096
 MAX_READV_READS = 1024
 MAX_READV_BYTES = 32 * 1024 * 1024  # asked by one READV: its answer stays below MAX_PAYLOAD
 MAX_READV_ERROR = 1024  # one piece's error text
+MAX_READV_FILES = 256  # inodes in one READVM: its file table stays well inside MAX_EXT
+MAX_CAPABILITY = 160  # one file's capability in a READVM (common/capability.py's are 54 bytes)
 
 HELLO = struct.Struct("<4sHHI")
 # magic, op, kind, request id, chain id, chunk index, chain version, inode id,
@@ -123,6 +143,8 @@ REQUEST = struct.Struct("<HBBQIIQQIIIIQQQII")
 # ext length, payload length
 RESPONSE = struct.Struct("<HBBQQIIII")
 READV_READ = struct.Struct("<III")  # chunk index, offset, length
+READVM_READ = struct.Struct("<IIII")  # file index, chunk index, offset, length
+READVM_FILE = struct.Struct("<QH")  # inode id, capability length (the capability follows)
 # status, flags, error length, chunk length, commit version, crc32c, data length
 READV_RESULT = struct.Struct("<BBHIQII")
 
@@ -229,6 +251,7 @@ def _check_lengths(ext_length: int, payload_length: int) -> None:
 
 
 _CAP_LENGTH = struct.Struct("<H")
+_FILE_COUNT = struct.Struct("<H")
 
 
 def pack_client_ext(capability: bytes, rest: bytes = b"") -> bytes:
@@ -301,6 +324,61 @@ def unpack_readv_reads(payload: bytes | memoryview) -> list[tuple[int, int, int]
     asked = sum(length for _, _, length in reads)
     if asked > MAX_READV_BYTES:
         raise ValueError(f"a READV asks for {asked} bytes; the limit is {MAX_READV_BYTES}")
+    return reads
+
+
+def pack_readv_files(files: Sequence[tuple[int, bytes]]) -> bytes:
+    """A READVM's ext: the file table, (inode id, capability) per file."""
+    return _FILE_COUNT.pack(len(files)) + b"".join(
+        READVM_FILE.pack(inode_id, len(capability)) + capability for inode_id, capability in files)
+
+
+def unpack_readv_files(ext: bytes | memoryview) -> list[tuple[int, bytes]]:
+    """The file table of a READVM's ext; ValueError when it is malformed or over a limit."""
+    view = memoryview(ext).cast("B")
+    if len(view) < _FILE_COUNT.size:
+        raise ValueError(f"a READVM file table of {len(view)} bytes has no count")
+    (count,) = _FILE_COUNT.unpack_from(view)
+    if not 1 <= count <= MAX_READV_FILES:
+        raise ValueError(f"a READVM names {count} files; it names 1 to {MAX_READV_FILES}")
+    files: list[tuple[int, bytes]] = []
+    at = _FILE_COUNT.size
+    for _ in range(count):
+        if at + READVM_FILE.size > len(view):
+            raise ValueError(f"a READVM file table of {len(view)} bytes ends inside file {len(files)}")
+        inode_id, length = READVM_FILE.unpack_from(view, at)
+        at += READVM_FILE.size
+        if length > MAX_CAPABILITY or at + length > len(view):
+            raise ValueError(f"file {len(files)} of a READVM announces a capability of {length} bytes")
+        files.append((inode_id, bytes(view[at:at + length])))
+        at += length
+    if at != len(view):
+        raise ValueError(f"a READVM file table has {len(view) - at} bytes past its {count} files")
+    if len({inode_id for inode_id, _ in files}) != count:
+        raise ValueError("a READVM names an inode twice")
+    return files
+
+
+def pack_readvm_reads(reads: Sequence[tuple[int, int, int, int]]) -> bytes:
+    """A READVM payload: (file index, chunk index, offset, length) per piece."""
+    return b"".join(READVM_READ.pack(*read) for read in reads)
+
+
+def unpack_readvm_reads(payload: bytes | memoryview, files: int) -> list[tuple[int, int, int, int]]:
+    """The pieces of a READVM payload whose file table names `files` files; ValueError
+    when it is malformed, over a limit, or names a file past the table."""
+    size = READVM_READ.size
+    if not payload or len(payload) % size:
+        raise ValueError(f"a READVM payload is a non-empty list of {size}-byte reads, not {len(payload)} bytes")
+    if len(payload) > MAX_READV_READS * size:
+        raise ValueError(f"a READVM asks for {len(payload) // size} reads; the limit is {MAX_READV_READS}")
+    reads = list(READVM_READ.iter_unpack(payload))
+    asked = sum(read[3] for read in reads)
+    if asked > MAX_READV_BYTES:
+        raise ValueError(f"a READVM asks for {asked} bytes; the limit is {MAX_READV_BYTES}")
+    worst = max(read[0] for read in reads)
+    if worst >= files:
+        raise ValueError(f"a READVM piece names file {worst} of a table of {files}")
     return reads
 
 

@@ -9,7 +9,8 @@ CRAQ operator, so both transports share every rule. Per connection:
   token (PermissionDenied error frame; the connection goes on), and READ and WRITE
   frames need a capability for their inode in their ext (access.py; CapabilityRefused
   error frame, nothing written, the connection goes on), and so do READV frames
-  (readv.py: many reads of one inode, one answer);
+  (readv.py: many reads of one inode, one answer); a READVM (many reads of many
+  inodes) carries one per inode, and a refused one fails that inode's pieces only;
 - requests are pipelined: each runs as its own task and answers with its request id;
 - a header that breaks the protocol (bad magic, lengths past the caps) gets an error
   frame and the connection closes; an unknown op or a refused request gets its error
@@ -49,7 +50,7 @@ from emberfs.proto import storage_pb2
 
 from .access import RIGHT_READ, RIGHT_WRITE, AccessGuard
 from .craq import Operator
-from .readv import serve_readv
+from .readv import serve_readv, serve_readvm
 from .region import native_sendfile
 
 __all__ = ["MAX_INFLIGHT", "MAX_INFLIGHT_BYTES", "MIN_RATE", "SERVER_BUDGET", "STALL_S", "BulkServer"]
@@ -369,6 +370,8 @@ class _ServerConnection(asyncio.BufferedProtocol):
             if guard is not None:
                 right = RIGHT_WRITE if head.op == w.OP_WRITE else RIGHT_READ
                 guard.check(self.principal, capability, head.inode_id, right)
+        if head.op == w.OP_READVM:
+            return w.Response(head.request_id), await serve_readvm(op, head, ext, payload, self._authorize_read)
         if head.op == w.OP_READV:
             if ext:
                 raise InvalidArgument("a READV frame carries nothing in its ext past the capability")
@@ -404,6 +407,11 @@ class _ServerConnection(asyncio.BufferedProtocol):
                               crc32c=reply.chunk_crc32c), b""
         raise InvalidArgument(f"unknown bulk op {head.op}")
 
+
+    def _authorize_read(self, inode_id: int, capability: bytes) -> None:
+        """A READVM file's check: CapabilityRefused unless this peer may read the inode."""
+        if self.server.guard is not None:
+            self.server.guard.check(self.principal, capability, inode_id, RIGHT_READ)
 
     # -- slow peers ---------------------------------------------------------------------
 

@@ -406,6 +406,52 @@ def test_raw_readv_frames_need_a_capability_for_their_inode(cluster: LocalCluste
     assert [bytes(r.data) for r in results[:2]] == [before[:10], before[10:100]]
 
 
+def test_raw_readvm_frames_check_each_inodes_capability_and_refuse_only_its_pieces(cluster: LocalCluster) -> None:
+    """READVM (pieces of many inodes, one frame) carries a capability per inode and the
+    server checks each once: the pieces of the secret file, whose capability is missing,
+    forged, expired or alice's, fail with CapabilityRefused and carry no byte; alice's
+    pieces in the same frame are served."""
+    spot = Spot(cluster)
+    _run(spot.load())
+    host, _, port = spot.bulk_address.rpartition(":")
+
+    async def first_bytes() -> bytes:
+        async with Client(cluster.meta_address, token=TOKENS["alice"]) as alice:
+            return await alice.read_range("/open/alice", 0, 100)
+
+    before = _run(first_bytes())
+    now_ms = int(time.time() * 1000)
+    secret_caps = {
+        "no capability": b"",
+        "forged": capability.sign(1, b"not the cluster key, 32 bytes!!!", spot.secret, 1, now_ms + 60_000),
+        "expired": _signed_with_cluster_key(cluster, spot.secret, 1, now_ms - 1),
+        "other inode (alice's)": spot.alice_read.blob,
+    }
+    # file 0: the secret file, file 1: alice's; pieces of both, interleaved
+    pieces = w.pack_readvm_reads([(0, 0, 0, 10), (1, 0, 0, 10), (0, 0, 10, 90), (1, 0, 10, 90)])
+    answers = {}
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(w.pack_hello(w.VERSION, 0, TOKENS["alice"].encode()))
+        hello = w.unpack_hello(_exactly(sock, w.HELLO.size), max_body=w.MAX_EXT)
+        _exactly(sock, hello.body_length)
+        assert hello.field == w.STATUS_OK
+        for request_id, (case, cap) in enumerate(secret_caps.items(), start=1):
+            ext = w.pack_readv_files([(spot.secret, cap), (spot.alice_file, spot.alice_read.blob)])
+            head = w.Request(w.OP_READVM, request_id, chain_id=spot.chain.chain_id,
+                             chain_version=spot.chain.chain_version, target_id=spot.head,
+                             ext_length=len(ext), payload_length=len(pieces))
+            sock.sendall(w.pack_request(head) + ext + pieces)
+            reply = w.unpack_response(_exactly(sock, w.RESPONSE.size))
+            assert (reply.request_id, reply.status) == (request_id, w.STATUS_OK)
+            _exactly(sock, reply.ext_length)
+            answers[case] = w.unpack_readv_results(_exactly(sock, reply.payload_length), 4)
+    for case, results in answers.items():
+        secret, mine = results[0::2], results[1::2]
+        assert [w.decode_error(r.error)[0] for r in secret] == ["CapabilityRefused"] * 2, case
+        assert all(len(r.data) == 0 for r in secret), case
+        assert [bytes(r.data) for r in mine] == [before[:10], before[10:100]], case
+
+
 def test_a_good_capability_reads_and_writes(cluster: LocalCluster) -> None:
     """The other side of the table: alice's own capabilities work raw, on both transports."""
 

@@ -9,10 +9,12 @@ still go out), on a 3-node cluster with 2 targets per node (two 3-replica chains
   is read again from a good replica;
 - raw READV frames: per-piece answers with their CRC32C, a stale chain version as each
   piece's error, malformed or over-limit piece tables refused with the connection going on;
-- gRPC transport: the old per-chunk path, same bytes;
-- kill -9 of storage servers while a reader runs (own cluster; the manager still lists
-  them SERVING): every batch stays exact.
-The capability side (a READV needs one for its inode) is in test_auth_datapath.py.
+- raw READVM frames (many inodes): each piece answered from its own inode; malformed
+  file tables refused with the connection going on;
+- gRPC transport: the old per-chunk path, same bytes.
+A client sends READVM only (op 4 is served for older clients). Batches over many files,
+stale cached files and killed servers are in test_readv_files.py; the capability side
+(one per inode) in test_auth_datapath.py.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def test_a_chunk_corrupted_on_one_replica_is_read_from_another(cluster: LocalClu
             return [await fs.read_ranges([("/corrupt", o, n) for o, n in ranges]) for _ in range(2)]
 
     frames.clear()
-    # A file's READVs go to its own replica (pick_affine_replica): corrupt each replica in
+    # A chain's READVMs go to its own replica (pick_affine_replica): corrupt each replica in
     # turn, so one of the turns is the replica asked.
     for replica in replicas:
         with open(replica, "r+b") as f:  # one bit of one replica
@@ -248,59 +250,32 @@ def test_raw_readv_frames(cluster: LocalCluster) -> None:
     # The same connection goes on serving.
     reply, _, payload = readv(9, [(k, 5, 5)])
     assert bytes(w.unpack_readv_results(payload, 1)[0].data) == chunk[5:10]
+
+    def readvm(request_id: int, files: bytes, reads: bytes) -> tuple[w.Response, bytes, bytes]:
+        head = w.Request(w.OP_READVM, request_id, chain_id=chain.chain_id, chain_version=chain.chain_version,
+                         target_id=target)
+        return raw.ask(head, files, reads)
+
+    # Two inodes in one frame: the file's, and one that holds nothing (every piece a hole).
+    reply, ext, payload = readvm(10, w.pack_readv_files([(inode, b""), (inode + 10**9, b"")]),
+                                 w.pack_readvm_reads([(0, k, 0, 100), (1, k, 0, 100), (0, k, 100, 20)]))
+    assert (reply.status, ext) == (w.STATUS_OK, b"")
+    results = w.unpack_readv_results(payload, 3)
+    assert [bytes(r.data) for r in results] == [chunk[:100], b"", chunk[100:120]]
+    assert [r.exists for r in results] == [True, False, True]
+    one = w.pack_readv_files([(inode, b"")])
+    for request_id, (files, reads) in enumerate([
+        (b"", w.pack_readvm_reads([(0, k, 0, 1)])),  # no file table
+        (w.pack_readv_files([(inode, b""), (inode, b"")]), w.pack_readvm_reads([(0, k, 0, 1)])),  # an inode twice
+        (one + b"\0", w.pack_readvm_reads([(0, k, 0, 1)])),  # bytes past the table
+        (one, w.pack_readvm_reads([(1, k, 0, 1)])),  # a piece of a file past the table
+        (one, w.pack_readvm_reads([(0, k, 0, w.MAX_READV_BYTES), (0, k, 0, 1)])),  # over the byte limit
+    ], start=11):
+        reply, ext, _ = readvm(request_id, files, reads)
+        assert reply.status == w.STATUS_ERROR and w.decode_error(ext)[0] == "InvalidArgument", ext
+    reply, _, payload = readvm(20, one, w.pack_readvm_reads([(0, k, 5, 5)]))
+    assert bytes(w.unpack_readv_results(payload, 1)[0].data) == chunk[5:10]
     raw.sock.close()
-
-
-# -- dead servers -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def slow_failover(tmp_path: Path) -> Iterator[LocalCluster]:
-    """The manager waits a minute before it calls a server dead: routing keeps listing the
-    killed servers' targets as SERVING for the whole test."""
-    c = LocalCluster(tmp_path / "cluster", nodes=3, replicas=3, chunk_size=CS, heartbeat_timeout=60.0)
-    c.start(timeout=60.0)
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-def test_batches_stay_exact_while_storage_servers_are_killed(slow_failover: LocalCluster,
-                                                              frames: Counter[str]) -> None:
-    c = slow_failover
-    data = os.urandom(16 * CS)
-    rng = random.Random(5)
-
-    async def go() -> int:
-        async with _client(c) as fs:
-            await fs.write_file("/victim", data)
-            batches = 0
-
-            async def reader(stop: asyncio.Event) -> None:
-                nonlocal batches
-                while not stop.is_set() or batches < 30:
-                    ranges = _ranges(rng, len(data), 40)
-                    got = await fs.read_ranges([("/victim", o, n) for o, n in ranges])
-                    assert got == [data[o:o + n] for o, n in ranges]
-                    batches += 1
-                    assert batches < 10_000
-
-            stop = asyncio.Event()
-            task = asyncio.create_task(reader(stop))
-            while batches < 10:
-                await asyncio.sleep(0.01)
-            c.storage[0].kill()  # while READVs are in flight
-            seen = batches
-            while batches < seen + 10:
-                await asyncio.sleep(0.01)
-            c.storage[2].kill()
-            stop.set()
-            await task
-            return batches
-
-    assert run(go(), timeout=240) >= 30
-    assert frames["ReadV"] >= 30 and frames["Read"] >= 1, frames  # some pieces were re-read alone
 
 
 def _evict(root: Path) -> int:

@@ -71,6 +71,90 @@ def test_any_bytes_are_a_piece_table_or_a_value_error(payload: bytes) -> None:
     assert w.pack_readv_reads(reads) == payload
 
 
+# -- READVM: the file table and its pieces -------------------------------------------------
+
+CAP = bytes(range(54))  # a capability's size (common/capability.py)
+
+
+def test_readvm_layout_is_the_documented_one() -> None:
+    assert w.READVM_READ.size == 16
+    assert w.pack_readvm_reads([(1, 7, 0x100, 0x4000)]) == struct.pack("<IIII", 1, 7, 0x100, 0x4000)
+    assert w.pack_readv_files([(9, b"cap"), (2**64 - 1, b"")]) == (
+        struct.pack("<H", 2) + struct.pack("<QH", 9, 3) + b"cap" + struct.pack("<QH", 2**64 - 1, 0))
+
+
+@pytest.mark.parametrize("files", [
+    [(1, b"")],  # no tokens: no capability
+    [(1, CAP), (2, CAP), (3, b"")],
+    [(i, b"c" * w.MAX_CAPABILITY) for i in range(w.MAX_READV_FILES)],  # both limits exactly
+])
+def test_file_table_round_trips(files: list[tuple[int, bytes]]) -> None:
+    ext = w.pack_readv_files(files)
+    assert w.unpack_readv_files(ext) == files
+    assert len(ext) <= w.MAX_EXT
+
+
+@pytest.mark.parametrize("ext, message", [
+    (b"", "has no count"),
+    (b"\0", "has no count"),
+    (struct.pack("<H", 0), "names 0 files"),
+    (w.pack_readv_files([(i, b"") for i in range(w.MAX_READV_FILES + 1)]), f"1 to {w.MAX_READV_FILES}"),
+    (w.pack_readv_files([(1, CAP)])[:-1], "capability of 54 bytes"),  # the capability cut short
+    (w.pack_readv_files([(1, CAP)])[:5], "ends inside file 0"),
+    (struct.pack("<H", 2) + w.pack_readv_files([(1, CAP)])[2:], "ends inside file 1"),  # one file fewer than said
+    (w.pack_readv_files([(1, CAP)]) + b"x", "1 bytes past its 1 files"),
+    (w.pack_readv_files([(1, b"c" * (w.MAX_CAPABILITY + 1))]), "capability of 161 bytes"),
+    (w.pack_readv_files([(1, CAP), (2, b""), (1, b"")]), "an inode twice"),
+])
+def test_bad_file_tables_are_refused(ext: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        w.unpack_readv_files(ext)
+
+
+@pytest.mark.parametrize("reads, files", [
+    ([(0, 0, 0, 1)], 1),
+    ([(2, 1, 2, 3), (0, 4, 5, 6), (2, 1, 2, 3)], 3),  # the same piece twice is allowed: answered twice
+    ([(i % 7, i, 0, w.MAX_READV_BYTES // w.MAX_READV_READS) for i in range(w.MAX_READV_READS)], 7),  # the limits
+])
+def test_readvm_piece_table_round_trips(reads: list[tuple[int, int, int, int]], files: int) -> None:
+    assert w.unpack_readvm_reads(w.pack_readvm_reads(reads), files) == reads
+
+
+@pytest.mark.parametrize("payload, files, message", [
+    (b"", 1, "non-empty"),
+    (b"\0" * 15, 1, "not 15 bytes"),
+    (b"\0" * 17, 1, "not 17 bytes"),
+    (w.pack_readvm_reads([(0, 0, 0, 1)] * (w.MAX_READV_READS + 1)), 1, f"the limit is {w.MAX_READV_READS}"),
+    (w.pack_readvm_reads([(0, 0, 0, w.MAX_READV_BYTES), (0, 1, 0, 1)]), 1, f"the limit is {w.MAX_READV_BYTES}"),
+    (w.pack_readvm_reads([(0, 0, 0, 1), (3, 0, 0, 1)]), 3, "names file 3 of a table of 3"),
+])
+def test_bad_readvm_piece_tables_are_refused(payload: bytes, files: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        w.unpack_readvm_reads(payload, files)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_are_a_file_table_or_a_value_error(ext: bytes) -> None:
+    try:
+        files = w.unpack_readv_files(ext)
+    except ValueError:
+        return
+    assert 1 <= len(files) <= w.MAX_READV_FILES
+    assert w.pack_readv_files(files) == ext
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(0, 4))
+def test_any_bytes_are_a_readvm_piece_table_or_a_value_error(payload: bytes, files: int) -> None:
+    try:
+        reads = w.unpack_readvm_reads(payload, files)
+    except ValueError:
+        return
+    assert 1 <= len(reads) <= w.MAX_READV_READS and all(read[0] < files for read in reads)
+    assert w.pack_readvm_reads(reads) == payload
+
+
 # -- the answer's result table -----------------------------------------------------------
 
 
