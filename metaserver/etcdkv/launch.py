@@ -119,20 +119,27 @@ class EtcdMember:
             return "(no log)"
 
 
+# etcd's default is 128 operations per Txn; a namespace operation on a large directory
+# (a recursive remove) can need more, and a cluster we start can allow it.
+MAX_TXN_OPS = 1024
+
+
 class EtcdCluster:
     """A local etcd cluster of `members` (1 or 3) processes under `root`."""
 
     def __init__(self, root: Path, members: int = 1, *, heartbeat_ms: int = 100, election_ms: int = 1000,
-                 snapshot_count: int = 10_000, extra_args: tuple[str, ...] = ()) -> None:
+                 snapshot_count: int = 10_000, max_txn_ops: int = MAX_TXN_OPS,
+                 extra_args: tuple[str, ...] = ()) -> None:
         if members not in (1, 3, 5):
             raise ValueError("an etcd cluster here has 1, 3 or 5 members")
         self.root = Path(root)
+        self.max_txn_ops = max_txn_ops  # give the metaservers the same (--etcd-max-txn-ops)
         self.token = f"emberfs-{uuid.uuid4().hex[:12]}"
         ports = _free_ports(2 * members)
         self.members = [EtcdMember(f"m{i}", ports[2 * i], ports[2 * i + 1], self.root) for i in range(members)]
         self.flags = [
             f"--heartbeat-interval={heartbeat_ms}", f"--election-timeout={election_ms}",
-            f"--snapshot-count={snapshot_count}", "--logger=zap", "--log-outputs=stderr", "--log-level=warn",
+            f"--snapshot-count={snapshot_count}", f"--max-txn-ops={max_txn_ops}", "--logger=zap", "--log-outputs=stderr", "--log-level=warn",
             *extra_args,
         ]
         self._client: EtcdClient | None = None

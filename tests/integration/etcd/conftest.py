@@ -1,7 +1,7 @@
 """Real etcd clusters for the etcd client's tests (Debian's etcd-server, installed here
 when missing and this process may run apt-get, as the nginx tests do).
 
-    etcd1   one member, for the whole session
+    etcd1   one member, for the whole session (tests/conftest.py)
     etcd3   three members, for the whole session; a test that kills members restarts
             them before it ends (`restored`), so later tests find all three healthy
     client1 / client3  an EtcdClient over every member of that cluster
@@ -32,11 +32,6 @@ def _cluster(root: Path, members: int) -> Iterator[EtcdCluster]:
         yield cluster
     finally:
         cluster.stop()
-
-
-@pytest.fixture(scope="session")
-def etcd1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    yield from _cluster(tmp_path_factory.mktemp("etcd1"), 1)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import pathlib
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +31,8 @@ from emberfs.metaserver.ops import (
 )
 from emberfs.metaserver.ops.perm import ROOT, Caller
 from emberfs.metaserver.ops.setattr import set_attr
+from emberfs.metaserver.etcdkv.adapter import ClientEtcd
+from emberfs.metaserver.etcdkv.client import EtcdClient
 from emberfs.metaserver.etcdkv.store import EtcdStore
 from emberfs.metaserver.store import MetaStore
 from emberfs.metaserver.txn import MetaTxn
@@ -225,14 +228,23 @@ def config(tmp_path: pathlib.Path) -> MetaConfig:
     return MetaConfig(data_dir=str(tmp_path / "meta"), default_chunk_size=1 << 20, default_stripe=2)
 
 
-@pytest.fixture(params=["lmdb", "etcd-model"])
+@pytest.fixture(params=["lmdb", "etcd-model", "etcd"])
 def store(request: pytest.FixtureRequest, config: MetaConfig) -> Iterator[Any]:
-    """The namespace store on each engine: LMDB, and the etcd engine over MemoryEtcd."""
+    """The namespace store on each engine: LMDB; the etcd engine over MemoryEtcd (its
+    rules, fast); the etcd engine on a real etcd (tests/conftest.py's etcd1), under a
+    key prefix of its own."""
     if request.param == "lmdb":
         with MetaStore(config) as opened:
             yield opened
         return
-    with EtcdStore(config, MemoryEtcd(), max_ops=100_000) as opened:
+    if request.param == "etcd-model":
+        with EtcdStore(config, MemoryEtcd(), max_ops=100_000) as opened:
+            yield opened
+        return
+    etcd = request.getfixturevalue("etcd1")
+    prefix = f"t/{uuid.uuid4().hex[:12]}/".encode()
+    with EtcdStore(config, ClientEtcd(EtcdClient(etcd.endpoints, timeout=5.0)), root=prefix,
+                   max_ops=etcd.max_txn_ops) as opened:
         yield opened
 
 
