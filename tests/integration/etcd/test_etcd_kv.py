@@ -95,14 +95,16 @@ def test_range_compare_fails_after_an_insert_into_the_range(client1: EtcdClient,
     assert client1.get(keyspace + b"marker") is None
 
 
-def test_too_many_ops_is_a_clear_error_and_writes_nothing(client1: EtcdClient, keyspace: bytes) -> None:
-    ops = [Op.put(keyspace + b"%03d" % i, b"x") for i in range(129)]  # etcd's default limit is 128
+def test_too_many_ops_is_a_clear_error_and_writes_nothing(etcd1: EtcdCluster, client1: EtcdClient,
+                                                          keyspace: bytes) -> None:
+    limit = etcd1.max_txn_ops  # etcd's --max-txn-ops (128 by default; our clusters allow more)
+    ops = [Op.put(keyspace + b"%05d" % i, b"x") for i in range(limit + 1)]
     with pytest.raises(LimitExceeded) as caught:
         client1.txn([], ops)
     assert isinstance(caught.value, InvalidArgument) and caught.value.limit == "max-txn-ops"
     assert "--max-txn-ops" in str(caught.value)
     assert client1.range(keyspace, prefix_end(keyspace)).kvs == []
-    assert client1.txn([], ops[:128]).succeeded  # at the limit: accepted
+    assert client1.txn([], ops[:limit]).succeeded  # at the limit: accepted
 
 
 def test_a_value_over_the_request_limit_is_a_clear_error(etcd1: EtcdCluster, client1: EtcdClient,
