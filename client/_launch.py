@@ -300,6 +300,7 @@ class LocalCluster:
         tls: bool = False,
         etcd_endpoints: Sequence[str] = (),
         etcd_prefix: str = "emberfs/",
+        etcd_max_txn_ops: int | None = None,
     ) -> None:
         if nodes < 1 or replicas < 1 or targets_per_node < 1:
             raise ValueError("nodes, replicas and targets_per_node must be at least 1")
@@ -341,6 +342,8 @@ class LocalCluster:
             meta_args += ["--heartbeat-timeout", str(heartbeat_timeout)]
         if etcd_endpoints:  # the namespace in etcd (started by the caller), not in the meta data dir
             meta_args += ["--engine", "etcd", "--etcd", ",".join(etcd_endpoints), "--etcd-prefix", etcd_prefix]
+            if etcd_max_txn_ops is not None:
+                meta_args += ["--etcd-max-txn-ops", str(etcd_max_txn_ops)]
         if meta_listen.endswith(":0") and saved.get("meta"):
             meta_listen = saved["meta"]
         self.meta = metaserver_process(
