@@ -15,9 +15,13 @@ from .config import MetaConfig
 from .store import MetaStore
 from .txn import MetaTxn
 
-__all__ = ["Store", "open_store"]
+__all__ = ["ETCD_TIMEOUT_S", "Store", "open_store"]
 
 _T = TypeVar("_T")
+
+# An etcd call's bound: after a leader dies, a request sent to a member still following it
+# waits this long before the client moves on, so it bounds the stall of a failover.
+ETCD_TIMEOUT_S = 2.0
 
 
 class Store(Protocol):
@@ -48,7 +52,7 @@ def open_store(config: MetaConfig) -> Store:
     from .etcdkv.client import EtcdClient
     from .etcdkv.store import EtcdStore
 
-    client = EtcdClient(list(config.etcd_endpoints))
+    client = EtcdClient(list(config.etcd_endpoints), timeout=ETCD_TIMEOUT_S)
     try:
         return EtcdStore(config, ClientEtcd(client), root=config.etcd_prefix.encode(),
                          max_ops=config.etcd_max_txn_ops)
