@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--etcd-prefix", default="emberfs/", help="key prefix of this file system in etcd")
     parser.add_argument("--etcd-max-txn-ops", type=int, default=128, metavar="N",
                         help="operations etcd allows in one transaction (its --max-txn-ops; default 128)")
+    parser.add_argument("--dir-mtime-skip", type=float, default=None, metavar="S",
+                        help="do not rewrite a directory's times for a change within S seconds of its last one "
+                             "(default 0 on lmdb, 0.1 on etcd)")
     parser.add_argument("--default-chunk-size", type=int, default=4 * 1024 * 1024,
                         help="chunk size of the root directory's layout (bytes, power of two)")
     parser.add_argument("--default-stripe", type=int, default=4,
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             etcd_endpoints=tuple(e.strip() for e in args.etcd.split(",") if e.strip()),
             etcd_prefix=args.etcd_prefix,
             etcd_max_txn_ops=args.etcd_max_txn_ops,
+            dir_mtime_skip_s=args.dir_mtime_skip,
         )
     except InvalidArgument as exc:
         parser.error(exc.message)
