@@ -5,7 +5,9 @@ Runs in the foreground: progress goes to stderr, then ONE stdout line
 child (SIGKILL after a bound) and exits 0. A child that dies is reported once on
 stderr and left down: tests kill and restart servers themselves. Started again on
 the same data dir it brings back the same cluster (`LocalCluster` keeps the ports).
-`--auth` makes every server require tokens (a tokens file and capability keys generated
+`--engine etcd` keeps the namespace in etcd: at `--etcd HOST:PORT,...`, or in a local etcd of
+`--etcd-members` members (Debian's etcd-server) that it starts under DATA_DIR/etcd and stops
+with the rest. `--auth` makes every server require tokens (a tokens file and capability keys generated
 in the data dir, kept across restarts; the user token is never root) and says on stderr
 which token is which and how the client presents one. `--tls`
 serves TLS everywhere (a CA and a server certificate generated in DATA_DIR/tls) and says
@@ -21,6 +23,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from emberfs.common.errors import EmberError
 
@@ -49,6 +52,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                         "token on the first start, and start every server with it")
     p.add_argument("--capability-ttl", type=float, default=None, metavar="S",
                    help="with --auth: seconds a chunk-access capability lives (the metaserver's default: 60)")
+    p.add_argument("--engine", choices=("lmdb", "etcd"), default="lmdb",
+                   help="where the namespace lives: lmdb (in DATA_DIR, the default) or etcd")
+    p.add_argument("--etcd", default="", metavar="HOST:PORT[,...]",
+                   help="with --engine etcd: an etcd to use (default: start one under DATA_DIR/etcd)")
+    p.add_argument("--etcd-members", type=int, choices=(1, 3, 5), default=3,
+                   help="with --engine etcd and no --etcd: members of the local etcd (default 3)")
     p.add_argument("--tls", action="store_true",
                    help="serve TLS: generate DATA_DIR/tls/{ca,server}.{pem,key} on the first start and start every "
                         "server with them (clients: --tls-ca DATA_DIR/tls/ca.pem)")
@@ -75,7 +84,39 @@ def _say(text: str) -> None:
     print(f"emberfs local-cluster: {text}", file=sys.stderr, flush=True)
 
 
+def _start_etcd(args: argparse.Namespace) -> tuple[Any, list[str], int | None]:
+    """(the local etcd cluster or None, the endpoints, its ops per Txn or None) for --engine etcd."""
+    if args.etcd:
+        return None, [e.strip() for e in args.etcd.split(",") if e.strip()], None
+    from emberfs.metaserver.etcdkv.launch import EtcdCluster, install_etcd
+
+    why = install_etcd(_say)
+    if why:
+        raise RuntimeError(why)
+    etcd = EtcdCluster(args.data_dir / "etcd", members=args.etcd_members)
+    etcd.start(timeout=args.start_timeout)
+    _say(f"etcd: {len(etcd.members)} members at {','.join(etcd.endpoints)} (data in {args.data_dir / 'etcd'})")
+    return etcd, etcd.endpoints, etcd.max_txn_ops
+
+
 async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
+    etcd: Any = None
+    endpoints: list[str] = []
+    max_ops: int | None = None
+    if args.engine == "etcd":
+        try:
+            etcd, endpoints, max_ops = await asyncio.to_thread(_start_etcd, args)
+        except (RuntimeError, OSError, TimeoutError, EmberError) as exc:
+            _say(f"failed to start etcd: {exc}")
+            return 1
+    try:
+        return await _serve(ctx, args, endpoints, max_ops)
+    finally:
+        if etcd is not None:
+            await asyncio.to_thread(etcd.stop)
+
+
+async def _serve(ctx: CliContext, args: argparse.Namespace, endpoints: list[str], max_ops: int | None) -> int:
     try:
         cluster = LocalCluster(
             args.data_dir,
@@ -89,6 +130,8 @@ async def _run(ctx: CliContext, args: argparse.Namespace) -> int:
             auth=args.auth,
             capability_ttl=args.capability_ttl,
             tls=args.tls,
+            etcd_endpoints=endpoints,
+            etcd_max_txn_ops=max_ops,
         )
     except (ValueError, EmberError, OSError) as exc:
         _say(str(exc))

@@ -17,6 +17,7 @@ election timeouts are etcd's defaults (100 ms, 1 s) unless given.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from emberfs.common.errors import EmberError
 
@@ -122,6 +123,7 @@ class EtcdMember:
 # etcd's default is 128 operations per Txn; a namespace operation on a large directory
 # (a recursive remove) can need more, and a cluster we start can allow it.
 MAX_TXN_OPS = 1024
+SAVED = "etcd.json"  # the cluster's ports and token, under its root
 
 
 class EtcdCluster:
@@ -134,12 +136,18 @@ class EtcdCluster:
             raise ValueError("an etcd cluster here has 1, 3 or 5 members")
         self.root = Path(root)
         self.max_txn_ops = max_txn_ops  # give the metaservers the same (--etcd-max-txn-ops)
-        self.token = f"emberfs-{uuid.uuid4().hex[:12]}"
-        ports = _free_ports(2 * members)
+        # Started again on the same root, the cluster keeps its ports and token: its members'
+        # data dirs hold the peer addresses they were created with.
+        saved = self._load_saved(members)
+        self.token = saved.get("token") or f"emberfs-{uuid.uuid4().hex[:12]}"
+        ports = saved.get("ports") or _free_ports(2 * members)
         self.members = [EtcdMember(f"m{i}", ports[2 * i], ports[2 * i + 1], self.root) for i in range(members)]
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / SAVED).write_text(json.dumps({"token": self.token, "ports": ports}))
         self.flags = [
             f"--heartbeat-interval={heartbeat_ms}", f"--election-timeout={election_ms}",
-            f"--snapshot-count={snapshot_count}", f"--max-txn-ops={max_txn_ops}", "--logger=zap", "--log-outputs=stderr", "--log-level=warn",
+            f"--snapshot-count={snapshot_count}", f"--max-txn-ops={max_txn_ops}",
+            "--logger=zap", "--log-outputs=stderr", "--log-level=warn",
             *extra_args,
         ]
         self._client: EtcdClient | None = None
@@ -147,6 +155,16 @@ class EtcdCluster:
     @property
     def endpoints(self) -> list[str]:
         return [m.endpoint for m in self.members]
+
+    def _load_saved(self, members: int) -> dict[str, Any]:
+        try:
+            saved = json.loads((self.root / SAVED).read_text())
+        except (OSError, ValueError):
+            return {}
+        ports = saved.get("ports")
+        if not isinstance(ports, list) or len(ports) != 2 * members:
+            return {}
+        return dict(saved)
 
     def _argv(self, binary: str, member: EtcdMember) -> list[str]:
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)

@@ -135,10 +135,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_local_cluster_subprocess(tmp_path: Path, arun) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("engine", ["lmdb", "etcd"])
+def test_local_cluster_subprocess(tmp_path: Path, arun, engine: str,  # type: ignore[no-untyped-def]
+                                  request: pytest.FixtureRequest) -> None:
+    """Start, write, stop, start again on the same data dir: the same cluster and its data.
+    With --engine etcd the command also runs a 3-member etcd under the data dir, whose
+    members keep their ports across the restart."""
+    if engine == "etcd":
+        request.getfixturevalue("etcd1")  # etcd installed (tests/conftest.py)
     data_dir = tmp_path / "lc"
     argv = [sys.executable, "-m", "emberfs.client.cli", "local-cluster", "--data-dir", str(data_dir),
-            "--chunk-size", str(CS)]
+            "--chunk-size", str(CS), "--engine", engine]
+    expected_children = 4 + (3 if engine == "etcd" else 0)  # metaserver, 3 storage servers (3 etcd members)
 
     def run_once(payload: bytes | None) -> bytes:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -147,7 +155,7 @@ def test_local_cluster_subprocess(tmp_path: Path, arun) -> None:  # type: ignore
         try:
             meta = _read_ready(proc, 90)
             children = _children(proc.pid)
-            assert len(children) == 4, children  # metaserver + 3 storage servers
+            assert len(children) == expected_children, children
             r = emberfs(meta, "cluster", "wait", "--timeout", "30")
             assert r.returncode == 0, r.stderr
 
