@@ -103,16 +103,21 @@ class EmberCluster:
     role = EMBERFS
 
     def __init__(self, directory: Path, chunk_size: int, *, nodes: int, replicas: int, event_loop: str,
-                 transports: tuple[str, ...], label_loop: bool, auth: bool = False) -> None:
+                 transports: tuple[str, ...], label_loop: bool, auth: bool = False,
+                 etcd: Any = None) -> None:
         self.chunk_size = chunk_size
         self.event_loop = event_loop
         self.transports = transports
-        self.system = f"emberfs {size_label(chunk_size)} chunks" + (", tokens" if auth else "")
+        self.system = (f"emberfs {size_label(chunk_size)} chunks" + (", tokens" if auth else "")
+                       + (f", etcd x{len(etcd.members)}" if etcd is not None else ""))
         self._loop_label = f", {event_loop}" if label_loop else ""
         self.nodes, self.replicas = nodes, replicas
         self.unavailable = loop_unavailable(event_loop)  # rows then say why instead of a figure
+        # etcd: an EtcdCluster (metaserver/etcdkv/launch.py) holding the namespace instead of LMDB
         self.cluster = LocalCluster(directory, nodes=nodes, replicas=replicas, chunk_size=chunk_size,
-                                    env={_EVENT_LOOP_ENV: event_loop}, auth=auth)
+                                    env={_EVENT_LOOP_ENV: event_loop}, auth=auth,
+                                    etcd_endpoints=etcd.endpoints if etcd is not None else (),
+                                    etcd_max_txn_ops=etcd.max_txn_ops if etcd is not None else None)
         self.loop = ClientLoop(event_loop)
         self._clients: dict[str, Client] = {}
         self._stack = contextlib.AsyncExitStack()  # the clients (and pread handles), on self.loop

@@ -122,6 +122,28 @@ async def run(config: BenchConfig, out: TextIO = sys.stdout) -> int:
     return 0
 
 
+async def _meta_on_etcd(root: Path, config: BenchConfig, system: str) -> list[Row]:
+    """The metadata rows again on a metaserver whose namespace is in a local etcd."""
+    from emberfs.metaserver.etcdkv.launch import EtcdCluster, install_etcd
+
+    why = await asyncio.to_thread(install_etcd, progress) if not config.no_install else ""
+    if why:
+        progress(f"etcd rows skipped: {why}")
+        return []
+    etcd = EtcdCluster(root / "etcd", members=config.meta_etcd)
+    await asyncio.to_thread(etcd.start, 60.0)
+    cluster = EmberCluster(root / "cluster-etcd", config.chunk_sizes[0], nodes=config.nodes, replicas=config.replicas,
+                           event_loop="asyncio", transports=config.transports[:1], label_loop=False, etcd=etcd)
+    try:
+        await cluster.start()
+        progress(f"metadata ops on {cluster.system}'s metaserver")
+        return await cluster.run(emberfs_meta(cluster.client(), f"{system}, etcd x{config.meta_etcd}",
+                                              config.depths, config.ops, config.seconds, cluster.server_pids))
+    finally:
+        await cluster.aclose()
+        await asyncio.to_thread(etcd.stop)
+
+
 async def _measure(config: BenchConfig, root: Path, data: bytes, file: Path) -> list[Row]:
     data_work = "seq" in config.workloads or "rand" in config.workloads
     label_loop = config.event_loops != ("asyncio",)
@@ -193,6 +215,8 @@ async def _measure(config: BenchConfig, root: Path, data: bytes, file: Path) -> 
             rows += await health_meta(first.cluster.meta_address, config.depths, config.ops, config.seconds,
                                       first.server_pids)
             rows += lmdb_meta(root / "lmdb", config.depths, config.ops, config.seconds)
+            if config.meta_etcd:
+                rows += await _meta_on_etcd(root, config, system)
         if "loader" in config.workloads:
             rows += await loader_rows(clusters, root, config)
     finally:

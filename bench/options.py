@@ -56,6 +56,7 @@ class BenchConfig:
     quick: bool = False
     no_install: bool = False  # do not apt-get install nginx when it is missing
     auth: bool = False  # clusters require tokens (and so capabilities); the client holds the admin token
+    meta_etcd: int = 0  # the metadata workload also on a metaserver over an etcd of this many members (0: not)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -68,7 +69,7 @@ class BenchConfig:
             "loader_mib": self.loader_mib, "loader_shards": self.loader_shards,
             "loader_cache_mib": self.loader_cache_mib,
             "loader_workers": self.loader_workers, "loader_batch": self.loader_batch,
-            "quick": self.quick, "auth": self.auth,
+            "quick": self.quick, "auth": self.auth, "meta_etcd": self.meta_etcd,
         }
 
 
@@ -192,6 +193,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "carries a capability that the storage servers check")
     p.add_argument("--no-install", action="store_true",
                    help="do not install Debian's nginx-light when nginx is missing (its rows then say so)")
+    p.add_argument("--meta-etcd", type=int, choices=(0, 1, 3), default=0, metavar="MEMBERS",
+                   help="run the metadata workload also on a metaserver whose namespace is in a local etcd of "
+                        "MEMBERS members (Debian's etcd-server; 0: not, the default)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -208,7 +212,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         random_apis=args.random_apis, transports=args.transports, event_loops=args.event_loops,
         loader_workers=args.loader_workers, loader_batch=args.loader_batch,
         json_path=args.json_path, plot_path=args.plot_path, keep_dir=args.keep_dir, quick=args.quick,
-        no_install=args.no_install, auth=args.auth,
+        no_install=args.no_install, auth=args.auth, meta_etcd=args.meta_etcd,
     )
     if config.size_mib < 1:
         raise SystemExit("emberfs bench: --size-mib must be at least 1")
