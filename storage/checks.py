@@ -37,6 +37,7 @@ __all__ = [
     "VersionCheck",
     "check_chain_version",
     "check_read",
+    "check_read_range",
     "check_write",
     "local_target",
     "require_head",
@@ -85,11 +86,16 @@ def check_read(req: Any) -> ChunkId:
         raise InvalidArgument("read names no chain (chain_id 0)")
     if not req.HasField("chunk"):
         raise InvalidArgument("read names no chunk")
-    if req.length > MAX_CHUNK_SIZE:
-        raise InvalidArgument(f"read of {req.length} bytes passes the largest chunk size {MAX_CHUNK_SIZE}")
-    if req.offset >= MAX_CHUNK_SIZE:
-        raise InvalidArgument(f"read offset {req.offset} is past the largest chunk size {MAX_CHUNK_SIZE}")
+    check_read_range(req.offset, req.length)
     return ChunkId(req.chunk.inode_id, req.chunk.chunk_index)
+
+
+def check_read_range(offset: int, length: int) -> None:
+    """A read's range must fit in the largest chunk."""
+    if length > MAX_CHUNK_SIZE:
+        raise InvalidArgument(f"read of {length} bytes passes the largest chunk size {MAX_CHUNK_SIZE}")
+    if offset >= MAX_CHUNK_SIZE:
+        raise InvalidArgument(f"read offset {offset} is past the largest chunk size {MAX_CHUNK_SIZE}")
 
 
 class VersionCheck:

@@ -27,6 +27,7 @@ from .updateplan import PendingPlan
 
 __all__ = [
     "ChunkPaths",
+    "advise_willneed",
     "file_crc32c",
     "fsync_dir",
     "fsync_file",
@@ -138,6 +139,20 @@ def pread_cached(fd: int, length: int, offset: int) -> bytes:
     if got != length:
         raise WouldBlock()
     return bytes(buffer)
+
+
+_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
+
+
+def advise_willneed(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start reading a range into the page cache now, without waiting
+    for it: a later pread of many such ranges finds them read together (the disk's
+    queue holds all of them) instead of one after another. Only a hint: where the
+    system refuses it, the pread simply waits."""
+    if _WILLNEED is None:
+        return
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, offset, length, _WILLNEED)
 
 
 def pread_exact(fd: int, length: int, offset: int) -> bytes:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from typing import cast
@@ -56,7 +57,9 @@ from emberfs.common.chainstate import Chain, PublicState
 from emberfs.common.errors import (
     ChunkGone,
     ChunkNotCommitted,
+    EmberError,
     FailedPrecondition,
+    Internal,
     InvalidArgument,
     NotFound,
     ReplicaDiverged,
@@ -67,7 +70,15 @@ from emberfs.common.errors import (
 from emberfs.common.storagepool import StoragePool
 from emberfs.proto import common_pb2, storage_pb2
 
-from .checks import MAX_CHUNK_SIZE, InflightUpdates, RecentReplies, check_read, check_write, require_head
+from .checks import (
+    MAX_CHUNK_SIZE,
+    InflightUpdates,
+    RecentReplies,
+    check_read,
+    check_read_range,
+    check_write,
+    require_head,
+)
 from .chunkfiles import WouldBlock
 from .chunkstore import ChunkStore
 from .forwarding import Forwarder
@@ -343,45 +354,54 @@ class Operator:
                                         chunk_length=meta.length, exists=meta.exists)
 
     async def _read_store(self, target: int, store: ChunkStore, chunk: ChunkId, offset: int,
-                          length: int, wait: bool = True) -> tuple[bytes, ChunkMeta]:
+                          length: int) -> tuple[bytes, ChunkMeta]:
         """A small read whose bytes are all in the page cache runs right here: a hop to
         the I/O threads costs more than the read (and queues behind the GIL). Anything
-        else, or a miss, goes to the I/O pool; with wait=False it raises WouldBlock instead."""
+        else, or a miss, goes to the I/O pool."""
         if length <= INLINE_READ_MAX:
             try:
                 with self.targets.failing_target(target):
                     return store.read(chunk, offset, length, cached_only=True)
             except WouldBlock:
-                if not wait:
-                    raise
-        elif not wait:
-            raise WouldBlock()
+                pass
         return await self.targets.tio(target, store.read, chunk, offset, length)
 
-    async def read_data(self, req: storage_pb2.ReadRequest, *, region_ok: bool = False, wait: bool = True
-                        ) -> tuple[bytes | ChunkRegion, int, ChunkMeta]:
-        """The bytes a read asks for, their CRC32C and the chunk's metadata (both transports).
-
-        region_ok: a read of a whole committed chunk may come back as a ChunkRegion (an
-        open file for sendfile) instead of bytes; its CRC32C is the one stored at commit.
-        wait=False: raise WouldBlock rather than send the read to the I/O pool (a READV
-        serves the cached pieces first, then the others concurrently)."""
-        chunk = check_read(req)
+    async def _read_target(self, chain_id: int, chain_version: int, target_id: int) -> tuple[Chain, int, ChunkStore]:
+        """The chain, the local target a read names and its store: refused unless this
+        server holds its lease, the chain version is current and the target SERVING."""
         self.targets.health.lease.check()
-        chain = await self.targets.chain(req.chain_id, req.chain_version)
-        target = self.targets.named(chain, req.target_id)
+        chain = await self.targets.chain(chain_id, chain_version)
+        target = self.targets.named(chain, target_id)
         state = chain.state_of(target)
         if state != PublicState.SERVING:
             raise TargetNotServing(f"target {target} is {state.name if state else 'not'} in chain "
                                    f"{chain.chain_id} (version {chain.chain_version}); read another replica")
-        store = self.targets.store_of(target)
-        is_tail = chain.tail == target
+        return chain, target, self.targets.store_of(target)
+
+    async def read_data(self, req: storage_pb2.ReadRequest, *, region_ok: bool = False
+                        ) -> tuple[bytes | ChunkRegion, int, ChunkMeta]:
+        """The bytes a read asks for, their CRC32C and the chunk's metadata (both transports).
+
+        region_ok: a read of a whole committed chunk may come back as a ChunkRegion (an
+        open file for sendfile) instead of bytes; its CRC32C is the one stored at commit."""
+        chunk = check_read(req)
+        chain, target, store = await self._read_target(req.chain_id, req.chain_version, req.target_id)
         if region_ok and req.offset == 0:
-            region = await self._whole_chunk_region(target, store, chunk, req.length, is_tail)
+            region = await self._whole_chunk_region(target, store, chunk, req.length, chain.tail == target)
             if region is not None:
                 return region
-        for _ in range(READ_ATTEMPTS):
-            data, meta = await self._read_store(target, store, chunk, req.offset, req.length, wait)
+        data, meta = await self._read_store(target, store, chunk, req.offset, req.length)
+        return await self._read_by_plan(chain, target, store, chunk, req.offset, req.length, data, meta)
+
+    async def _read_by_plan(self, chain: Chain, target: int, store: ChunkStore, chunk: ChunkId, offset: int,
+                            length: int, data: bytes, meta: ChunkMeta) -> tuple[bytes, int, ChunkMeta]:
+        """CRAQ's read rule over a first read of the committed version (`data`, `meta`):
+        clean => serve it; dirty => ask the tail which version to serve; a pending
+        version at the tail that no update owns => take it over, then read again."""
+        is_tail = chain.tail == target
+        for attempt in range(READ_ATTEMPTS):
+            if attempt:
+                data, meta = await self._read_store(target, store, chunk, offset, length)
             how_read = read_plan(meta.replica, is_tail=is_tail)
             if how_read == ReadPlan.TAKE_OVER:
                 await self.take_over(chain, target, store, chunk)
@@ -393,15 +413,61 @@ class Operator:
                     continue
                 if how == DirtyRead.SERVE_PENDING:
                     try:
-                        data, meta = await self.targets.tio(target, store.read, chunk, req.offset, req.length,
+                        data, meta = await self.targets.tio(target, store.read, chunk, offset, length,
                                                             version=meta.pending_version)
                     except ChunkNotCommitted:
                         continue  # committed or replaced meanwhile: read again
             self.targets.health.lease.check()  # frozen mid-read: these bytes may be stale now
-            # A whole chunk was just checked against its stored CRC: no need to compute it again.
-            crc = meta.crc32c if data and len(data) == meta.length else crc32c.crc32c(data)
-            return data, crc, meta
+            return data, _crc_of(data, meta), meta
         raise Unavailable(f"chunk {tuple(chunk)} kept changing during {READ_ATTEMPTS} read attempts; retry")
+
+    async def read_batch(self, chain_id: int, chain_version: int, target_id: int,
+                         reads: Sequence[tuple[ChunkId, int, int]]) -> list[tuple[bytes, int, ChunkMeta] | EmberError]:
+        """Many small reads of one target (a READV or READVM), each answered as `read_data`
+        would answer it, each failure its own result; what refuses them all (lease, chain
+        version, target state) raises. The committed bytes of every read come from one
+        I/O-pool job (store.read_many): one thread hop for the batch, each chunk file
+        opened once, the disk asked for all the ranges at once. A read whose chunk is
+        dirty goes on through `_read_by_plan` (ask the tail, take over), as in read_data."""
+        chain, target, store = await self._read_target(chain_id, chain_version, target_id)
+        results: list[tuple[bytes, int, ChunkMeta] | EmberError] = []
+        valid: list[int] = []
+        for index, (_, offset, length) in enumerate(reads):
+            try:
+                check_read_range(offset, length)
+                valid.append(index)
+            except EmberError as exc:
+                results.append(exc)
+                continue
+            results.append(_NOT_READ)
+        stored = await self.targets.tio(target, store.read_many, [reads[i] for i in valid])
+        dirty: list[tuple[int, bytes, ChunkMeta]] = []
+        for index, got in zip(valid, stored, strict=True):
+            if isinstance(got, EmberError):
+                results[index] = self._failed_read(target, got)
+            elif read_plan(got[1].replica, is_tail=chain.tail == target) != ReadPlan.SERVE_COMMITTED:
+                dirty.append((index, *got))
+            else:
+                results[index] = (got[0], _crc_of(*got), got[1])
+        self.targets.health.lease.check()  # frozen mid-read: these bytes may be stale now
+        if dirty:
+            served = await asyncio.gather(*(self._read_by_plan(chain, target, store, *reads[index], data, meta)
+                                            for index, data, meta in dirty), return_exceptions=True)
+            for (index, _, _), result in zip(dirty, served, strict=True):
+                if isinstance(result, EmberError) or not isinstance(result, BaseException):
+                    results[index] = result
+                else:
+                    raise result
+        return results
+
+    def _failed_read(self, target: int, error: EmberError) -> EmberError:
+        """A read's error from store.read_many, after a disk failure has failed the target
+        (as `tio` does for a single read)."""
+        try:
+            with self.targets.failing_target(target):
+                raise error
+        except EmberError as failed:
+            return failed
 
     async def _whole_chunk_region(self, target: int, store: ChunkStore, chunk: ChunkId, length: int,
                                   is_tail: bool) -> tuple[ChunkRegion, int, ChunkMeta] | None:
@@ -478,6 +544,14 @@ class Operator:
         if chain.tail == target and read_plan(meta.replica, is_tail=True) == ReadPlan.TAKE_OVER:
             meta = await self.take_over(chain, target, store, chunk)
         return storage_pb2.GetCommitVersionResponse(commit_version=meta.commit_version, exists=meta.exists)
+
+
+_NOT_READ = Internal("read_batch: a read was never answered")  # replaced for every valid read
+
+
+def _crc_of(data: bytes, meta: ChunkMeta) -> int:
+    # A whole chunk was just checked against its stored CRC: no need to compute it again.
+    return meta.crc32c if data and len(data) == meta.length else crc32c.crc32c(data)
 
 
 def _pow2_at_least(n: int) -> int:

@@ -295,8 +295,8 @@ def _evict(root: Path) -> int:
 
 def test_pieces_not_in_the_page_cache_are_read_from_disk_exactly(cluster: LocalCluster,
                                                                  frames: Counter[str]) -> None:
-    """A READV whose pieces miss the page cache serves them from the I/O pool after the cached
-    ones: the bytes still match, piece by piece, in order."""
+    """A READV whose pieces miss the page cache serves them from the I/O pool in one job (each
+    range advised to the kernel first): the bytes still match, piece by piece, in order."""
     data = os.urandom(40 * CS + 123)
     ranges = _ranges(random.Random(23), len(data), 200)
 

@@ -316,3 +316,74 @@ def test_reads_race_commits_of_the_same_chunk(tmp_path) -> None:
         for t in threads:
             t.join()
     assert bad == []
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_read_many_answers_each_read_as_read_does(store) -> None:
+    # read_many (a batched read's pieces in one call) against `read` of each piece alone,
+    # over more reads than one advise window, every descriptor closed afterwards.
+    a, corrupt, dirty = ChunkId(1, 0), ChunkId(2, 0), ChunkId(3, 7)
+    apply(store, a, W, 0, b"0123456789")
+    apply(store, corrupt, W, 0, b"precious")
+    with open(store.paths.chunk(corrupt), "r+b") as f:
+        f.write(b"X")
+    apply(store, dirty, W, 0, b"old")
+    apply(store, dirty, W, 0, b"new", commit=False)
+    rows = [
+        (a, 0, CS),  # the whole chunk: checked against its CRC32C
+        (a, 3, 4),
+        (a, 8, 10),  # short at the end
+        (a, 10, 5),  # at the end: empty
+        (ChunkId(9, 9), 0, 5),  # no such chunk: empty, exists False
+        (corrupt, 0, CS),  # fails its CRC32C, alone
+        (corrupt, 1, 3),  # a part is the client's to check
+        (dirty, 0, 3),  # the committed bytes, the pending version in the metadata
+        (a, -1, 1),  # a bad range, alone
+        (ChunkId(1, 2**32), 0, 1),  # a bad chunk id, alone
+    ] * 8
+    before = _open_fds()
+    got = store.read_many(rows)
+    assert _open_fds() == before
+    assert len(got) == len(rows) > 64
+    for row, result in zip(rows, got, strict=True):
+        try:
+            expected: object = store.read(*row)
+        except e.EmberError as exc:
+            assert type(result) is type(exc), (row, result)
+        else:
+            assert result == expected, row
+    assert got[7][1].pending_version == 2 and got[7][0] == b"old"
+
+
+def test_read_many_races_commits_of_the_same_chunk(tmp_path) -> None:
+    # As test_reads_race_commits_of_the_same_chunk, through read_many: each read's bytes
+    # belong to the version its metadata names, whatever commits in between.
+    stop = threading.Event()
+    bad: list[object] = []
+    with ChunkStore(tmp_path / "t") as store:
+        apply(store, CID, R, 0, b"\x01" * CS)
+
+        def reader() -> None:
+            while not stop.is_set():
+                for result in store.read_many([(CID, 0, CS), (CID, 5, 9)] * 4):
+                    if isinstance(result, e.ChunkNotCommitted):
+                        continue
+                    if isinstance(result, BaseException):
+                        bad.append(result)
+                        return
+                    data, meta = result
+                    if data != bytes([meta.commit_version % 256]) * len(data):
+                        bad.append((meta, data[:4]))
+
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for version in range(2, 40):
+            apply(store, CID, R, 0, bytes([version]) * CS)
+        stop.set()
+        for t in threads:
+            t.join()
+    assert bad == []

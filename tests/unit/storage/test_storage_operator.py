@@ -220,3 +220,47 @@ def test_duplicate_in_flight_request_waits_for_the_first(chain3: Any) -> None:
             assert len(nodes[0].op.targets.locks) == 0
 
     asyncio.run(body())
+
+
+def test_a_batch_answers_each_read_as_a_read_of_its_own(chain3: Any) -> None:
+    # read_batch (READV/READVM pieces) against op.read of each piece alone, at the middle
+    # replica: clean chunks, a chunk dirty at the middle whose version the tail has not
+    # committed (the old bytes) and one it has (the pending bytes), a missing chunk, a
+    # range past the largest chunk (that piece alone fails); then a refused batch.
+    async def body() -> None:
+        async with chain3() as (nodes, routing):
+            clean, behind, ahead = CID, ChunkId(CID.inode_id, 1), ChunkId(CID.inode_id, 2)
+            for chunk, data in ((clean, b"clean bytes"), (behind, b"old"), (ahead, b"old")):
+                request = write(data)
+                request.chunk.chunk_index = chunk.chunk_index
+                await nodes[0].op.write(request)
+            middle, tail = nodes[1], nodes[2]
+            for chunk in (behind, ahead):
+                middle.store.prepare(chunk, UpdateKind.WRITE, 0, b"new", 0, 2, 1, K64)
+            tail.store.prepare(ahead, UpdateKind.WRITE, 0, b"new", 0, 2, 1, K64)
+            tail.store.commit(ahead, 2)
+            reads = [(clean, 0, K64), (clean, 6, 3), (behind, 0, 10), (ahead, 0, 10), (ChunkId(5, 5), 0, 4),
+                     (clean, 2**31, 1), (ahead, 1, 2)]
+            got = await middle.op.read_batch(1, 1, 201, reads)
+            for (chunk, offset, length), result in zip(reads, got, strict=True):
+                read = storage_pb2.ReadRequest(chain_id=1, chain_version=1, offset=offset, length=length,
+                                               target_id=201, chunk=storage_pb2.ChunkId(
+                                                   inode_id=chunk.inode_id, chunk_index=chunk.chunk_index))
+                try:
+                    reply = await middle.op.read(read)
+                except e.EmberError as exc:
+                    assert type(result) is type(exc)
+                    continue
+                assert not isinstance(result, BaseException)
+                data, crc, meta = result
+                assert (data, crc, meta.commit_version, meta.length, meta.exists) == (
+                    reply.data, reply.crc32c, reply.commit_version, reply.chunk_length, reply.exists)
+            assert [r[0] for r in got if not isinstance(r, BaseException)] == [
+                b"clean bytes", b"byt", b"old", b"new", b"", b"ew"]
+            with pytest.raises(e.StaleChainVersion):
+                await middle.op.read_batch(1, 0, 201, reads)
+            routing.view = make_view({i + 1: n.address for i, n in enumerate(nodes)}, states={201: PublicState.SYNCING})
+            with pytest.raises(e.TargetNotServing):
+                await middle.op.read_batch(1, 1, 201, reads)
+
+    asyncio.run(body())
