@@ -148,7 +148,9 @@ async def serve(
         meta = build_server(config, store, extra_servicers=extra_servicers)
         await meta.start()
         print(f"emberfs-meta listening on {meta.address}", flush=True)
-        log.info("serving %s (data dir %s), %s", meta.address, config.data_dir,
+        where = (f"data dir {config.data_dir}" if config.engine == "lmdb" else
+                 f"etcd {','.join(config.etcd_endpoints)} prefix {config.etcd_prefix}")
+        log.info("serving %s (%s), %s", meta.address, where,
                  f"tokens required ({len(config.tokens)} known)" if config.tokens is not None
                  else "no tokens (open to all)")
         log.info("TLS: %s; calls storage servers %s", "on" if config.tls is not None else "off (plaintext)",
