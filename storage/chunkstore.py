@@ -172,14 +172,14 @@ class ChunkStore:
         is grown: nothing else runs while the store opens, so resizing is safe here."""
         for _ in range(_RECOVERY_GROWTHS):
             try:
-                with translated("recover target"):
+                with translated("recover target", self.root):
                     return recover(self._db, self.paths)
             except NoSpace as exc:
                 if not isinstance(exc.__cause__, lmdb.MapFullError):
                     raise
                 log.warning("target %s: metadata map full during recovery; growing it to %d bytes",
                             self.root, self._db.grow())
-        with translated("recover target"):
+        with translated("recover target", self.root):
             return recover(self._db, self.paths)
 
     def close(self) -> None:
@@ -200,7 +200,7 @@ class ChunkStore:
 
     def meta(self, chunk_id: ChunkId) -> ChunkMeta:
         chunk_id = _check_chunk_id(chunk_id)
-        with translated("meta"):
+        with translated("meta", self.root):
             return _meta(chunk_id, self._db.get(encode_key(chunk_id)))
 
     # -- updates -------------------------------------------------------------
@@ -237,7 +237,7 @@ class ChunkStore:
                                chunk_size, data_crc32c)
         key = encode_key(chunk_id)
         chunk_path = self.paths.chunk(chunk_id)
-        with translated("prepare"):
+        with translated("prepare", self.root):
             before = self._db.get(key)
             if before is not None and not replication.may_prepare(before.replica, update_version, sync=sync):
                 raise FailedPrecondition(
@@ -271,7 +271,7 @@ class ChunkStore:
                                "here; nothing is written") from None
         pending_path = self.paths.pending(chunk_id, update_version)
         try:
-            with translated("prepare"):
+            with translated("prepare", self.root):
                 if kind == UpdateKind.REMOVE:
                     files.unlink_quiet(pending_path)
                 else:
@@ -283,7 +283,7 @@ class ChunkStore:
         except EmberError:
             # The committed version is untouched; drop the half-built pending one.
             files.unlink_quiet(*self.paths.pending_files(chunk_id, update_version))
-            with translated("prepare (undo)"):
+            with translated("prepare (undo)", self.root):
                 self._db.write(key, after, after.without_pending(),
                                side=[("history", key + _PENDING_SUFFIX, None)])
             raise
@@ -298,7 +298,7 @@ class ChunkStore:
         chunk_id = _check_chunk_id(chunk_id)
         key = encode_key(chunk_id)
         chunk_path = self.paths.chunk(chunk_id)
-        with translated("commit"):
+        with translated("commit", self.root):
             before = self._db.get(key)
             try:
                 replication.committed(before.replica if before else replication.Replica(), update_version)
@@ -347,14 +347,14 @@ class ChunkStore:
     def applied(self, chunk_id: ChunkId, client_id: str, request_id: int) -> int | None:
         """The committed version a client request produced here, if remembered."""
         key = encode_key(_check_chunk_id(chunk_id))
-        with translated("history"):
+        with translated("history", self.root):
             history = _decode_history(self._db.get_side("history", key))
         wanted = request_key(client_id, request_id)
         return next((version for entry, version in history if entry == wanted), None)
 
     def pending_request(self, chunk_id: ChunkId) -> bytes:
         """The request behind the pending version (b"" when none is known)."""
-        with translated("history"):
+        with translated("history", self.root):
             return self._db.get_side("history", encode_key(_check_chunk_id(chunk_id)) + _PENDING_SUFFIX) or b""
 
     def purge(self, chunk_id: ChunkId) -> None:
@@ -362,7 +362,7 @@ class ChunkStore:
         from a predecessor that has no record of it; GC)."""
         chunk_id = _check_chunk_id(chunk_id)
         key = encode_key(chunk_id)
-        with translated("purge"):
+        with translated("purge", self.root):
             before = self._db.get(key)
             if before is None:
                 return
@@ -380,7 +380,7 @@ class ChunkStore:
         """Drop pending `update_version` (no-op if it is not the pending version)."""
         chunk_id = _check_chunk_id(chunk_id)
         key = encode_key(chunk_id)
-        with translated("abort"):
+        with translated("abort", self.root):
             before = self._db.get(key)
             if before is None or before.pending_version != update_version:
                 return
@@ -556,7 +556,7 @@ class ChunkStore:
     def mark_gone(self, inode_id: int) -> None:
         """Record that `inode_id`'s chunks are being collected here: from now on every
         prepare of one of them is refused (in the same LMDB transaction as its check)."""
-        with translated("mark gone"):
+        with translated("mark gone", self.root):
             self._db.write_many((), side=[("gone", inode_prefix(inode_id), b"")])
 
     def is_gone(self, inode_id: int) -> bool:
@@ -579,7 +579,7 @@ class ChunkStore:
         caller holds the chunk locks (craq.py) or knows no update runs."""
         self.mark_gone(inode_id)
         removed = 0
-        with translated("remove inode"):
+        with translated("remove inode", self.root):
             while True:
                 batch = list(itertools.islice(self._db.scan(inode_prefix(inode_id)), _BATCH))
                 if not batch:

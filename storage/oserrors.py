@@ -5,7 +5,11 @@ else becomes one of (`disk_error_kind` is the pure rule, table-tested):
 
     error                                    becomes        the target
     ENOSPC, EDQUOT, a full LMDB map, LMDB    NoSpace        keeps serving
-      meeting a full disk (lmdb.DiskError)
+      meeting a full disk (lmdb.DiskError, or
+      its "Input/output error" on a disk with
+      under FULL_BYTES free: LMDB reports a
+      short page write, which is what a full
+      disk gives it, as EIO)
     ENOENT                                   Internal       keeps serving (a race or a
                                                             bug, not a failing disk)
     any other OSError (EIO, EROFS, EACCES,   DiskFailure    is marked failed: it reports
@@ -20,6 +24,7 @@ chain the manager rebuilds without the failed target.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -28,7 +33,9 @@ import lmdb
 
 from emberfs.common.errors import EmberError, Internal, NoSpace, Unavailable
 
-__all__ = ["DiskErrorKind", "DiskFailure", "disk_error_kind", "translated"]
+__all__ = ["FULL_BYTES", "DiskErrorKind", "DiskFailure", "disk_error_kind", "lmdb_error_kind", "translated"]
+
+FULL_BYTES = 1 << 20  # a file system with less free space than this counts as full
 
 
 class DiskFailure(Unavailable):
@@ -50,8 +57,28 @@ def disk_error_kind(error_number: int | None) -> DiskErrorKind:
     return DiskErrorKind.FAILED
 
 
+def lmdb_error_kind(message: str, free_bytes: int | None) -> DiskErrorKind:
+    """An LMDB error's kind: NO_SPACE for an I/O error on a full disk (`free_bytes`: what
+    the target's file system has left, None when unknown), else INTERNAL."""
+    if "Input/output error" in message and free_bytes is not None and free_bytes < FULL_BYTES:
+        return DiskErrorKind.NO_SPACE
+    return DiskErrorKind.INTERNAL
+
+
+def _free_bytes(directory: str | None) -> int | None:
+    if directory is None:
+        return None
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
 @contextmanager
-def translated(what: str) -> Iterator[None]:
+def translated(what: str, directory: str | None = None) -> Iterator[None]:
+    """Translate foreign errors (module docstring); `directory`: the target's, to tell a
+    full disk behind an LMDB I/O error."""
     try:
         yield
     except EmberError:
@@ -61,6 +88,8 @@ def translated(what: str) -> Iterator[None]:
     except lmdb.DiskError as exc:  # py-lmdb's class for ENOSPC from a commit's page writes
         raise NoSpace(f"{what}: no space left on device for the target metadata") from exc
     except lmdb.Error as exc:
+        if lmdb_error_kind(str(exc), _free_bytes(directory)) == DiskErrorKind.NO_SPACE:
+            raise NoSpace(f"{what}: no space left on device for the target metadata ({exc})") from exc
         raise Internal(f"{what}: metadata store failed: {exc}") from exc
     except OSError as exc:
         kind = disk_error_kind(exc.errno)

@@ -14,7 +14,7 @@ from emberfs.common.routing import RoutingView
 from emberfs.proto import mgmt_pb2
 from emberfs.storage.lease import Lease, lease_age_if_expired
 from emberfs.storage.localstate import local_states
-from emberfs.storage.oserrors import DiskErrorKind, disk_error_kind
+from emberfs.storage.oserrors import DiskErrorKind, disk_error_kind, lmdb_error_kind
 from emberfs.storage.records import ChunkId
 from emberfs.storage.syncdiff import SyncMeta, SyncOp, sync_diff, sync_jobs
 
@@ -135,3 +135,15 @@ def test_inflight_updates_count_what_a_resync_must_wait_for() -> None:
         assert [inflight.older_than(1, v) for v in (4, 5, 6)] == [0, 2, 3]
         assert inflight.older_than(2, 2) == 1 and inflight.older_than(3, 9) == 0
     assert inflight.older_than(1, 99) == 0 and inflight._counts == {}
+
+
+@pytest.mark.parametrize("message, free, kind", [
+    # LMDB reports a short page write as EIO: on a full disk that is no space, not a failing disk
+    ("mdb_txn_commit: Input/output error", 0, DiskErrorKind.NO_SPACE),
+    ("mdb_txn_commit: Input/output error", (1 << 20) - 1, DiskErrorKind.NO_SPACE),
+    ("mdb_txn_commit: Input/output error", 1 << 20, DiskErrorKind.INTERNAL),
+    ("mdb_txn_commit: Input/output error", None, DiskErrorKind.INTERNAL),  # free space unknown
+    ("mdb_get: MDB_CORRUPTED: Located page was wrong type", 0, DiskErrorKind.INTERNAL),
+])
+def test_lmdb_error_kind(message: str, free: int | None, kind: DiskErrorKind) -> None:
+    assert lmdb_error_kind(message, free) is kind
