@@ -9,11 +9,15 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from emberfs.common.errors import Unavailable
 from emberfs.metaserver.etcdkv.client import EtcdClient
 from emberfs.metaserver.etcdkv.errors import OutcomeUnknown
 from emberfs.metaserver.etcdkv.model import Compare, CompareOp, CompareTarget, Op
 from emberfs.metaserver.etcdkv.launch import EtcdCluster
+
+pytestmark = pytest.mark.faults  # members killed and frozen out of quorum
 
 RESUME_BOUND_S = 10.0  # etcd's own election takes ~1-2 s with a 1 s election timeout
 

@@ -59,6 +59,7 @@ def test_the_namespace_and_the_data_path_work_on_etcd(etcd_cluster: LocalCluster
         assert fs.listdir("/a") == ["b"]
 
 
+@pytest.mark.faults
 def test_kill_9_of_the_metaserver_loses_no_acknowledged_create(etcd_cluster: LocalCluster) -> None:
     def fault() -> None:
         etcd_cluster.meta.kill()
@@ -67,6 +68,7 @@ def test_kill_9_of_the_metaserver_loses_no_acknowledged_create(etcd_cluster: Loc
     _creates_through(etcd_cluster, fault, "metaserver kill -9 + restart")
 
 
+@pytest.mark.faults
 def test_kill_9_of_the_etcd_leader_loses_no_acknowledged_create(
         etcd3_cluster: tuple[LocalCluster, EtcdCluster]) -> None:
     cluster, etcd = etcd3_cluster
