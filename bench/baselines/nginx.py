@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from emberfs.common.aptinstall import apt_install
+
 from ..measure import PEER, child_pids
 
 __all__ = ["INSTALL_HINT", "NginxServer", "NginxSource", "install_nginx", "nginx_version"]
@@ -72,25 +74,8 @@ def _nginx_binary() -> str | None:
 
 def install_nginx(progress: Any) -> str:
     """Install Debian's nginx-light when nginx is missing; "" on success, else why not."""
-    if _nginx_binary() is not None:
-        return ""
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        return f"nginx not installed, and apt-get needs root here ({INSTALL_HINT})"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "--no-install-recommends", "nginx-light"]
-    for step in ([apt, "update"], install) if _needs_update(apt, env) else (install,):
-        progress(f"installing the nginx baseline: {' '.join(step[1:])}")
-        # apt's own output goes to our stderr: it is the progress of a long step.
-        if subprocess.run(step, env=env, stdin=subprocess.DEVNULL, stdout=2, check=False).returncode:
-            return f"`{' '.join(step)}` failed ({INSTALL_HINT})"
-    return "" if _nginx_binary() is not None else f"nginx still missing after apt-get ({INSTALL_HINT})"
-
-
-def _needs_update(apt: str, env: dict[str, str]) -> bool:
-    """True when apt knows no candidate for nginx-light yet (a fresh machine's lists)."""
-    out = subprocess.run([apt, "install", "-s", "nginx-light"], env=env, capture_output=True, check=False)
-    return out.returncode != 0
+    return apt_install("nginx-light", lambda: _nginx_binary() is not None, progress, what="the nginx baseline",
+                       hint=INSTALL_HINT)
 
 
 def nginx_version(binary: str | None = None) -> str | None:

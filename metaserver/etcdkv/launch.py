@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
+from emberfs.common.aptinstall import apt_install
 from emberfs.common.errors import EmberError
 
 from .client import EtcdClient
@@ -57,23 +58,7 @@ def etcd_binary() -> str | None:
 def install_etcd(progress: Callable[[str], None]) -> str:
     """Install Debian's etcd-server when etcd is missing and this process may (root with
     apt-get); "" when etcd is there afterwards, else why not."""
-    if etcd_binary() is not None:
-        return ""
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        return f"etcd not found, and apt-get needs root here: {INSTALL_HINT}"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "--no-install-recommends", "etcd-server"]
-    known = subprocess.run([apt, "install", "-s", "etcd-server"], env=env, capture_output=True, check=False)
-    for step in (install,) if known.returncode == 0 else ([apt, "update"], install):
-        progress(f"installing etcd: {' '.join(step[1:])}")
-        try:
-            done = subprocess.run(step, env=env, stdin=subprocess.DEVNULL, stdout=2, check=False, timeout=600)
-        except subprocess.TimeoutExpired:
-            return f"`{' '.join(step)}` took over 600 s: {INSTALL_HINT}"
-        if done.returncode:
-            return f"`{' '.join(step)}` failed: {INSTALL_HINT}"
-    return "" if etcd_binary() is not None else f"etcd still missing after apt-get: {INSTALL_HINT}"
+    return apt_install("etcd-server", lambda: etcd_binary() is not None, progress, what="etcd", hint=INSTALL_HINT)
 
 
 def _free_ports(count: int) -> list[int]:
