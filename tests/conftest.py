@@ -4,15 +4,16 @@ A test skips when something it needs is missing (torch, torchdata, nginx, etcd, 
 engine). On a developer's machine that is a convenience; in CI, which installs everything,
 a skip means a half-failed install or a broken check, and must not pass quietly as green.
 
-    etcd1   a real one-member etcd (Debian's etcd-server, installed when missing and
-            this process may run apt-get) for the whole session: the etcd engine's and
-            client's tests share it, each under its own key prefix
+    etcd_clusters  `etcd_clusters(members)` starts a real local etcd (Debian's etcd-server,
+            installed when missing and this process may run apt-get) for the session
+    etcd1   one member for the whole session: the etcd engine's and client's tests share
+            it, each under its own key prefix
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,18 +22,32 @@ ETCD_START_TIMEOUT_S = 30.0
 
 
 @pytest.fixture(scope="session")
-def etcd1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def etcd_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[int], Any]]:
+    """`etcd_clusters(members)`: a started local etcd of that many members (1 or 3), stopped
+    at the end of the session; installs Debian's etcd-server when missing and allowed,
+    else skips with why."""
     from emberfs.metaserver.etcdkv.launch import EtcdCluster, install_etcd
 
-    why = install_etcd(lambda text: print(text))
-    if why:
-        pytest.skip(why)
-    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd1"), members=1)
-    cluster.start(timeout=ETCD_START_TIMEOUT_S)
-    try:
-        yield cluster
-    finally:
+    started: list[EtcdCluster] = []
+
+    def start(members: int) -> EtcdCluster:
+        why = install_etcd(lambda text: print(text))
+        if why:
+            pytest.skip(why)
+        cluster = EtcdCluster(tmp_path_factory.mktemp(f"etcd{members}"), members=members)
+        started.append(cluster)
+        cluster.start(timeout=ETCD_START_TIMEOUT_S)
+        return cluster
+
+    yield start
+    for cluster in started:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def etcd1(etcd_clusters: Callable[[int], Any]) -> Any:
+    return etcd_clusters(1)
+
 
 _skipped: list[str] = []
 

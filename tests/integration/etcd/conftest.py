@@ -11,32 +11,19 @@ when missing and this process may run apt-get, as the nginx tests do).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from emberfs.metaserver.etcdkv.client import EtcdClient
-from emberfs.metaserver.etcdkv.launch import EtcdCluster, install_etcd
+from emberfs.metaserver.etcdkv.launch import EtcdCluster
 
 START_TIMEOUT_S = 30.0
 
 
-def _cluster(root: Path, members: int) -> Iterator[EtcdCluster]:
-    why = install_etcd(lambda text: print(text))
-    if why:
-        pytest.skip(why)
-    cluster = EtcdCluster(root, members=members)
-    cluster.start(timeout=START_TIMEOUT_S)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 @pytest.fixture(scope="session")
-def etcd3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    yield from _cluster(tmp_path_factory.mktemp("etcd3"), 3)
+def etcd3(etcd_clusters: Callable[[int], EtcdCluster]) -> EtcdCluster:
+    return etcd_clusters(3)  # tests/conftest.py
 
 
 @pytest.fixture
