@@ -5,7 +5,8 @@ snapshot (the revision of the transaction's first read), so everything the opera
 is one consistent state. Writes are buffered, and reads see them. What the decision
 depended on is recorded:
 
-- every key read, with the mod_revision it had (0: absent);
+- every key read, with the mod_revision it had (0: absent); a key read again is answered
+  from what the first read saw (the snapshot does not change), not from etcd;
 - every range scanned, as far as the caller consumed it (a listing stopped after its
   first entry depended on nothing past that entry), plus every key the scan returned.
 
@@ -128,6 +129,7 @@ class OptimisticKv:
     marker: bytes
     revision: int = 0  # the snapshot's; 0 until the first read
     reads: dict[bytes, int] = field(default_factory=dict)
+    values: dict[bytes, bytes | None] = field(default_factory=dict)  # what the snapshot holds, as read
     scans: list[_Scan] = field(default_factory=list)
     writes: dict[bytes, bytes | None] = field(default_factory=dict)
     _seq: Iterator[int] = field(default_factory=itertools.count)
@@ -151,9 +153,12 @@ class OptimisticKv:
         full = self.key(table, key)
         if full in self.writes:
             return self.writes[full]
+        if full in self.values:  # one snapshot: a key read once reads the same again
+            return self.values[full]
         rows, _ = self._range(full, None, 1)
         value, mod = (rows[0][1], rows[0][2]) if rows else (None, 0)
         self.reads.setdefault(full, mod)
+        self.values[full] = value
         return value
 
     def scan(self, table: str, start: bytes = b"", end: bytes | None = None, *,
@@ -180,6 +185,7 @@ class OptimisticKv:
             rows, more = self._range(cursor, end, SCAN_PAGE)
             for key, stored, mod in rows:
                 self.reads.setdefault(key, mod)
+                self.values.setdefault(key, stored)
                 current: bytes | None = stored
                 while at < len(mine) and mine[at][0] <= key:
                     written, value = mine[at]

@@ -243,3 +243,19 @@ def test_a_snapshot_compacted_away_runs_the_operation_again(memory_etcd: Any, co
         store.write_sync(op)
         assert len(attempts) == 2 and store.stats["conflicts"] == 1
         assert store.read(lambda tx: sorted(entry.name for entry in tx.entries(ROOT_ID))) == ["mine", "other"]
+
+
+def test_a_key_read_twice_costs_one_read(memory_etcd: Any) -> None:
+    """The snapshot never changes, so a transaction asks etcd for a key once: a scan's
+    keys and a get's key are answered again from what was read (a remove looks an
+    entry up, then deletes it)."""
+    etcd = memory_etcd()
+    seed(etcd, a=b"1", b=b"2")
+    tx = kv(etcd)
+    calls = []
+    real = etcd.range
+    etcd.range = lambda *args: calls.append(args) or real(*args)  # type: ignore[method-assign]
+    assert [k for k, _ in tx.scan("t")] == [b"a", b"b"]
+    assert tx.get("t", b"a") == b"1" and tx.get("t", b"zz") is None and tx.get("t", b"zz") is None
+    assert tx.delete("t", b"b") and tx.get("t", b"b") is None
+    assert len(calls) == 2  # the scan and the first get of the absent key
