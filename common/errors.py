@@ -24,6 +24,7 @@
     ├── NoSpace                     ENOSPC        RESOURCE_EXHAUSTED
     ├── ChecksumMismatch            EIO           DATA_LOSS
     ├── Unavailable                 EIO           UNAVAILABLE   (retryable)
+    │   └── NotPrimary              EIO           (a standby metaserver: ask another)
     └── Internal                    EIO           INTERNAL
 
 Servers raise these; the service edge turns one into a gRPC status whose
@@ -59,6 +60,7 @@ __all__ = [
     "NotChainHead",
     "NotFound",
     "NotPermitted",
+    "NotPrimary",
     "PermissionDenied",
     "ReplicaDiverged",
     "StaleChainVersion",
@@ -230,6 +232,13 @@ class Unavailable(EmberError):
     grpc_status = grpc.StatusCode.UNAVAILABLE
     errno = _errno.EIO
     retryable = True
+
+
+class NotPrimary(Unavailable):
+    """A cluster-manager call reached a standby metaserver (or a deposed primary): the
+    caller tries the next metaserver address it knows."""
+
+    code = "NotPrimary"
 
 
 class Internal(EmberError):
