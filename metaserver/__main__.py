@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--etcd-prefix", default="emberfs/", help="key prefix of this file system in etcd")
     parser.add_argument("--etcd-max-txn-ops", type=int, default=128, metavar="N",
                         help="operations etcd allows in one transaction (its --max-txn-ops; default 128)")
+    parser.add_argument("--manager-lease", type=int, default=2, metavar="S",
+                        help="the etcd engine: seconds of the manager primary's lease; a standby metaserver "
+                             "takes the cluster manager over within about this long (default 2)")
     parser.add_argument("--dir-mtime-skip", type=float, default=None, metavar="S",
                         help="do not rewrite a directory's times for a change within S seconds of its last one "
                              "(default 0 on lmdb, 0.1 on etcd)")
@@ -92,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             etcd_prefix=args.etcd_prefix,
             etcd_max_txn_ops=args.etcd_max_txn_ops,
             dir_mtime_skip_s=args.dir_mtime_skip,
+            manager_lease_s=args.manager_lease,
         )
     except InvalidArgument as exc:
         parser.error(exc.message)

@@ -106,6 +106,10 @@ class MetaConfig:
     # of its last change (None: 0 on LMDB, 0.1 s on etcd, where every rewrite of a
     # directory inode conflicts with each create racing in it; JuiceFS skips the same way).
     dir_mtime_skip_s: float | None = None
+    # The etcd engine's manager election (mgmt/primary.py): the primary's lease in whole
+    # seconds. A standby takes over within about this long after the primary dies, and
+    # storage leases (the heartbeat timeout) must outlast that takeover.
+    manager_lease_s: int = 2
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -119,6 +123,13 @@ class MetaConfig:
                 raise InvalidArgument(f"etcd_prefix {self.etcd_prefix!r} must be non-empty and end with '/'")
             if not isinstance(self.etcd_max_txn_ops, int) or self.etcd_max_txn_ops < 16:
                 raise InvalidArgument(f"etcd_max_txn_ops {self.etcd_max_txn_ops!r} must be at least 16")
+            if not isinstance(self.manager_lease_s, int) or not 1 <= self.manager_lease_s <= 60:
+                raise InvalidArgument(f"manager_lease_s {self.manager_lease_s!r} must be whole seconds in 1..60")
+            if not self.manager_lease_s + self.heartbeat_interval_s < self.heartbeat_timeout_s:
+                raise InvalidArgument(
+                    f"the heartbeat timeout ({self.heartbeat_timeout_s:g} s) must exceed the manager lease "
+                    f"({self.manager_lease_s} s) plus the heartbeat interval ({self.heartbeat_interval_s:g} s): "
+                    "storage servers must keep serving while a standby takes the manager over")
         elif not isinstance(self.data_dir, str) or not self.data_dir:
             raise InvalidArgument("data_dir must be a non-empty path")
         parse_listen(self.listen)

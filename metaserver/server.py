@@ -29,6 +29,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 import lmdb
@@ -48,6 +49,10 @@ from .mgmt.manager import ClusterManager
 from .mgmt.servicer import MgmtServicer, add_mgmt_servicer
 from .service import MetaServicer, add_meta_servicer
 from .engine import Store, open_store
+from .mgmt.primary import SOLE
+
+if TYPE_CHECKING:
+    from .etcdkv.election import EtcdElection
 
 __all__ = ["GRACE_S", "GRPC_OPTIONS", "MetaServer", "build_server", "run", "serve"]
 
@@ -71,6 +76,8 @@ class MetaServer:
     port: int
     manager: ClusterManager
     collector: ChunkCollector
+    election: EtcdElection | None = None  # several metaservers (etcd): who manages
+    _campaign: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -80,6 +87,9 @@ class MetaServer:
         await self.server.start()
         self.manager.start()
         self.collector.start()
+        if self.election is not None:
+            self._campaign = asyncio.create_task(
+                self.election.run(self.manager.promote, self.manager.demote), name="mgmt-election")
         for name in ("", META_SERVICE_NAME, MGMT_SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -87,7 +97,13 @@ class MetaServer:
         await self.health.enter_graceful_shutdown()
         # Background work first: nothing may write to the store once it closes.
         await self.collector.stop()
+        if self._campaign is not None:
+            self._campaign.cancel()
+            await asyncio.gather(self._campaign, return_exceptions=True)
         await self.manager.stop()
+        if self.election is not None:
+            await self.election.resign()  # a standby takes over at once, not after the TTL
+            self.election.close()
         await self.server.stop(grace)
 
 
@@ -105,7 +121,12 @@ def build_server(
     Must be called with an event loop running (grpc.aio binds to it).
     """
     host, port = parse_listen(config.listen)
-    manager = ClusterManager(store, config)
+    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=server_interceptors(config.tokens))
+    bound = add_port(server, config.listen, config.tls)  # secure with --tls-cert/--tls-key
+    if bound == 0 and port != 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    election = _election(config, f"{host}:{bound}")
+    manager = ClusterManager(store, config, gate=election or SOLE)
     store.allocator = manager.allocator
     server_token = config.tokens.server_token if config.tokens is not None else None
     collector = ChunkCollector(
@@ -113,18 +134,28 @@ def build_server(
         lambda: manager.state,
         remover or GrpcChunkRemover(token=server_token, tls_ca=config.tls_ca),
         interval_s=config.gc_interval_s,
+        active=lambda: manager.is_primary,
     )
-    server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=server_interceptors(config.tokens))
     add_meta_servicer(MetaServicer(store, CapabilityIssuer(config.keys, config.capability_ttl_s)), server)
     add_mgmt_servicer(MgmtServicer(manager), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for add in extra_servicers:
         add(server)
-    bound = add_port(server, config.listen, config.tls)  # secure with --tls-cert/--tls-key
-    if bound == 0 and port != 0:
-        raise OSError(f"cannot listen on {config.listen}")
-    return MetaServer(server, health_servicer, host, bound, manager, collector)
+    return MetaServer(server, health_servicer, host, bound, manager, collector, election)
+
+
+def _election(config: MetaConfig, address: str) -> EtcdElection | None:
+    """The manager election when metaservers share the namespace (the etcd engine)."""
+    if config.engine != "etcd":
+        return None
+    from .etcdkv.client import EtcdClient
+    from .etcdkv.election import EtcdElection
+
+    # Its own client, with calls bounded well inside a term, so a renewal that hangs on a
+    # dead etcd member moves to the next member before the term runs out.
+    client = EtcdClient(list(config.etcd_endpoints), timeout=max(0.3, config.manager_lease_s / 4))
+    return EtcdElection(client, config.etcd_prefix.encode(), address, ttl_s=config.manager_lease_s)
 
 
 async def serve(

@@ -132,8 +132,10 @@ class ChunkCollector:
         interval_s: float,
         batch: int = BATCH,
         max_concurrent: int = MAX_CONCURRENT_CALLS,
+        active: Callable[[], bool] = lambda: True,
     ) -> None:
         self._store = store
+        self._active = active  # only the manager primary collects (several metaservers)
         self._cluster = cluster
         self._remover = remover
         self.interval_s = interval_s
@@ -157,6 +159,8 @@ class ChunkCollector:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
+            if not self._active():
+                continue
             try:
                 await self.collect_once()
             except Exception:  # e.g. the store closing: try again next round

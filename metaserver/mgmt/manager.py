@@ -7,7 +7,14 @@ writes each resulting difference to the `mgmt` database through the store's writ
 (one durable transaction per decision, table.py) and only then publishes the new
 state, so a reader never sees routing that a crash could take back.
 
-On start every known node gets a fresh grace period (the heartbeat timeout, counted
+With several metaservers (the etcd engine) only the primary manages
+(mgmt/primary.py): `promote` loads the state from the store and starts managing,
+`demote` stops; every request to a standby, or to a primary whose term ran out, fails
+with NotPrimary, and every write checks the store's primary record in its own
+transaction (the fence). A standby keeps its chain table fresh from the store, so its
+namespace service can still place new files on chains.
+
+On start (and on promotion) every known node gets a fresh grace period (the heartbeat timeout, counted
 from RESTART_GRACE_S after the start): a metaserver restart
 declares nobody dead, and the chains are judged by the local states the targets
 reported before the restart until new heartbeats arrive. The extra grace covers a
@@ -25,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from emberfs.common.chainstate import Chain, chain_transitions
-from emberfs.common.errors import NotFound
+from emberfs.common.errors import NotFound, NotPrimary
 from emberfs.proto import mgmt_pb2
 
 from ..config import MetaConfig
@@ -33,6 +40,7 @@ from ..engine import Store
 from . import state as rules
 from . import table
 from .allocator import TableChains
+from .primary import SOLE, PrimaryGate
 from .state import ClusterState, Registration, Report
 from .wire import routing_info
 
@@ -53,20 +61,63 @@ class ClusterManager:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        gate: PrimaryGate = SOLE,
     ) -> None:
         self._store = store
+        self._gate = gate
+        self._active = gate is SOLE  # a shared store: managing waits for the election
         self.heartbeat_interval_s = config.heartbeat_interval_s
         self.heartbeat_timeout_s = config.heartbeat_timeout_s
         self._monotonic = monotonic
         self._wall = wall
         self._state: ClusterState = store.read(table.load)
-        started = monotonic()
-        self._beats: dict[int, float] = {node_id: started for node_id in self._state.nodes}
-        self._grace_until = started + RESTART_GRACE_S
-        self._known_at_start = frozenset(self._state.nodes)
+        self._grace(self._state)
         self.allocator = TableChains(self._state.chains)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+
+    def _grace(self, state: ClusterState) -> None:
+        """Count every known node as just heard from (module docstring)."""
+        started = self._monotonic()
+        self._beats: dict[int, float] = {node_id: started for node_id in state.nodes}
+        self._grace_until = started + RESTART_GRACE_S
+        self._known_at_start = frozenset(state.nodes)
+
+    @property
+    def is_primary(self) -> bool:
+        return self._active and self._gate.holds(self._monotonic())
+
+    def _require_primary(self) -> None:
+        if not self.is_primary:
+            raise NotPrimary(f"this metaserver is not the cluster manager primary; "
+                             f"the primary is at {self._gate.primary_hint}")
+
+    async def promote(self) -> None:
+        """Become the managing primary: the state as the store has it, fresh grace for all."""
+        async with self._lock:
+            state = await self._store.aread(table.load)
+            self._grace(state)
+            self._state = state
+            self.allocator.update(state.chains)
+            self._active = True
+        log.info("managing %d nodes, %d chains (routing version %d)",
+                 len(state.nodes), len(state.chains), state.routing_version)
+
+    async def demote(self) -> None:
+        """Stop managing (the election lost the term)."""
+        self._active = False
+        log.info("no longer the cluster manager primary")
+
+    async def refresh_standby(self) -> None:
+        """A standby's view: reload the state when the stored routing version moved."""
+        version = await self._store.aread(table.stored_version)
+        if version == self._state.routing_version or self._active:
+            return
+        async with self._lock:
+            if self._active:
+                return
+            self._state = await self._store.aread(table.load)
+            self.allocator.update(self._state.chains)
 
     @property
     def state(self) -> ClusterState:
@@ -81,6 +132,7 @@ class ClusterManager:
     async def register(self, registration: Registration) -> int:
         """Register (or re-register) a node; the routing version after it."""
         async with self._lock:
+            self._require_primary()
             known = self._state.nodes.get(registration.node_id)
             if known is not None and known.incarnation != registration.incarnation:
                 log.info("node %d restarted (incarnation %#x -> %#x): its targets resync before serving",
@@ -94,6 +146,7 @@ class ClusterManager:
                         seen_version: int | None = None) -> tuple[int, bool]:
         """Record a heartbeat; (routing version, whether the node must re-register)."""
         async with self._lock:
+            self._require_primary()
             try:
                 new = rules.heartbeat(self._state, node_id, tuple(reports), incarnation, seen_version)
             except NotFound as exc:
@@ -103,9 +156,11 @@ class ClusterManager:
             if new.targets != self._state.targets or new.alive != self._state.alive:
                 new = self._ticked(new)  # a local state or liveness moved: judge chains now
             await self._commit(new)
+            self._require_primary()  # the reply renews the node's lease: only from a primary
             return self._state.routing_version, False
 
     def routing(self, known_version: int) -> mgmt_pb2.GetRoutingResponse:
+        self._require_primary()
         current = self._state
         if known_version == current.routing_version:
             return mgmt_pb2.GetRoutingResponse(unchanged=True)
@@ -113,6 +168,7 @@ class ClusterManager:
 
     async def init_chains(self, replicas: int, chains: int = 0) -> tuple[list[Chain], bool]:
         async with self._lock:
+            self._require_primary()
             current = self._ticked(self._state)  # plan over the nodes alive right now
             new, created = rules.init_chains(current, replicas, chains)
             await self._commit(new)
@@ -122,6 +178,7 @@ class ClusterManager:
 
     async def set_admin_state(self, target_id: int, offline: bool) -> mgmt_pb2.RoutingInfo:
         async with self._lock:
+            self._require_primary()
             new = rules.set_admin_offline(self._state, target_id, offline)
             if new is not self._state:
                 log.info("target %d admin %s", target_id, "offline" if offline else "online")
@@ -129,8 +186,14 @@ class ClusterManager:
             return routing_info(self._state, self._heartbeat_ms())
 
     async def tick(self) -> None:
-        """Apply liveness and the chain rules once (the tick task calls this)."""
+        """Apply liveness and the chain rules once (the tick task calls this); a standby
+        refreshes its view instead."""
+        if not self._active:
+            await self.refresh_standby()
+            return
         async with self._lock:
+            if not self.is_primary:
+                return  # the term ran out: the election notices and demotes
             await self._commit(self._ticked(self._state))
 
     # -- the tick task ----------------------------------------------------------------
@@ -175,7 +238,12 @@ class ClusterManager:
         if new is old:
             return
         if new.persistent() != old.persistent():
-            await self._store.write(lambda tx: table.save(tx, old, new))
+            gate = self._gate
+            try:
+                await self._store.write(lambda tx: table.save(tx, old, new, fence=gate.fence))
+            except NotPrimary:
+                self._active = False  # deposed: nothing more until the election says otherwise
+                raise
         self._state = new
         for node_id in sorted(old.alive - new.alive):
             log.info("node %d is dead: no heartbeat for %.3g s", node_id, self.heartbeat_timeout_s)

@@ -26,7 +26,7 @@ from emberfs.proto import mgmt_pb2
 from ..txn import MetaTxn
 from .state import ClusterState, NodeRecord, TargetRecord
 
-__all__ = ["load", "save"]
+__all__ = ["load", "save", "stored_version"]
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -115,8 +115,18 @@ def _encode_target(target: TargetRecord) -> bytes:
     ).SerializeToString()
 
 
-def save(tx: MetaTxn, old: ClusterState, new: ClusterState) -> None:
-    """Write what differs between `old` (as stored) and `new`."""
+def stored_version(tx: MetaTxn) -> int:
+    """The routing version as stored (a standby polls it to know when to reload)."""
+    value = tx.kv.get("mgmt", ROUTING_VERSION)
+    return _U64.unpack(value)[0] if value is not None else 0
+
+
+def save(tx: MetaTxn, old: ClusterState, new: ClusterState,
+         fence: Callable[[MetaTxn], None] | None = None) -> None:
+    """Write what differs between `old` (as stored) and `new`; `fence` first checks, in
+    the same transaction, that this process is still the primary (mgmt/primary.py)."""
+    if fence is not None:
+        fence(tx)
     _sync(tx, old.nodes, new.nodes, _node_key, _encode_node)
     _sync(tx, old.targets, new.targets, _target_key, _encode_target)
     _sync(tx, old.chains, new.chains, _chain_key, lambda c: chain_to_proto(c).SerializeToString())
