@@ -253,7 +253,8 @@ def _free_port(host: str = "127.0.0.1") -> int:
 
 
 class LocalCluster:
-    """One metaserver and N storage servers as local processes, with chains created.
+    """One metaserver (several on etcd: `metaservers`) and N storage servers as local
+    processes, with chains created.
 
     Layout of data_dir: `meta/` (the metaserver), `node-<i>/` (storage node i, node id
     i), `*.log`, and `cluster.json`, which records the ports chosen at the first start
@@ -301,9 +302,13 @@ class LocalCluster:
         etcd_endpoints: Sequence[str] = (),
         etcd_prefix: str = "emberfs/",
         etcd_max_txn_ops: int | None = None,
+        metaservers: int = 1,
+        manager_lease: int | None = None,
     ) -> None:
         if nodes < 1 or replicas < 1 or targets_per_node < 1:
             raise ValueError("nodes, replicas and targets_per_node must be at least 1")
+        if metaservers < 1 or (metaservers > 1 and not etcd_endpoints):
+            raise ValueError("several metaservers share a namespace only on the etcd engine (etcd_endpoints)")
         if replicas > nodes:
             raise ValueError(f"{replicas} replicas need at least {replicas} nodes, not {nodes}")
         self.data_dir = Path(data_dir)
@@ -344,12 +349,20 @@ class LocalCluster:
             meta_args += ["--engine", "etcd", "--etcd", ",".join(etcd_endpoints), "--etcd-prefix", etcd_prefix]
             if etcd_max_txn_ops is not None:
                 meta_args += ["--etcd-max-txn-ops", str(etcd_max_txn_ops)]
-        if meta_listen.endswith(":0") and saved.get("meta"):
-            meta_listen = saved["meta"]
-        self.meta = metaserver_process(
-            self.data_dir / "meta", log_path=self.data_dir / "meta.log", listen=meta_listen, extra_args=meta_args,
-            env=self.env,
-        )
+            if manager_lease is not None:
+                meta_args += ["--manager-lease", str(manager_lease)]
+        saved_metas = saved.get("metas") or ([saved["meta"]] if saved.get("meta") else [])
+        self.metas: list[ServerProcess] = []
+        for index in range(metaservers):
+            listen = meta_listen if index == 0 else "127.0.0.1:0"
+            if listen.endswith(":0") and index < len(saved_metas):
+                listen = saved_metas[index]
+            name = "meta" if index == 0 else f"meta-{index + 1}"
+            self.metas.append(metaserver_process(
+                self.data_dir / name, log_path=self.data_dir / f"{name}.log", listen=listen, extra_args=meta_args,
+                env=self.env,
+            ))
+        self.meta = self.metas[0]
         self.storage: list[ServerProcess] = []
         self._saved_storage: dict[str, str] = saved.get("storage", {})
 
@@ -362,6 +375,7 @@ class LocalCluster:
     def _save(self) -> None:
         record = {
             "meta": self.meta.address,
+            "metas": [m.address for m in self.metas],
             "storage": {str(i + 1): p.address for i, p in enumerate(self.storage) if p.address},
         }
         tmp = self.data_dir / "cluster.json.tmp"
@@ -370,17 +384,19 @@ class LocalCluster:
 
     @property
     def meta_address(self) -> str:
-        if self.meta.address is None:
+        """Every metaserver's address, comma-separated (one with one metaserver)."""
+        if any(m.address is None for m in self.metas):
             raise RuntimeError("the cluster has not been started")
-        return self.meta.address
+        return ",".join(str(m.address) for m in self.metas)
 
     def start(self, timeout: float = 60.0, *, progress: Callable[[str], None] | None = None) -> str:
         """Start everything, create the chains, wait until all serve; return the meta address."""
         say: Callable[[str], None] = progress or (lambda text: None)
         deadline = time.monotonic() + timeout
         try:
-            self.meta.start(timeout=max(deadline - time.monotonic(), 1.0))
-            say(f"metaserver at {self.meta.address} (pid {self.meta.pid})")
+            for meta in self.metas:
+                meta.start(timeout=max(deadline - time.monotonic(), 1.0))
+                say(f"metaserver at {meta.address} (pid {meta.pid})")
             for node_id in range(1, self.nodes + 1):
                 listen = self._saved_storage.get(str(node_id)) or f"127.0.0.1:{_free_port()}"
                 proc = storage_process(
@@ -412,7 +428,9 @@ class LocalCluster:
         return self.meta_address
 
     def processes(self) -> list[tuple[str, ServerProcess]]:
-        return [("metaserver", self.meta)] + [(f"storage node {i + 1}", p) for i, p in enumerate(self.storage)]
+        metas = [("metaserver", self.meta)] if len(self.metas) == 1 else [
+            (f"metaserver {i + 1}", m) for i, m in enumerate(self.metas)]
+        return metas + [(f"storage node {i + 1}", p) for i, p in enumerate(self.storage)]
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM every process, SIGKILL any still alive after `grace` seconds.
@@ -423,7 +441,11 @@ class LocalCluster:
         waiting for resyncs. (Stopping storage first would make the manager record
         each leaving target OFFLINE, one after the other.)
         """
-        self.meta.stop(grace=grace)
+        for meta in self.metas:
+            meta.terminate()
+        end = time.monotonic() + grace
+        for meta in self.metas:
+            meta.stop(grace=max(end - time.monotonic(), 0.1))
         procs = [p for p in self.storage if p.running]
         for proc in procs:
             proc.terminate()

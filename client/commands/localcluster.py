@@ -58,6 +58,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="with --engine etcd: an etcd to use (default: start one under DATA_DIR/etcd)")
     p.add_argument("--etcd-members", type=int, choices=(1, 3, 5), default=3,
                    help="with --engine etcd and no --etcd: members of the local etcd (default 3)")
+    p.add_argument("--metaservers", type=int, default=1, metavar="N",
+                   help="with --engine etcd: metaservers sharing the namespace; one of them is the cluster "
+                        "manager primary, another takes over when it dies (default 1)")
     p.add_argument("--tls", action="store_true",
                    help="serve TLS: generate DATA_DIR/tls/{ca,server}.{pem,key} on the first start and start every "
                         "server with them (clients: --tls-ca DATA_DIR/tls/ca.pem)")
@@ -132,6 +135,7 @@ async def _serve(ctx: CliContext, args: argparse.Namespace, endpoints: list[str]
             tls=args.tls,
             etcd_endpoints=endpoints,
             etcd_max_txn_ops=max_ops,
+            metaservers=args.metaservers,
         )
     except (ValueError, EmberError, OSError) as exc:
         _say(str(exc))
