@@ -104,9 +104,12 @@ class EtcdElection:
             try:
                 await on_elected()
                 await self._hold()
+            except Exception:  # e.g. the state could not be loaded: give the role to another
+                log.exception("cluster manager primary failed; stepping down")
             finally:
                 self._term = None
                 await asyncio.shield(on_deposed())
+            await self.resign()  # the lease may still run: a standby need not wait it out
 
     async def resign(self) -> None:
         """Give the role up now (a clean stop): the next standby need not wait the TTL."""
@@ -115,7 +118,9 @@ class EtcdElection:
         if lease:
             try:
                 await self._call(self._client.lease_revoke, lease)
-                log.info("resigned as the cluster manager primary")
+                log.info("released the cluster manager primary lease")
+            except NotFound:
+                pass  # expired already
             except EmberError as exc:
                 log.warning("could not revoke the primary lease (it expires in %d s): %s", self.ttl_s, exc.message)
 

@@ -140,6 +140,7 @@ class ClusterManager:
             new = rules.register(self._state, registration)
             self._beats[registration.node_id] = self._monotonic()
             await self._commit(self._ticked(new))
+            self._require_primary()  # the reply renews the node's lease: only from a primary
             return self._state.routing_version
 
     async def heartbeat(self, node_id: int, reports: Iterable[Report], incarnation: int = 0,
