@@ -66,6 +66,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 ENGINES = ("lmdb", "etcd")
+# A takeover beyond the manager lease: etcd's expiry check, the standby's poll, loading the
+# chain table, a storage server's move to the new primary.
+TAKEOVER_SLACK_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,11 +128,12 @@ class MetaConfig:
                 raise InvalidArgument(f"etcd_max_txn_ops {self.etcd_max_txn_ops!r} must be at least 16")
             if not isinstance(self.manager_lease_s, int) or not 1 <= self.manager_lease_s <= 60:
                 raise InvalidArgument(f"manager_lease_s {self.manager_lease_s!r} must be whole seconds in 1..60")
-            if not self.manager_lease_s + self.heartbeat_interval_s < self.heartbeat_timeout_s:
+            if not self.manager_lease_s + self.heartbeat_interval_s + TAKEOVER_SLACK_S <= self.heartbeat_timeout_s:
                 raise InvalidArgument(
-                    f"the heartbeat timeout ({self.heartbeat_timeout_s:g} s) must exceed the manager lease "
-                    f"({self.manager_lease_s} s) plus the heartbeat interval ({self.heartbeat_interval_s:g} s): "
-                    "storage servers must keep serving while a standby takes the manager over")
+                    f"the heartbeat timeout ({self.heartbeat_timeout_s:g} s) must be at least the manager lease "
+                    f"({self.manager_lease_s} s) plus the heartbeat interval ({self.heartbeat_interval_s:g} s) "
+                    f"plus {TAKEOVER_SLACK_S:g} s: storage servers must keep serving while a standby takes the "
+                    "manager over")
         elif not isinstance(self.data_dir, str) or not self.data_dir:
             raise InvalidArgument("data_dir must be a non-empty path")
         parse_listen(self.listen)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from emberfs.common.errors import NotPrimary
+from emberfs.common.errors import InvalidArgument, NotPrimary
 from emberfs.common.chainstate import LocalState
 from emberfs.metaserver.config import MetaConfig
 from emberfs.metaserver.etcdkv.store import EtcdStore
@@ -79,7 +79,7 @@ def _reg(node_id: int) -> Registration:
 @pytest.fixture
 def pair(memory_etcd: Any) -> Any:
     config = MetaConfig(data_dir="", engine="etcd", etcd_endpoints=("127.0.0.1:2379",),
-                        heartbeat_interval_s=0.5, heartbeat_timeout_s=3.0)
+                        heartbeat_interval_s=0.5, heartbeat_timeout_s=4.0)
     etcd = memory_etcd()
     stores = [EtcdStore(config, etcd, max_ops=100_000) for _ in range(2)]
     yield config, stores
@@ -185,6 +185,26 @@ def test_the_fence_names_the_primary_it_found(pair: Any) -> None:
     with pytest.raises(NotPrimary, match="10.0.0.9:9000"):
         store.read(lambda tx: check_record(tx, b"me x"))
     store.read(lambda tx: check_record(tx, b"10.0.0.9:9000 tok"))
+
+
+@pytest.mark.parametrize(("lease", "interval", "timeout", "ok"), [
+    (2, 1.0, 5.0, True),   # the defaults
+    (2, 1.0, 4.0, True),
+    (2, 1.0, 3.9, False),  # a takeover could outlast a live storage server's lease
+    (1, 0.5, 2.5, True),
+    (0, 0.5, 5.0, False),
+    (61, 1.0, 100.0, False),
+])
+def test_storage_leases_must_outlast_a_takeover(lease: int, interval: float, timeout: float, ok: bool) -> None:
+    def make() -> MetaConfig:
+        return MetaConfig(data_dir="", engine="etcd", etcd_endpoints=("127.0.0.1:2379",), manager_lease_s=lease,
+                          heartbeat_interval_s=interval, heartbeat_timeout_s=timeout)
+
+    if ok:
+        assert make().manager_lease_s == lease
+    else:
+        with pytest.raises(InvalidArgument):
+            make()
 
 
 def test_term_is_frozen() -> None:
