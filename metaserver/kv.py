@@ -20,7 +20,7 @@ conflict with each other.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, cast
 
 import lmdb
@@ -47,6 +47,11 @@ class KvTxn(Protocol):
     def get(self, table: str, key: bytes) -> bytes | None: ...
 
     def put(self, table: str, key: bytes, value: bytes) -> None: ...
+
+    def prefetch(self, keys: Sequence[tuple[str, bytes]]) -> None:
+        """A hint that these (table, key)s are read next: an engine whose reads are round
+        trips fetches them together; LMDB, whose reads are memory reads, ignores it."""
+        ...
 
     def delete(self, table: str, key: bytes) -> bool:
         """Remove key; whether it was there."""
@@ -91,6 +96,9 @@ class LmdbKv:
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         self._txn.put(key, value, db=getattr(self._dbs, table))
+
+    def prefetch(self, keys: Sequence[tuple[str, bytes]]) -> None:
+        return None
 
     def delete(self, table: str, key: bytes) -> bool:
         return bool(self._txn.delete(key, db=getattr(self._dbs, table)))

@@ -111,6 +111,13 @@ class MetaTxn:
     def delete_inode(self, inode_id: int) -> None:
         self.kv.delete("inodes", _U64.pack(inode_id))
 
+    def prefetch_step(self, inode_id: int, name: str | None) -> None:
+        """A path walk's next reads in one go: the inode, and its entry `name` (if any)."""
+        keys = [("inodes", _U64.pack(inode_id))]
+        if name:
+            keys.append(("dirents", _dirent_key(inode_id, name)))
+        self.kv.prefetch(keys)
+
     # -- directory entries --------------------------------------------------
     def lookup(self, parent_id: int, name: str) -> Entry | None:
         raw = self.kv.get("dirents", _dirent_key(parent_id, name))

@@ -69,6 +69,25 @@ class ClientEtcd:
         rows = [(kv.key, kv.value, kv.mod_revision) for kv in found.kvs]
         return rows, found.more, revision or found.revision
 
+    def get_many(self, keys: Sequence[bytes], revision: int) -> tuple[list[tuple[bytes | None, int]], int]:
+        """(value or None, mod_revision) of each key at `revision` (0: the newest), all in
+        one read-only Txn, and the revision read at. At a given revision the Txn is
+        serializable (answered by the member itself), as `range` reads are."""
+        result = None
+        if revision > 0 and self.serializable_snapshots:
+            try:
+                result = self.client.txn([], [Op.get(k, revision=revision, serializable=True) for k in keys])
+            except FailedPrecondition as exc:
+                if "future revision" not in exc.message:
+                    raise
+        if result is None:
+            result = self.client.txn([], [Op.get(k, revision=revision) for k in keys])
+        found: list[tuple[bytes | None, int]] = []
+        for response in result.responses:
+            kv = response.kvs[0] if response.kvs else None
+            found.append((kv.value, kv.mod_revision) if kv is not None else (None, 0))
+        return found, revision or result.revision
+
     def commit(self, compares: Sequence[PlanCompare], ops: Sequence[PlanOp]) -> bool:
         return self.client.txn([to_compare(c) for c in compares], [to_op(op) for op in ops]).succeeded
 

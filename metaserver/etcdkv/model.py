@@ -127,6 +127,8 @@ class Op:
     lease: int = 0
     limit: int = 0
     keys_only: bool = False
+    revision: int = 0  # a GET: read at this revision (0: the newest)
+    serializable: bool = False  # a GET: answered from the member's own store (exact at an applied revision)
 
     def __post_init__(self) -> None:
         _check_key(self.key)
@@ -136,8 +138,10 @@ class Op:
             raise InvalidArgument("a range limit cannot be negative")
 
     @classmethod
-    def get(cls, key: bytes, end: bytes = b"", *, limit: int = 0, keys_only: bool = False) -> Op:
-        return cls(OpKind.GET, key, range_end=end, limit=limit, keys_only=keys_only)
+    def get(cls, key: bytes, end: bytes = b"", *, limit: int = 0, keys_only: bool = False, revision: int = 0,
+            serializable: bool = False) -> Op:
+        return cls(OpKind.GET, key, range_end=end, limit=limit, keys_only=keys_only, revision=revision,
+                   serializable=serializable)
 
     @classmethod
     def put(cls, key: bytes, value: bytes, *, lease: int = 0) -> Op:

@@ -33,7 +33,7 @@ Keys in etcd: `root ‖ table ‖ "/" ‖ key` (root: "emberfs/" by default).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -70,6 +70,11 @@ class Snapshot(Protocol):
         """((key, value, mod_revision) for start <= key < end at revision, ascending, at most
         limit (0: all); whether there are more; the revision read at). end None: the
         single key start. revision 0: the latest."""
+        ...
+
+    def get_many(self, keys: Sequence[bytes], revision: int) -> tuple[list[tuple[bytes | None, int]], int]:
+        """(value or None, mod_revision) of each key at revision, in one round trip; the
+        revision read at."""
         ...
 
 
@@ -160,6 +165,20 @@ class OptimisticKv:
         self.reads.setdefault(full, mod)
         self.values[full] = value
         return value
+
+    def prefetch(self, keys: Sequence[tuple[str, bytes]]) -> None:
+        """Read these keys (as `get` would) in one round trip, so the gets that follow
+        cost none: a path walk knows a directory's inode and the next entry's key at once."""
+        wanted = [full for full in dict.fromkeys(self.key(t, k) for t, k in keys)
+                  if full not in self.writes and full not in self.values]
+        if len(wanted) < 2:
+            return  # one key costs the same round trip when it is read
+        found, revision = self.snapshot.get_many(wanted, self.revision)
+        if not self.revision:
+            self.revision = revision
+        for full, (value, mod) in zip(wanted, found, strict=True):
+            self.reads.setdefault(full, mod)
+            self.values[full] = value
 
     def scan(self, table: str, start: bytes = b"", end: bytes | None = None, *,
              limit: int = 0) -> Iterator[tuple[bytes, bytes]]:

@@ -21,7 +21,7 @@ import random
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from emberfs.common.errors import EmberError, Unavailable
@@ -57,6 +57,8 @@ class Etcd(Protocol):
 
     def range(self, start: bytes, end: bytes | None, revision: int,
               limit: int) -> tuple[list[tuple[bytes, bytes, int]], bool, int]: ...
+
+    def get_many(self, keys: Sequence[bytes], revision: int) -> tuple[list[tuple[bytes | None, int]], int]: ...
 
     def commit(self, compares: list[Compare], ops: list[Op]) -> bool:
         """Apply ops if every compare holds; whether it applied. OutcomeUnknown when the

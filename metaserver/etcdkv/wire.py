@@ -50,7 +50,8 @@ def range_request(start: bytes, end: bytes = b"", *, revision: int = 0, limit: i
 def op_to_pb(op: Op) -> etcd_rpc_pb2.RequestOp:
     if op.kind is OpKind.GET:
         return etcd_rpc_pb2.RequestOp(
-            request_range=range_request(op.key, op.range_end, limit=op.limit, keys_only=op.keys_only))
+            request_range=range_request(op.key, op.range_end, limit=op.limit, keys_only=op.keys_only,
+                                        revision=op.revision, serializable=op.serializable))
     if op.kind is OpKind.PUT:
         return etcd_rpc_pb2.RequestOp(request_put=etcd_rpc_pb2.PutRequest(key=op.key, value=op.value, lease=op.lease))
     return etcd_rpc_pb2.RequestOp(request_delete_range=etcd_rpc_pb2.DeleteRangeRequest(key=op.key,

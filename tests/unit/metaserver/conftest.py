@@ -156,6 +156,17 @@ class MemoryEtcd:
         with self._lock:
             return self._range(start, end, revision, limit)
 
+    def get_many(self, keys: list[bytes], revision: int) -> tuple[list[tuple[bytes | None, int]], int]:
+        if self.delay:
+            time.sleep(self.delay)
+        with self._lock:
+            at = revision or self.revision
+            found = []
+            for key in keys:
+                rows, _, at = self._range(key, None, at, 1)
+                found.append((rows[0][1], rows[0][2]) if rows else (None, 0))
+            return found, at
+
     def _range(self, start: bytes, end: bytes | None, revision: int,
                limit: int) -> tuple[list[tuple[bytes, bytes, int]], bool, int]:
         at = revision or self.revision

@@ -15,7 +15,7 @@ from emberfs.common.paths import split_path
 from emberfs.metaserver.config import MetaConfig
 from emberfs.metaserver.etcdkv.optimistic import Compare, OptimisticKv
 from emberfs.metaserver.etcdkv.store import EtcdStore
-from emberfs.metaserver.ops import create, mkdir, remove
+from emberfs.metaserver.ops import create, mkdir, remove, stat
 from emberfs.metaserver.ops.perm import ROOT
 from emberfs.metaserver.txn import FILES, ROOT_ID, MetaTxn
 from emberfs.proto import meta_pb2
@@ -259,3 +259,33 @@ def test_a_key_read_twice_costs_one_read(memory_etcd: Any) -> None:
     assert tx.get("t", b"a") == b"1" and tx.get("t", b"zz") is None and tx.get("t", b"zz") is None
     assert tx.delete("t", b"b") and tx.get("t", b"b") is None
     assert len(calls) == 2  # the scan and the first get of the absent key
+
+
+def test_a_path_walk_costs_one_round_trip_per_step(memory_etcd: Any, config: MetaConfig) -> None:
+    """Each step of a walk fetches the directory's inode and the next entry together:
+    a stat of /a/b/c is 4 round trips (root+a, a+b, b+c, c), not 7."""
+    etcd = memory_etcd()
+    with EtcdStore(config, etcd, max_ops=1000) as store:
+        store.write_sync(lambda tx: mkdir.mkdir(tx, ROOT, ["a", "b", "c"], mode=0o755, parents=True))
+        calls: list[str] = []
+        real_range, real_many = etcd.range, etcd.get_many
+        etcd.range = lambda *a: calls.append("range") or real_range(*a)  # type: ignore[method-assign]
+        etcd.get_many = lambda *a: calls.append("many") or real_many(*a)  # type: ignore[method-assign]
+        found = store.read(lambda tx: stat.stat(tx, ROOT, ["a", "b", "c"], follow_symlinks=True))
+        assert found.inode.type == meta_pb2.DIRECTORY
+        assert calls == ["many", "many", "many", "range"]
+
+
+def test_prefetched_keys_are_in_the_read_set(memory_etcd: Any) -> None:
+    """A key fetched ahead counts as read: a change to it fails the commit."""
+    etcd = memory_etcd()
+    seed(etcd, a=b"1", b=b"2")
+    tx = kv(etcd)
+    tx.prefetch([("t", b"a"), ("t", b"b"), ("t", b"none")])
+    assert tx.get("t", b"b") == b"2" and tx.get("t", b"none") is None
+    tx.put("t", b"c", b"3")
+    seed(etcd, b=b"changed")
+    assert not commit(tx, etcd)
+    tx = kv(etcd, b"r/txn/2")
+    tx.prefetch([("t", b"none")])  # one key: left to its get (same cost)
+    assert tx.reads == {}
