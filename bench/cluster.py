@@ -104,12 +104,13 @@ class EmberCluster:
 
     def __init__(self, directory: Path, chunk_size: int, *, nodes: int, replicas: int, event_loop: str,
                  transports: tuple[str, ...], label_loop: bool, auth: bool = False,
-                 etcd: Any = None) -> None:
+                 etcd: Any = None, metaservers: int = 1) -> None:
         self.chunk_size = chunk_size
         self.event_loop = event_loop
         self.transports = transports
         self.system = (f"emberfs {size_label(chunk_size)} chunks" + (", tokens" if auth else "")
-                       + (f", etcd x{len(etcd.members)}" if etcd is not None else ""))
+                       + (f", etcd x{len(etcd.members)}" if etcd is not None else "")
+                       + (f", {metaservers} metaservers" if metaservers > 1 else ""))
         self._loop_label = f", {event_loop}" if label_loop else ""
         self.nodes, self.replicas = nodes, replicas
         self.unavailable = loop_unavailable(event_loop)  # rows then say why instead of a figure
@@ -117,7 +118,8 @@ class EmberCluster:
         self.cluster = LocalCluster(directory, nodes=nodes, replicas=replicas, chunk_size=chunk_size,
                                     env={_EVENT_LOOP_ENV: event_loop}, auth=auth,
                                     etcd_endpoints=etcd.endpoints if etcd is not None else (),
-                                    etcd_max_txn_ops=etcd.max_txn_ops if etcd is not None else None)
+                                    etcd_max_txn_ops=etcd.max_txn_ops if etcd is not None else None,
+                                    metaservers=metaservers)
         self.loop = ClientLoop(event_loop)
         self._clients: dict[str, Client] = {}
         self._stack = contextlib.AsyncExitStack()  # the clients (and pread handles), on self.loop
@@ -134,6 +136,18 @@ class EmberCluster:
         if fs is None:
             raise RuntimeError("the cluster has not been started")
         return fs
+
+    async def meta_clients(self) -> list[Client]:
+        """One client per metaserver (each given that address alone), for the metadata
+        workload spread over them; the main client when there is one metaserver. On the
+        cluster's loop: call through `run`."""
+        addresses = [str(m.address) for m in self.cluster.metas]
+        if len(addresses) == 1:
+            return [self.client()]
+        admin = self.cluster.admin_token
+        return [await self._stack.enter_async_context(
+            Client(address) if admin is None else Client(address, token=admin, uid=0, gid=0, groups=[]))
+            for address in addresses]
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run coro (which uses this cluster's clients) on the cluster's client loop."""

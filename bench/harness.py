@@ -133,12 +133,19 @@ async def _meta_on_etcd(root: Path, config: BenchConfig, system: str) -> list[Ro
     etcd = EtcdCluster(root / "etcd", members=config.meta_etcd)
     await asyncio.to_thread(etcd.start, 60.0)
     cluster = EmberCluster(root / "cluster-etcd", config.chunk_sizes[0], nodes=config.nodes, replicas=config.replicas,
-                           event_loop="asyncio", transports=config.transports[:1], label_loop=False, etcd=etcd)
+                           event_loop="asyncio", transports=config.transports[:1], label_loop=False, etcd=etcd,
+                           metaservers=config.meta_etcd_metaservers)
     try:
         await cluster.start()
         progress(f"metadata ops on {cluster.system}'s metaserver")
-        return await cluster.run(emberfs_meta(cluster.client(), f"{system}, etcd x{config.meta_etcd}",
-                                              config.depths, config.ops, config.seconds, cluster.server_pids))
+        label = f"{system}, etcd x{config.meta_etcd}" + (
+            f", {config.meta_etcd_metaservers} metaservers" if config.meta_etcd_metaservers > 1 else "")
+
+        async def measure() -> list[Row]:
+            return await emberfs_meta(await cluster.meta_clients(), label, config.depths, config.ops,
+                                      config.seconds, cluster.server_pids)
+
+        return await cluster.run(measure())
     finally:
         await cluster.aclose()
         await asyncio.to_thread(etcd.stop)

@@ -18,7 +18,7 @@ time) the same LMDB figure beside every depth.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,22 +31,27 @@ __all__ = ["META_WORKLOADS", "emberfs_meta", "health_meta", "lmdb_meta"]
 META_WORKLOADS = ("mkdir", "create", "stat")
 
 
-async def emberfs_meta(fs: Client, system: str, depths: tuple[int, ...], max_ops: int, max_seconds: float,
-                       server_pids: Callable[[], list[int]]) -> list[Row]:
-    """mkdir, create, then stat of the directories mkdir made; each at every depth."""
+async def emberfs_meta(fs: Client | Sequence[Client], system: str, depths: tuple[int, ...], max_ops: int,
+                       max_seconds: float, server_pids: Callable[[], list[int]]) -> list[Row]:
+    """mkdir, create, then stat of the directories mkdir made; each at every depth.
+    Several clients (one per metaserver): operation i goes to client i mod n."""
+    clients = [fs] if isinstance(fs, Client) else list(fs)
     rows: list[Row] = []
     made: dict[int, int] = {}
     for depth in depths:
-        await fs.makedirs(f"/bench-meta/x{depth}", exist_ok=True)
+        await clients[0].makedirs(f"/bench-meta/x{depth}", exist_ok=True)
+
+    def on(i: int) -> Client:
+        return clients[i % len(clients)]
 
     async def mkdir(i: int, depth: int) -> None:
-        await fs.mkdir(f"/bench-meta/x{depth}/d{i}")
+        await on(i).mkdir(f"/bench-meta/x{depth}/d{i}")
 
     async def create(i: int, depth: int) -> None:
-        await fs.touch(f"/bench-meta/x{depth}/f{i}", exist_ok=False)
+        await on(i).touch(f"/bench-meta/x{depth}/f{i}", exist_ok=False)
 
     async def stat(i: int, depth: int) -> None:
-        await fs.stat(f"/bench-meta/x{depth}/d{i % made[depth]}")  # one the mkdir phase made
+        await on(i).stat(f"/bench-meta/x{depth}/d{i % made[depth]}")  # one the mkdir phase made
 
     for workload, action in (("mkdir", mkdir), ("create", create), ("stat", stat)):
         for depth in depths:

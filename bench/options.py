@@ -57,6 +57,7 @@ class BenchConfig:
     no_install: bool = False  # do not apt-get install nginx when it is missing
     auth: bool = False  # clusters require tokens (and so capabilities); the client holds the admin token
     meta_etcd: int = 0  # the metadata workload also on a metaserver over an etcd of this many members (0: not)
+    meta_etcd_metaservers: int = 2  # metaservers sharing that etcd namespace (issue 19's goal: two)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -70,6 +71,7 @@ class BenchConfig:
             "loader_cache_mib": self.loader_cache_mib,
             "loader_workers": self.loader_workers, "loader_batch": self.loader_batch,
             "quick": self.quick, "auth": self.auth, "meta_etcd": self.meta_etcd,
+            "meta_etcd_metaservers": self.meta_etcd_metaservers,
         }
 
 
@@ -196,6 +198,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--meta-etcd", type=int, choices=(0, 1, 3), default=0, metavar="MEMBERS",
                    help="run the metadata workload also on a metaserver whose namespace is in a local etcd of "
                         "MEMBERS members (Debian's etcd-server; 0: not, the default)")
+    p.add_argument("--meta-etcd-metaservers", type=int, default=2, metavar="N",
+                   help="with --meta-etcd: metaservers sharing the etcd namespace, each with its own client "
+                        "(default 2)")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -213,7 +218,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         loader_workers=args.loader_workers, loader_batch=args.loader_batch,
         json_path=args.json_path, plot_path=args.plot_path, keep_dir=args.keep_dir, quick=args.quick,
         no_install=args.no_install, auth=args.auth, meta_etcd=args.meta_etcd,
+        meta_etcd_metaservers=args.meta_etcd_metaservers,
     )
+    if config.meta_etcd_metaservers < 1:
+        raise SystemExit("emberfs bench: --meta-etcd-metaservers must be at least 1")
     if config.size_mib < 1:
         raise SystemExit("emberfs bench: --size-mib must be at least 1")
     if min(config.loader_mib, config.loader_batch, config.loader_shards) < 1 or config.loader_workers < 0:
