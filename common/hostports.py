@@ -9,18 +9,23 @@ address named twice is refused rather than silently tried twice per round.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from .errors import InvalidArgument
 
 __all__ = ["format_addresses", "parse_address_list", "parse_hostport"]
 
+# A DNS name or IPv4 address, or an IPv6 address in brackets: what a gRPC target and a
+# socket bind both take. Anything else (a ";" typed for a ",", spaces) is a typo.
+_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.%]+\]")
+
 
 def parse_hostport(value: str, *, what: str = "address", allow_zero: bool = True) -> tuple[str, int]:
     """Split "HOST:PORT" (an IPv6 host in brackets); refuse anything else with a message
     naming `what` (the flag)."""
     host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
+    if not sep or not _HOST.fullmatch(host) or not port_text.isdigit():
         raise InvalidArgument(f"{what} {value!r} is not HOST:PORT")
     port = int(port_text)
     if not (0 if allow_zero else 1) <= port <= 65535:
