@@ -6,7 +6,7 @@ of every failure into the built-in OSError family. The methods here only shape
 arguments (umask, optional attributes, paging) and results (`StatResult`).
 Chunk I/O (`read_file`, `write_file`) goes through the data path (`_datapath.py`) over
 the storage transports (`common/storagepool.py`), routed by the cached cluster routing
-(`_routing.py`, fetched from the metaserver's Mgmt service over the same channel).
+(`_routing.py`, fetched from the metaserver's Mgmt service through the same transport).
 Reads by path look the file up through the attribute cache (`_attrcache.py`); every
 method that changes the namespace or a file tells it what changed.
 
@@ -28,6 +28,7 @@ from google.protobuf.message import Message
 from emberfs.common.auth import token_from_env
 from emberfs.common.tls import check_ca, tls_ca_from_env
 from emberfs.common.errors import EmberError, Internal, InvalidArgument, IsADirectory, NotFound, PermissionDenied
+from emberfs.common.hostports import format_addresses, parse_address_list
 from emberfs.common.paths import check_mode
 from emberfs.common.layout import ChunkSpan, chunk_span
 from emberfs.common.storagepool import StoragePool
@@ -40,7 +41,7 @@ from ._errors import os_error
 from ._file import EmberFile
 from ._filehost import FileAttrs, OpenedFile
 from ._freshbytes import fresh_bytes
-from ._meta import Identity, MetaTransport
+from ._meta import Identity, MetaTransport, metaservers_at
 from ._plan import FileReads, read_plan, result_sizes
 from ._retry import RetryPolicy
 from ._routing import RoutingCache
@@ -113,6 +114,10 @@ class ClientState(enum.Enum):
 class Client:
     """An async EmberFS client: `async with Client("127.0.0.1:9000") as fs: ...`.
 
+    `address`: the metaserver, "HOST:PORT", or several that serve one cluster,
+    "HOST:PORT,HOST:PORT" (or a sequence of HOST:PORT): a metaserver that does not
+    answer hands the call to the next one with the same request id (`_meta.py`).
+
     uid, gid and groups are the identity the metaserver checks POSIX permissions
     against (default: this process's). `umask` is applied by the client to the mode
     of every new file and directory, as the kernel does for local files; the server
@@ -141,7 +146,7 @@ class Client:
 
     def __init__(
         self,
-        address: str,
+        address: str | Sequence[str],
         *,
         uid: int | None = None,
         gid: int | None = None,
@@ -168,7 +173,11 @@ class Client:
             raise ValueError(f"transport must be 'bulk' or 'grpc', not {transport!r}")
         if token is not None and not (token and all("!" <= c <= "~" for c in token)):
             raise ValueError("token must be non-empty printable ASCII without spaces")
-        self.address = address
+        try:
+            addresses = parse_address_list(address)
+        except InvalidArgument as exc:
+            raise ValueError(exc.message) from None
+        self.address = format_addresses(addresses)
         self.umask = umask
         self.identity = Identity(
             uid=os.getuid() if uid is None else uid,
@@ -181,7 +190,7 @@ class Client:
         tls_ca = tls_ca if tls_ca is not None else tls_ca_from_env()
         if tls_ca:
             check_ca(tls_ca)  # TlsError (a ValueError) now, not a failed handshake later
-        self._meta = MetaTransport(address, self.identity, timeout=timeout, retry=retry, token=token,
+        self._meta = MetaTransport(addresses, self.identity, timeout=timeout, retry=retry, token=token,
                                    tls_ca=tls_ca)
         self._routing = RoutingCache(self._fetch_routing)
         self._storage = StoragePool(bulk=transport == "bulk", token=token, tls_ca=tls_ca)
@@ -220,7 +229,7 @@ class Client:
                 await self._meta.wait_ready(wait)
             except TimeoutError:
                 await self.aclose()
-                raise ConnectionError(f"cannot reach the metaserver at {self.address} within {wait:g} s") from None
+                raise ConnectionError(f"cannot reach {metaservers_at(self.address)} within {wait:g} s") from None
 
     async def aclose(self) -> None:
         if self.state is ClientState.OPENED:

@@ -1,16 +1,24 @@
-"""The metaserver transport: one gRPC channel, request headers, deadlines and retries.
+"""The metaserver transport: request headers, deadlines, retries, and failover between
+several metaserver addresses.
 
-The channel carries both services the metaserver hosts: `Meta` (the namespace) and
-`Mgmt` (the cluster manager: routing, chain creation); `call(..., service="mgmt")`
-reaches the second with the same headers, deadlines and retries.
+Both services a metaserver hosts go through it: `Meta` (the namespace) and `Mgmt` (the
+cluster manager: routing, chain creation); `call(..., service="mgmt")` reaches the second
+with the same headers, deadlines and retries.
 
 Every namespace call of the `Client` goes through `MetaTransport.call`, which is the
 client's single error boundary: paths are validated (so a bad name fails here, before
 any traffic), the request is built once with a fresh request id, sent with a deadline,
 retried on retryable failures with the SAME request id (a retried Create, Remove or
 Rename is then answered from the server's record of the first attempt instead of being
-applied twice), and any failure leaves as the built-in OSError family (`_errors.py`).
+applied twice, by whichever metaserver gets the retry when they share an etcd
+namespace), and any failure leaves as the built-in OSError family (`_errors.py`).
 With a token, every call carries it (`authorization: Bearer`, common/authgrpc.py).
+
+Several addresses (common/failover.py): namespace calls start at an address picked
+from the client id (clients spread over the metaservers), manager calls at the first;
+a metaserver that is away (UNAVAILABLE, NotPrimary, an attempt's deadline) hands the
+same request to the next address at once; once every address failed, the retry policy
+backs off as with one address; each kind of call then starts where one last answered.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,14 +37,16 @@ import grpc
 from google.protobuf.message import Message
 
 from emberfs.common.errors import EmberError, from_rpc_error
+from emberfs.common.failover import Preference, moves_on, spread_start
+from emberfs.common.hostports import format_addresses
+from emberfs.common.metachannels import MetaChannels
 from emberfs.common.paths import split_path
-from emberfs.common.authgrpc import open_channel
-from emberfs.proto import common_pb2, meta_pb2_grpc, mgmt_pb2_grpc
+from emberfs.proto import common_pb2
 
 from ._errors import os_error
 from ._retry import RetryPolicy, retry_delay
 
-__all__ = ["Identity", "MetaTransport"]
+__all__ = ["Identity", "MetaTransport", "metaservers_at"]
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -50,7 +60,7 @@ class Identity:
 class MetaTransport:
     def __init__(
         self,
-        address: str,
+        addresses: Sequence[str],
         identity: Identity,
         *,
         timeout: float,
@@ -61,7 +71,10 @@ class MetaTransport:
         token: str | None = None,
         tls_ca: str | None = None,
     ) -> None:
-        self.address = address
+        if not addresses:
+            raise ValueError("need at least one metaserver address")
+        self.addresses = tuple(addresses)
+        self.address = format_addresses(self.addresses)
         self._token = token
         self._tls_ca = tls_ca
         self.client_id = uuid.uuid4().hex
@@ -70,26 +83,34 @@ class MetaTransport:
         self._retry = retry
         self._rand, self._sleep, self._clock = rand, sleep, clock
         self._request_ids = itertools.count(1)
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: meta_pb2_grpc.MetaStub | None = None
-        self._mgmt: mgmt_pb2_grpc.MgmtStub | None = None
+        self._channels: MetaChannels | None = None
+        # Namespace calls: any metaserver serves them, so clients spread out. Manager
+        # calls: only the primary does; look for it from the first address.
+        self._namespace = Preference(len(self.addresses), spread_start(self.client_id, len(self.addresses)))
+        self._manager = Preference(len(self.addresses))
         self.calls: Counter[str] = Counter()  # RPCs sent by method, retries included (tests, tuning)
 
     async def open(self) -> None:
-        self._channel = open_channel(self.address, self._token, self._tls_ca)
-        self._stub = meta_pb2_grpc.MetaStub(self._channel)
-        self._mgmt = mgmt_pb2_grpc.MgmtStub(self._channel)
+        self._channels = MetaChannels(self.addresses, self._token, self._tls_ca)
 
     async def wait_ready(self, timeout: float) -> None:
-        """Until the channel to the metaserver is connected; TimeoutError after `timeout`."""
-        if self._channel is None:
+        """Until a channel to one of the metaservers is connected (namespace calls then
+        start there); TimeoutError after `timeout`."""
+        if self._channels is None:
             raise RuntimeError("the transport is not open")
-        await asyncio.wait_for(self._channel.channel_ready(), timeout)
+        ready = await self._channels.wait_ready(timeout)
+        if len(self.addresses) > 1:
+            self._namespace.answered(ready)
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-        self._channel = self._stub = self._mgmt = None
+        if self._channels is not None:
+            await self._channels.close()
+        self._channels = None
+
+    @property
+    def answering(self) -> tuple[str, str]:
+        """(namespace, manager): the address each kind of call tries first now."""
+        return self.addresses[self._namespace.index], self.addresses[self._manager.index]
 
     def header(self) -> common_pb2.RequestHeader:
         """A request header with this client's id and identity and a fresh request id."""
@@ -134,25 +155,38 @@ class MetaTransport:
         return await self._send(method, request)
 
     async def _send(self, method: str, request: Message, service: str = "meta") -> Any:
-        stub = self._mgmt if service == "mgmt" else self._stub
-        if stub is None:
+        channels = self._channels
+        if channels is None:
             raise RuntimeError("the transport is not open")
-        rpc = getattr(stub, method)
+        manager = service == "mgmt"
+        preference = self._manager if manager else self._namespace
+        walk = preference.walk()
         deadline = self._clock() + self._timeout
-        attempt = 0
         while True:
-            attempt += 1
             # Floor: the last retry may start a hair after the deadline's edge.
             remaining = max(deadline - self._clock(), 0.001)
             self.calls[method] += 1
+            stub = channels.mgmt(walk.index) if manager else channels.meta(walk.index)
             try:
-                return await rpc(request, timeout=min(remaining, self._retry.attempt_timeout))
+                reply = await getattr(stub, method)(request, timeout=min(remaining, self._retry.attempt_timeout))
             except grpc.aio.AioRpcError as rpc_error:
                 error = from_rpc_error(rpc_error)
-                delay = retry_delay(self._retry, attempt, error, deadline - self._clock(), self._rand())
+                # Another address of this round: at once, same request id.
+                if walk.failed(moves_on(error) and self._clock() < deadline):
+                    continue
+                delay = retry_delay(self._retry, walk.round, error, deadline - self._clock(), self._rand())
                 if delay is None:
                     raise error from rpc_error
-            await self._sleep(delay)
+                await self._sleep(delay)
+                walk.again(preference.index)
+                continue
+            preference.answered(walk.index)
+            return reply
+
+
+def metaservers_at(address: str) -> str:
+    """How a message names the metaservers of "a:1" or "a:1,b:2"."""
+    return f"any of the metaservers at {address}" if "," in address else f"the metaserver at {address}"
 
 
 def _deadline_expired(exc: EmberError) -> bool:

@@ -158,9 +158,10 @@ class SyncClient(Closing):
     Options are those of `Client`. Thread-safe; fork- and pickle-safe.
     """
 
-    def __init__(self, address: str, **options: Unpack[ClientOptions]) -> None:
-        Client(address, **options)  # validates the options now; makes no gRPC object
-        self.address = address
+    def __init__(self, address: str | Sequence[str], **options: Unpack[ClientOptions]) -> None:
+        # Validates the address and options now; makes no gRPC object. The address is
+        # kept as "a:1,b:2", which pickles and is what the runner's Client gets.
+        self.address = Client(address, **options).address
         self._options: ClientOptions = options
         self._cond = threading.Condition()
         self._runner: _Runner | None = None

@@ -1,4 +1,4 @@
-"""`emberfs`, the command line: `emberfs [--meta HOST:PORT] COMMAND ...`.
+"""`emberfs`, the command line: `emberfs [--meta HOST:PORT[,HOST:PORT...]] COMMAND ...`.
 
 The parser is built from the subcommand registry (`emberfs.client.commands`); this
 module only parses, runs the chosen command on an event loop, and turns what escapes
@@ -6,8 +6,8 @@ it into an exit status and at most one stderr line, never a traceback:
 
     0  success
     1  a file-system error (one line per failed path: `emberfs: ls: /x: No such file ...`)
-    2  bad usage (argparse), an unreadable --token-file, or the metaserver could not
-       be reached in time
+    2  bad usage (argparse, a bad --meta list among it), an unreadable --token-file, or
+       no metaserver could be reached in time
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from collections.abc import Sequence
 
 from emberfs.common import eventloop
 from emberfs.common.auth import TOKEN_FILE_ENV, read_token_file
+from emberfs.common.errors import InvalidArgument
+from emberfs.common.hostports import format_addresses, parse_address_list
 from emberfs.common.tls import TLS_CA_ENV, TlsError, check_ca, tls_ca_from_env
 
+from ._meta import metaservers_at
 from .commands import COMMANDS, CliContext, Command, error_line
 
 __all__ = ["build_parser", "main"]
@@ -34,9 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emberfs", description="Work with an EmberFS namespace.")
     parser.add_argument(
         "--meta",
+        type=_meta_list,
         default=os.environ.get("EMBERFS_META", DEFAULT_META),
-        metavar="HOST:PORT",
-        help=f"metaserver address (default: $EMBERFS_META, else {DEFAULT_META})",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="metaserver address; several that serve one cluster separated by commas: a call that one of them "
+             f"does not answer goes to the next (default: $EMBERFS_META, else {DEFAULT_META})",
     )
     parser.add_argument(
         "--timeout", type=float, default=30.0, metavar="SECONDS", help="bound on each call, retries included"
@@ -56,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_arguments(sub)
         sub.set_defaults(run_command=command)
     return parser
+
+
+def _meta_list(value: str) -> str:
+    """argparse type of --meta (and $EMBERFS_META): the list, validated, as "a:1,b:2"."""
+    try:
+        return format_addresses(parse_address_list(value, what="--meta"))
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 async def _run(command: Command, ctx: CliContext, args: argparse.Namespace) -> int:
@@ -89,10 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except TimeoutError:
-        print(f"emberfs: {command.name}: the metaserver at {args.meta} did not answer in time", file=sys.stderr)
+        print(f"emberfs: {command.name}: {metaservers_at(args.meta)} did not answer in time", file=sys.stderr)
         return EXIT_UNREACHABLE
     except ConnectionError:
-        print(f"emberfs: {command.name}: cannot reach the metaserver at {args.meta}", file=sys.stderr)
+        print(f"emberfs: {command.name}: cannot reach {metaservers_at(args.meta)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except OSError as exc:
         print(error_line(command.name, exc), file=sys.stderr)

@@ -19,12 +19,13 @@ IterableRecordDataset  iterable-style over the same shards, block-shuffled: whol
 FileDataset            map-style, one sample per file (whole-file reads, batched too).
 EpochSampler           the map-style datasets' resumable, rank-aware sampler (`_sampler.py`).
 
-Each takes a metaserver address (a `SyncClient` is made inside) or a file system
-object with the same read calls (`LocalFiles()` reads the same shards from local
-disk). Each pickles as its paths, options and cached shard indexes, and is safe
-across fork: the SyncClient inside connects lazily in each worker process, so a
-dataset built (and even used) in the main process works in "fork" and "spawn"
-workers alike. Shard indexes are read once, on first use, in two batched calls.
+Each takes a metaserver address, "HOST:PORT" or several as "HOST:PORT,HOST:PORT" (a
+`SyncClient` is made inside), or a file system object with the same read calls
+(`LocalFiles()` reads the same shards from local disk). Each pickles as its paths,
+options and cached shard indexes, and is safe across fork: the SyncClient inside
+connects lazily in each worker process, so a dataset built (and even used) in the main
+process works in "fork" and "spawn" workers alike. Shard indexes are read once, on
+first use, in two batched calls.
 
 Samples are `bytes` (DataLoader's default collate keeps a batch of bytes as a list)
 or whatever `transform(sample)` returns.

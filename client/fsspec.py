@@ -7,7 +7,8 @@
     fs.cat_file("/data/a.csv", start=2, end=5)
     df = pd.read_csv("emberfs://127.0.0.1:9000/data/a.csv")
 
-URLs are `emberfs://HOST:PORT/path` (the metaserver's address); paths inside the file
+URLs are `emberfs://HOST:PORT/path` (the metaserver's address; several that serve one
+cluster as `emberfs://HOST:PORT,HOST:PORT/path`); paths inside the file
 system are absolute POSIX paths ("/data/a.csv"). Without a host in the URL, the
 `address` option, $EMBERFS_META, or the CLI's default address is used. The protocol is
 registered through the `fsspec.specs` entry point, so `fsspec.open("emberfs://...")`,
@@ -40,6 +41,9 @@ from fsspec.asyn import AsyncFileSystem, get_loop, sync_wrapper
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 from fsspec.utils import isfilelike
 
+from emberfs.common.errors import InvalidArgument
+from emberfs.common.hostports import format_addresses, parse_address_list
+
 from ._fsspec_clients import LoopClients
 from ._fsspec_files import EmberBufferedFile, EmberStreamedFile, ReadHandle, WriteHandle, make_parent
 from ._fsspec_paths import PREFIX, direct_range, info_dict, join, resolve_range, split_url
@@ -57,7 +61,8 @@ _CLIENT_OPTIONS = (
 class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
     """fsspec access to one EmberFS cluster; see the module docstring.
 
-    host/port (or `address="HOST:PORT"`) name the metaserver; `auto_mkdir` creates the
+    host/port (or `address="HOST:PORT"`, or "HOST:PORT,HOST:PORT" for several metaservers
+    of one cluster) name the metaserver; `auto_mkdir` creates the
     parents of written files; the other keyword options are those of `Client` (uid,
     gid, groups, umask, timeout, retry, verify_crc, max_inflight, per_server_inflight,
     readahead, transport, token, tls_ca, attr_timeout) and of fsspec (asynchronous, loop,
@@ -84,7 +89,11 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
             if address is not None and address != named:
                 raise ValueError(f"two metaserver addresses: host/port {named} and address {address}")
             address = named
-        self.address = address or os.environ.get("EMBERFS_META", DEFAULT_META)
+        try:
+            addresses = parse_address_list(address or os.environ.get("EMBERFS_META", DEFAULT_META))
+        except InvalidArgument as exc:
+            raise ValueError(exc.message) from None
+        self.address = format_addresses(addresses)
         self.auto_mkdir = auto_mkdir
         self._clients = LoopClients(self.address, client_options)
 
@@ -120,6 +129,11 @@ class EmberFileSystem(AsyncFileSystem):  # type: ignore[misc]
         address, _ = split_url(path)
         if address is None:
             return {}
+        if "," in address:  # several metaservers: no single host/port to name
+            try:
+                return {"address": format_addresses(parse_address_list(address))}
+            except InvalidArgument as exc:
+                raise ValueError(f"{path}: {exc.message}") from None
         parts = urlsplit("//" + address)
         if parts.hostname is None or parts.port is None:
             raise ValueError(f"{path}: an emberfs URL is emberfs://HOST:PORT/path")

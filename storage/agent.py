@@ -12,7 +12,10 @@ heartbeats and the routing view the operator routes by.
   manager must hear of at once (a failed target, a finished resync) sets
   `NodeHealth.changed`, which makes the agent beat without waiting its interval;
 - a registration or heartbeat that succeeds renews the lease (lease.py) from the
-  time it was sent, once routing is at least the version the reply names.
+  time it was sent, once routing is at least the version the reply names;
+- every call to the manager goes through `ManagerLink` (managerlink.py): with several
+  metaserver addresses it finds the one that is the manager's primary, trying the next
+  at once when one is away or a standby, and sticks to the one that answers.
 """
 
 from __future__ import annotations
@@ -21,18 +24,19 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import cast
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
+from emberfs.common.hostports import parse_address_list
 from emberfs.common.routing import RoutingView
-from emberfs.common.authgrpc import open_channel
-from emberfs.proto import common_pb2, mgmt_pb2, mgmt_pb2_grpc
+from emberfs.proto import common_pb2, mgmt_pb2
 
 from .chunkstore import ChunkStore
 from .localstate import NodeHealth, local_states
+from .managerlink import ManagerLink
 
 __all__ = ["Agent", "RoutingHolder", "backoff_delays", "local_states"]
 
@@ -49,9 +53,12 @@ def backoff_delays(first: float = 0.1, cap: float = 2.0) -> Iterable[float]:
         delay = min(cap, delay * 2)
 
 
+RoutingFetch = Callable[[mgmt_pb2.GetRoutingRequest], Awaitable[mgmt_pb2.GetRoutingResponse]]
+
+
 class RoutingHolder:
-    def __init__(self, stub: Callable[[], mgmt_pb2_grpc.MgmtStub]) -> None:
-        self._stub = stub
+    def __init__(self, fetch: RoutingFetch) -> None:
+        self._fetch_routing = fetch
         self._view = RoutingView.empty()
         self._task: asyncio.Task[RoutingView] | None = None
         self._swapped = asyncio.Event()  # set (and replaced) whenever the view changes
@@ -73,9 +80,8 @@ class RoutingHolder:
 
     async def _fetch(self) -> RoutingView:
         try:
-            reply = await self._stub().GetRouting(
-                mgmt_pb2.GetRoutingRequest(header=common_pb2.RequestHeader(), known_version=self._view.version),
-                timeout=MGMT_TIMEOUT_S,
+            reply = await self._fetch_routing(
+                mgmt_pb2.GetRoutingRequest(header=common_pb2.RequestHeader(), known_version=self._view.version)
             )
         except grpc.aio.AioRpcError as exc:
             log.warning("routing fetch failed: %s", exc.details() or exc.code())
@@ -90,7 +96,7 @@ class RoutingHolder:
 
 
 class Agent:
-    def __init__(self, *, node_id: int, address: str, meta: str, stores: dict[int, ChunkStore],
+    def __init__(self, *, node_id: int, address: str, meta: str | Sequence[str], stores: dict[int, ChunkStore],
                  executor: ThreadPoolExecutor, interval_s: float, health: NodeHealth | None = None,
                  bulk_address: str = "", token: str | None = None, tls_ca: str | None = None) -> None:
         self.node_id = node_id
@@ -99,16 +105,21 @@ class Agent:
         self.stores = stores
         self.executor = executor
         self.interval_s = interval_s
-        self._channel = open_channel(meta, token, tls_ca)  # token: this server's server token
-        self.stub = mgmt_pb2_grpc.MgmtStub(self._channel)
-        self.routing = RoutingHolder(lambda: self.stub)
+        self.health = health or NodeHealth()
+        # token: this server's server token
+        self.manager = ManagerLink(parse_address_list(meta, what="--meta"), clock=lambda: self.health.lease.clock(),
+                                   token=token, tls_ca=tls_ca)
+        self.routing = RoutingHolder(self._get_routing)
         self.registered = asyncio.Event()
         self.closing = False
-        self.health = health or NodeHealth()
         self._lapse_logged = False
         # This process's incarnation: the manager takes a restarted node's targets out
         # of their chains so they resync before serving (chainstate.py).
         self.incarnation = int.from_bytes(os.urandom(8), "big") or 1
+
+    async def _get_routing(self, request: mgmt_pb2.GetRoutingRequest) -> mgmt_pb2.GetRoutingResponse:
+        reply, _ = await self.manager.call("GetRouting", request, MGMT_TIMEOUT_S)
+        return cast(mgmt_pb2.GetRoutingResponse, reply)
 
     async def reports(self) -> list[mgmt_pb2.TargetReport]:
         states = local_states(self.routing.view, self.stores, closing=self.closing,
@@ -132,8 +143,7 @@ class Agent:
                     targets=await self.reports(), bulk_address=self.bulk_address,
                     incarnation=self.incarnation,
                 )
-                sent_at = self.health.lease.clock()
-                reply = await self.stub.RegisterNode(request, timeout=MGMT_TIMEOUT_S)
+                reply, sent_at = await self.manager.call("RegisterNode", request, MGMT_TIMEOUT_S)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     log.error("registration refused: %s (%s); retrying", exc.details(), exc.code().name)
@@ -147,8 +157,8 @@ class Agent:
                 continue
             if reply.heartbeat_interval_s > 0:
                 self.interval_s = min(self.interval_s, reply.heartbeat_interval_s)
-            log.info("registered node %d at %s (routing version %d)", self.node_id, self.address,
-                     reply.routing_version)
+            log.info("registered node %d at %s with the manager at %s (routing version %d)", self.node_id,
+                     self.address, self.manager.address, reply.routing_version)
             self.registered.set()
             await self._renew(sent_at, reply.routing_version, reply.heartbeat_timeout_s)
             return
@@ -168,8 +178,7 @@ class Agent:
             header=common_pb2.RequestHeader(), node_id=self.node_id, targets=await self.reports(),
             routing_version=self.routing.view.version, incarnation=self.incarnation,
         )
-        sent_at = self.health.lease.clock()
-        reply = await self.stub.Heartbeat(request, timeout=MGMT_TIMEOUT_S)
+        reply, sent_at = await self.manager.call("Heartbeat", request, MGMT_TIMEOUT_S)
         if reply.reregister:
             log.warning("the manager does not know this node: registering again")
             await self.register()
@@ -201,12 +210,12 @@ class Agent:
         if not self.registered.is_set():
             return
         try:
-            await asyncio.wait_for(self.stub.Heartbeat(mgmt_pb2.HeartbeatRequest(
+            await asyncio.wait_for(self.manager.call("Heartbeat", mgmt_pb2.HeartbeatRequest(
                 header=common_pb2.RequestHeader(), node_id=self.node_id, targets=await self.reports(),
                 routing_version=self.routing.view.version, incarnation=self.incarnation,
-            )), timeout)
+            ), timeout), timeout)
         except (TimeoutError, grpc.aio.AioRpcError) as exc:
             log.info("last heartbeat not delivered: %s", exc)
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self.manager.close()

@@ -1,7 +1,8 @@
 """Storage server configuration: a frozen, validated dataclass and its argparse flags.
 
 Invariants: node_id is a u32 >= 1; 1 <= targets <= 99 (target_id = node_id*100 + k);
-listen/advertise/meta are HOST:PORT; the heartbeat interval is positive.
+listen/advertise are HOST:PORT, meta a list of them (common/hostports.py); the
+heartbeat interval is positive.
 
 Tokens (`--tokens-file`, common/auth.py): the same file as the metaserver's (or one
 with at least the tokens that call this server). It says which tokens this server
@@ -26,6 +27,7 @@ from typing import NoReturn
 from emberfs.common.auth import TOKENS_FILE_ENV, TokenTable, load_tokens_file
 from emberfs.common.capkeys import KEYS_FILE_ENV, KeyRing, keyring_for
 from emberfs.common.errors import InvalidArgument
+from emberfs.common.hostports import parse_address_list, parse_hostport
 from emberfs.common.tls import ServerTls, add_tls_arguments, tls_from_args
 
 __all__ = ["MAX_TARGETS", "StorageConfig", "build_parser", "config_from_args", "parse_hostport"]
@@ -33,21 +35,10 @@ __all__ = ["MAX_TARGETS", "StorageConfig", "build_parser", "config_from_args", "
 MAX_TARGETS = 99
 
 
-def parse_hostport(value: str, *, what: str = "address", allow_zero: bool = True) -> tuple[str, int]:
-    """Split "HOST:PORT"; refuse anything else with a message naming the flag."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit():
-        raise InvalidArgument(f"{what} {value!r} is not HOST:PORT")
-    port = int(port_text)
-    if not (0 if allow_zero else 1) <= port <= 65535:
-        raise InvalidArgument(f"{what} port {port} is outside {0 if allow_zero else 1}..65535")
-    return host, port
-
-
 @dataclasses.dataclass(frozen=True)
 class StorageConfig:
     listen: str
-    meta: str
+    meta: str  # HOST:PORT[,HOST:PORT...]: the metaservers, any of which may be the cluster manager
     data_dir: str
     node_id: int
     targets: int = 1
@@ -63,7 +54,7 @@ class StorageConfig:
 
     def __post_init__(self) -> None:
         parse_hostport(self.listen, what="--listen")
-        parse_hostport(self.meta, what="--meta", allow_zero=False)
+        parse_address_list(self.meta, what="--meta")
         if self.advertise is not None:
             parse_hostport(self.advertise, what="--advertise", allow_zero=False)
         if not self.data_dir:
@@ -82,6 +73,10 @@ class StorageConfig:
             raise InvalidArgument(f"--log-level {self.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
 
     @property
+    def meta_addresses(self) -> tuple[str, ...]:
+        return parse_address_list(self.meta, what="--meta")
+
+    @property
     def log_level_number(self) -> int:
         return int(logging.getLevelName(self.log_level.upper()))
 
@@ -98,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="emberfs-storage", description="EmberFS storage server (CRAQ chunk replicas)")
     p.add_argument("--listen", required=True, help="HOST:PORT to serve on; port 0 picks one")
     p.add_argument("--advertise", default=None, help="HOST:PORT peers and clients dial (default: the bound address)")
-    p.add_argument("--meta", required=True, help="HOST:PORT of the metaserver (cluster manager)")
+    p.add_argument("--meta", required=True, metavar="HOST:PORT[,HOST:PORT...]",
+                   help="the metaservers (cluster manager): several when more than one serves the cluster; "
+                        "registration, heartbeats and routing go to whichever is the manager")
     p.add_argument("--data-dir", required=True, help="directory holding the node id and the targets")
     p.add_argument("--node-id", type=int, required=True, help="this node's id (>= 1), fixed for the data dir")
     p.add_argument("--targets", type=int, default=1, help="targets (chunk stores) on this node, 1..99")

@@ -38,6 +38,7 @@ from emberfs.common import eventloop
 from emberfs.common.authgrpc import server_interceptors
 from emberfs.common.capkeys import watch
 from emberfs.common.errors import EmberError
+from emberfs.common.hostports import parse_hostport
 from emberfs.common.malloc import tune_malloc
 from emberfs.common.rpc import server_options
 from emberfs.common.storagepool import StoragePool
@@ -46,7 +47,7 @@ from emberfs.common.tls import add_port
 from .access import AccessGuard
 from .agent import Agent
 from .bulkserver import BulkServer
-from .config import StorageConfig, parse_hostport
+from .config import StorageConfig
 from .craq import Operator
 from .lease import Lease
 from .localstate import NodeHealth
@@ -97,7 +98,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
             raise OSError(f"cannot listen on {config.listen}")
         address = f"{host}:{bound}"
         advertise = config.advertise or address
-        agent = Agent(node_id=config.node_id, address=advertise, meta=config.meta, stores=stores,
+        agent = Agent(node_id=config.node_id, address=advertise, meta=config.meta_addresses, stores=stores,
                       executor=executor, interval_s=config.heartbeat_interval_s, health=node_health,
                       token=own_token, tls_ca=config.tls_ca)
         operator = Operator(config.node_id, stores, agent.routing, peers, executor, health=node_health)
@@ -114,7 +115,7 @@ async def serve(config: StorageConfig, *, stop: asyncio.Event | None = None) -> 
         for name in ("", STORAGE_SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         print(f"{READY_PREFIX}{address}", flush=True)
-        log.info("node %d serving %s (advertised %s, bulk channel %s), targets %s, metaserver %s, %s", config.node_id,
+        log.info("node %d serving %s (advertised %s, bulk channel %s), targets %s, metaservers %s, %s", config.node_id,
                  address, advertise, agent.bulk_address or "off", sorted(stores), config.meta,
                  f"tokens required ({len(tokens)} known)" if tokens is not None else "no tokens (open to all)")
         log.info("TLS: %s; calls the metaserver and peers %s", "on" if config.tls is not None else "off (plaintext)",

@@ -25,6 +25,7 @@ from emberfs.common.routing import RoutingView
 from emberfs.proto import mgmt_pb2
 
 from .._admin import cluster_problems
+from .._meta import metaservers_at
 from ._base import CliContext, Command
 from .certs import gen_certs_command
 
@@ -160,7 +161,7 @@ async def _wait(ctx: CliContext, timeout: float) -> int:
         try:
             problems = cluster_problems(await client.routing())
         except (ConnectionError, TimeoutError) as exc:
-            problems = [f"cannot reach the metaserver at {ctx.meta}: {exc}"]
+            problems = [f"cannot reach {metaservers_at(ctx.meta)}: {exc}"]
         if not problems:
             ctx.print("every chain is serving")
             return 0
@@ -185,11 +186,11 @@ async def _watch(ctx: CliContext, *, interval: float, count: int, timeout: float
             routing = await client.routing()
         except (ConnectionError, TimeoutError) as exc:
             if not unreachable:
-                _stamped(ctx, f"metaserver at {ctx.meta} unreachable: {exc}")
+                _stamped(ctx, f"{metaservers_at(ctx.meta)} unreachable: {exc}")
                 unreachable = True
         else:
             if unreachable:
-                _stamped(ctx, f"metaserver at {ctx.meta} answers again")
+                _stamped(ctx, f"{metaservers_at(ctx.meta)} answers again")
                 unreachable = False
             if last is None:
                 _stamped(ctx, f"routing version {routing.routing_version}")

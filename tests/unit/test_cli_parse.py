@@ -62,3 +62,28 @@ def test_meta_default_comes_from_the_environment(monkeypatch) -> None:
     assert build_parser().parse_args(["ls"]).meta == "10.0.0.1:7000"
     monkeypatch.delenv("EMBERFS_META")
     assert build_parser().parse_args(["ls"]).meta == "127.0.0.1:9000"
+
+
+@pytest.mark.parametrize(
+    "text,meta", [("h:1", "h:1"), ("a:1,b:2", "a:1,b:2"), ("a:1 , b:2", "a:1,b:2"), (" b:2,a:1 ", "b:2,a:1")]
+)
+def test_meta_takes_a_list(text, meta, monkeypatch) -> None:
+    assert build_parser().parse_args(["--meta", text, "ls"]).meta == meta
+    monkeypatch.setenv("EMBERFS_META", text)
+    assert build_parser().parse_args(["ls"]).meta == meta
+
+
+@pytest.mark.parametrize("text,words", [("a:1,a:1", "names a:1 twice"), ("a:1,,b:2", "empty entry"),
+                                        ("a:1;b:2", "is not HOST:PORT"), ("a:0", "outside 1..65535")])
+def test_bad_meta_lists_are_usage_errors(text, words, capsys, monkeypatch) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["--meta", text, "ls"])
+    assert info.value.code == 2 and words in capsys.readouterr().err
+    monkeypatch.setenv("EMBERFS_META", text)  # a bad default is refused the same way
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ls"])
+
+
+def test_health_takes_a_list_of_servers() -> None:
+    args = build_parser().parse_args(["health", "a:1, b:2"])
+    assert args.address == ("a:1", "b:2")

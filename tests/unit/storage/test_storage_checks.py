@@ -192,6 +192,7 @@ GOOD = dict(listen="127.0.0.1:0", meta="127.0.0.1:9000", data_dir="/tmp/x", node
     ({"targets": 100}, "--targets"), ({"listen": "x"}, "--listen"), ({"meta": "h:0"}, "--meta"),
     ({"advertise": "h:"}, "--advertise"), ({"heartbeat_interval_s": 0.0}, "--heartbeat-interval"),
     ({"log_level": "LOUD"}, "--log-level"), ({"data_dir": ""}, "--data-dir"),
+    ({"meta": "a:1,a:1"}, "--meta"), ({"meta": "a:1,"}, "--meta"), ({"meta": ""}, "--meta"),
 ])
 def test_config_refuses(change: dict, words: str) -> None:
     with pytest.raises(e.InvalidArgument, match=words):
@@ -201,3 +202,9 @@ def test_config_refuses(change: dict, words: str) -> None:
 def test_config_defaults() -> None:
     config = StorageConfig(**GOOD)
     assert (config.targets, config.advertise, config.heartbeat_interval_s) == (1, None, 1.0)
+    assert config.meta_addresses == ("127.0.0.1:9000",)
+
+
+def test_config_takes_several_metaservers() -> None:
+    config = StorageConfig(**{**GOOD, "meta": "a:9000, b:9000"})
+    assert config.meta_addresses == ("a:9000", "b:9000")

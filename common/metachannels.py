@@ -1,0 +1,72 @@
+"""One gRPC channel per metaserver address, opened on first use, with its stubs.
+
+Shared by the client's transport (client/_meta.py) and a storage server's agent
+(storage/agent.py); which address a call goes to is common/failover.py's decision.
+Channels are made on the running event loop (grpc.aio binds them to it), so the first
+use must happen there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import grpc
+
+from emberfs.proto import meta_pb2_grpc, mgmt_pb2_grpc
+
+from .authgrpc import open_channel
+
+__all__ = ["MetaChannels"]
+
+
+class MetaChannels:
+    def __init__(self, addresses: Sequence[str], token: str | None = None, tls_ca: str | None = None) -> None:
+        if not addresses:
+            raise ValueError("need at least one metaserver address")
+        self.addresses = tuple(addresses)
+        self._token, self._tls_ca = token, tls_ca
+        self._channels: dict[int, grpc.aio.Channel] = {}
+        self._meta: dict[int, meta_pb2_grpc.MetaStub] = {}
+        self._mgmt: dict[int, mgmt_pb2_grpc.MgmtStub] = {}
+
+    def channel(self, index: int) -> grpc.aio.Channel:
+        channel = self._channels.get(index)
+        if channel is None:
+            channel = open_channel(self.addresses[index], self._token, self._tls_ca)
+            self._channels[index] = channel
+        return channel
+
+    def meta(self, index: int) -> meta_pb2_grpc.MetaStub:
+        stub = self._meta.get(index)
+        if stub is None:
+            stub = self._meta[index] = meta_pb2_grpc.MetaStub(self.channel(index))
+        return stub
+
+    def mgmt(self, index: int) -> mgmt_pb2_grpc.MgmtStub:
+        stub = self._mgmt.get(index)
+        if stub is None:
+            stub = self._mgmt[index] = mgmt_pb2_grpc.MgmtStub(self.channel(index))
+        return stub
+
+    async def wait_ready(self, timeout: float) -> int:
+        """The index of the first address whose channel connects; TimeoutError when
+        none does within `timeout`."""
+        waits = {asyncio.ensure_future(self.channel(i).channel_ready()): i for i in range(len(self.addresses))}
+        try:
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        ready = [waits[task] for task in done if not task.cancelled() and task.exception() is None]
+        if not ready:
+            raise TimeoutError(f"no metaserver of {','.join(self.addresses)} connected within {timeout:g} s")
+        return min(ready)
+
+    async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        self._meta.clear()
+        self._mgmt.clear()
+        for channel in channels.values():
+            await channel.close()
