@@ -14,6 +14,7 @@ import grpc
 
 from emberfs.common.authgrpc import bearer_metadata
 from emberfs.common.errors import EmberError, from_rpc_error
+from emberfs.common.hostports import parse_address_list
 from emberfs.common.rpc import channel_options
 from emberfs.common.tls import sync_channel
 from emberfs.proto import common_pb2, mgmt_pb2, mgmt_pb2_grpc
@@ -50,21 +51,46 @@ def _metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     return bearer_metadata(token) if token else ()
 
 
+class _Manager:
+    """Blocking Mgmt stubs over every listed metaserver; `stub` is the one to ask now and
+    `move_on()` turns to the next (a standby answers NotPrimary, a dead one UNAVAILABLE)."""
+
+    def __init__(self, meta: str, tls_ca: str | None) -> None:
+        self._channels = [sync_channel(a, tls_ca, channel_options()) for a in parse_address_list(meta)]
+        self._stubs = [mgmt_pb2_grpc.MgmtStub(c) for c in self._channels]
+        self._index = 0
+
+    @property
+    def stub(self) -> mgmt_pb2_grpc.MgmtStub:
+        return self._stubs[self._index]
+
+    def move_on(self) -> None:
+        self._index = (self._index + 1) % len(self._stubs)
+
+    def __enter__(self) -> _Manager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for channel in self._channels:
+            channel.close()
+
+
 def wait_cluster_sync(meta: str, deadline: float, *, nodes: int | None = None, serving: bool = False,
                       token: str | None = None, tls_ca: str | None = None) -> None:
-    """Block until `cluster_problems` is empty; TimeoutError naming the problems at the deadline."""
+    """Block until `cluster_problems` is empty; TimeoutError naming the problems at the deadline.
+    `meta`: one metaserver address or several, comma-separated (the primary answers)."""
     problems = ["the metaserver did not answer"]
-    with sync_channel(meta, tls_ca, channel_options()) as channel:
-        stub = mgmt_pb2_grpc.MgmtStub(channel)
+    with _Manager(meta, tls_ca) as manager:
         while time.monotonic() < deadline:
             try:
-                reply = stub.GetRouting(mgmt_pb2.GetRoutingRequest(header=_header()), timeout=5,
-                                        metadata=_metadata(token))
+                reply = manager.stub.GetRouting(mgmt_pb2.GetRoutingRequest(header=_header()), timeout=5,
+                                                metadata=_metadata(token))
                 problems = cluster_problems(reply.routing, nodes=nodes)
                 if not problems:
                     return
             except grpc.RpcError as exc:
                 problems = [f"GetRouting failed: {from_rpc_error(exc)}"]
+                manager.move_on()
             time.sleep(_POLL_S)
     raise TimeoutError("cluster not ready: " + "; ".join(problems))
 
@@ -75,11 +101,10 @@ def init_chains_sync(
 ) -> tuple[bool, list[mgmt_pb2.ChainInfo]]:
     """InitChains (idempotent; with tokens, `token` must be an admin's); returns
     (created, chains). Retries while unavailable."""
-    with sync_channel(meta, tls_ca, channel_options()) as channel:
-        stub = mgmt_pb2_grpc.MgmtStub(channel)
+    with _Manager(meta, tls_ca) as manager:
         while True:
             try:
-                reply = stub.InitChains(
+                reply = manager.stub.InitChains(
                     mgmt_pb2.InitChainsRequest(header=_header(), replicas=replicas, chains=chains), timeout=10,
                     metadata=_metadata(token),
                 )
@@ -88,4 +113,5 @@ def init_chains_sync(
                 error: EmberError = from_rpc_error(exc)
                 if not error.retryable or time.monotonic() >= deadline:
                     raise RuntimeError(f"InitChains failed: {error}") from None
+                manager.move_on()
             time.sleep(_POLL_S)

@@ -25,7 +25,7 @@ import grpc
 
 from emberfs.common.auth import OPEN_SERVICES, Principal, TokenTable, allowed_roles
 from emberfs.common.errors import ERROR_METADATA_KEY, EmberError, PermissionDenied, Unauthenticated
-from emberfs.common.rpc import channel_options
+from emberfs.common.rpc import channel_options, keepalive_options
 from emberfs.common.tls import aio_channel
 
 __all__ = [
@@ -138,9 +138,13 @@ class _BearerInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
         return await continuation(details, request)
 
 
-def open_channel(address: str, token: str | None = None, tls_ca: str | None = None) -> grpc.aio.Channel:
+def open_channel(address: str, token: str | None = None, tls_ca: str | None = None, *,
+                 keepalive: bool = False) -> grpc.aio.Channel:
     """An aio channel to an EmberFS server; with a token, every unary call carries it.
     (No interceptor without one: the data path on gRPC pays nothing when tokens are off.)
-    With `tls_ca` (a CA's PEM path, common/tls.py) the channel is TLS and verifies the server."""
+    With `tls_ca` (a CA's PEM path, common/tls.py) the channel is TLS and verifies the server.
+    `keepalive`: a frozen or cut-off server fails the calls in flight within seconds
+    (common/rpc.py), for callers that have another server to turn to."""
     interceptors = [_BearerInterceptor(token)] if token else None
-    return aio_channel(address, tls_ca, channel_options(), interceptors)
+    options = channel_options() + (keepalive_options() if keepalive else [])
+    return aio_channel(address, tls_ca, options, interceptors)

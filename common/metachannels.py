@@ -33,7 +33,9 @@ class MetaChannels:
     def channel(self, index: int) -> grpc.aio.Channel:
         channel = self._channels.get(index)
         if channel is None:
-            channel = open_channel(self.addresses[index], self._token, self._tls_ca)
+            # With another metaserver to turn to, a frozen one must fail calls fast.
+            channel = open_channel(self.addresses[index], self._token, self._tls_ca,
+                                   keepalive=len(self.addresses) > 1)
             self._channels[index] = channel
         return channel
 

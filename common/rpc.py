@@ -50,4 +50,5 @@ def keepalive_options() -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 2 * KEEPALIVE_MS),
         ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.ping_timeout_ms", 2 * KEEPALIVE_MS),
     ]

@@ -8,12 +8,19 @@ files get an empty list; the running server installs the cluster manager's
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .txn import MetaTxn
 
 __all__ = ["ChainAllocator", "NoChains"]
 
 
 class ChainAllocator(Protocol):
+    def refresh(self, tx: MetaTxn) -> None:
+        """Make sure the chain ids are the stored ones, as of `tx` (a create calls it first)."""
+        ...
+
     def pick(self, stripe: int, inode_id: int) -> list[int]:
         """The ordered chain ids for a new file of `stripe` chains (may be empty)."""
         ...
@@ -21,6 +28,9 @@ class ChainAllocator(Protocol):
 
 class NoChains:
     """The allocator before any chain table exists: files get no chains."""
+
+    def refresh(self, tx: MetaTxn) -> None:
+        return None
 
     def pick(self, stripe: int, inode_id: int) -> list[int]:
         return []

@@ -178,7 +178,10 @@ class Agent:
             header=common_pb2.RequestHeader(), node_id=self.node_id, targets=await self.reports(),
             routing_version=self.routing.view.version, incarnation=self.incarnation,
         )
-        reply, sent_at = await self.manager.call("Heartbeat", request, MGMT_TIMEOUT_S)
+        # A heartbeat answered late renews little (the lease counts from its sending), and a
+        # silent manager must not hold it long: the next metaserver may be the primary.
+        timeout = min(MGMT_TIMEOUT_S, max(1.0, 2 * self.interval_s))
+        reply, sent_at = await self.manager.call("Heartbeat", request, timeout)
         if reply.reregister:
             log.warning("the manager does not know this node: registering again")
             await self.register()

@@ -2,13 +2,18 @@
 from the cluster manager's chain table (`common.layout.pick_chains`, seeded by the
 inode id so consecutive files start on different chains).
 
-It keeps an in-memory copy of the chain ids instead of reading the `mgmt` database
-inside the create's transaction: the allocator protocol gets no transaction, the
-copy is one tuple read (atomic in Python) on the writer thread, and the set of chain
+It keeps an in-memory copy of the chain ids instead of scanning the chain table in
+every create: the copy is one tuple read (atomic in Python), and the set of chain
 ids only changes when InitChains commits. The manager installs the new ids only
 after that commit is durable, so no file ever names a chain that is not stored; a
 create racing with InitChains gets either no chains or the new ones, both of which
 are orders the two operations could have run in.
+
+Another metaserver may have committed the change (several metaservers share the etcd
+engine's store, and only the primary manages): each create first reads the stored
+version of the chain set in its own transaction (`refresh`, one key) and reloads the
+ids from that transaction when the version moved, so a standby never places a new
+file on no chains, or on an old set, after InitChains.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from emberfs.common.layout import pick_chains
+
+from ..txn import MetaTxn
+from . import table
 
 __all__ = ["TableChains"]
 
@@ -25,6 +33,7 @@ class TableChains:
 
     def __init__(self, chain_ids: Iterable[int] = ()) -> None:
         self._chain_ids: tuple[int, ...] = tuple(sorted(chain_ids))
+        self._version = 0  # the stored chain-set version the ids were read at (0: not read)
 
     @property
     def chain_ids(self) -> tuple[int, ...]:
@@ -32,6 +41,12 @@ class TableChains:
 
     def update(self, chain_ids: Iterable[int]) -> None:
         self._chain_ids = tuple(sorted(chain_ids))
+
+    def refresh(self, tx: MetaTxn) -> None:
+        stored = table.chain_set_version(tx)
+        if stored != self._version:
+            self._chain_ids = tuple(table.chain_ids(tx))
+            self._version = stored
 
     def pick(self, stripe: int, inode_id: int) -> list[int]:
         """`stripe` chains (fewer when fewer exist; none before InitChains)."""

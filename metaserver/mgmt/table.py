@@ -8,6 +8,7 @@ Encodings (big-endian ids, so each key space lists in id order):
     b"c" ‖ u32be chain_id   -> serialized mgmt_pb2.ChainInfo (the chain as published)
     b"a" ‖ u64be target_id  -> b""  (the target is admin-offline)
     b"routing_version"      -> u64be
+    b"version_of_chain_set" -> u64be  (moves whenever the set of chain ids changes)
 
 `save` writes the difference between two states inside the caller's transaction, so
 one manager decision is one atomic, durable commit (the store's writer thread group
@@ -26,12 +27,13 @@ from emberfs.proto import mgmt_pb2
 from ..txn import MetaTxn
 from .state import ClusterState, NodeRecord, TargetRecord
 
-__all__ = ["load", "save", "stored_version"]
+__all__ = ["chain_ids", "chain_set_version", "load", "save", "stored_version"]
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 NODE, TARGET, CHAIN, ADMIN = b"n", b"t", b"c", b"a"
 ROUTING_VERSION = b"routing_version"
+CHAIN_SET = b"version_of_chain_set"  # not under a kind letter (n, t, c, a)
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -135,3 +137,16 @@ def save(tx: MetaTxn, old: ClusterState, new: ClusterState,
     _sync(tx, admin_old, admin_new, _admin_key, lambda _: b"")
     if new.routing_version != old.routing_version:
         tx.kv.put("mgmt", ROUTING_VERSION, _U64.pack(new.routing_version))
+    if new.chains.keys() != old.chains.keys():
+        tx.kv.put("mgmt", CHAIN_SET, _U64.pack(chain_set_version(tx) + 1))
+
+
+def chain_set_version(tx: MetaTxn) -> int:
+    """Which set of chain ids is stored (0: none recorded)."""
+    value = tx.kv.get("mgmt", CHAIN_SET)
+    return _U64.unpack(value)[0] if value is not None else 0
+
+
+def chain_ids(tx: MetaTxn) -> list[int]:
+    """The stored chain ids, ascending."""
+    return [_U32.unpack(key[1:])[0] for key, _ in tx.kv.scan("mgmt", CHAIN, CHAIN + b"\xff") if len(key) == 5]

@@ -230,6 +230,9 @@ class MemoryEtcd:
 class FixedChains:
     """An allocator that hands out chains 1..stripe, to exercise the gc path."""
 
+    def refresh(self, tx: Any) -> None:
+        pass
+
     def pick(self, stripe: int, inode_id: int) -> list[int]:
         return list(range(1, stripe + 1))
 

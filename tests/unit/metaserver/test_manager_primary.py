@@ -20,6 +20,8 @@ from emberfs.metaserver.mgmt.primary import (
     CLOCK_MARGIN, PRIMARY_KEY, PRIMARY_TABLE, Term, check_record, term_after,
 )
 from emberfs.metaserver.mgmt.state import Registration, Report
+from emberfs.metaserver.ops import create
+from emberfs.metaserver.ops.perm import ROOT
 from emberfs.metaserver.txn import MetaTxn
 
 ON = int(LocalState.ONLINE)
@@ -112,6 +114,11 @@ def test_only_the_elected_primary_manages_and_a_standby_takes_over_its_state(pai
                 await call()
         with pytest.raises(NotPrimary):
             b.routing(0)
+        # A create on the standby right after InitChains (before any refresh of its view)
+        # places the file on the stored chains: the create reads the chain set itself.
+        store_b.allocator = b.allocator
+        made = store_b.write_sync(lambda tx: create.create(tx, ROOT, ["f"], mode=0o644, exclusive=True))
+        assert list(made.inode.layout.chain_ids) == [c.chain_id for c in chains]
         await b.tick()  # a standby's tick refreshes its view from the store
         assert b.state.routing_version == a.state.routing_version
         assert b.allocator.chain_ids == tuple(c.chain_id for c in chains)

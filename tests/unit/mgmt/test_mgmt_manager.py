@@ -265,6 +265,9 @@ def test_gc_counts_chains_that_no_longer_exist_as_done(config: MetaConfig, fixed
 
 
 class _FixedChains:
+    def refresh(self, tx: Any) -> None:
+        pass
+
     def pick(self, stripe: int, inode_id: int) -> list[int]:
         return list(range(1, stripe + 1))
 
