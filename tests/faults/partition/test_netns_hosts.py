@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from emberfs.client import SyncClient
+from emberfs.metaserver.etcdkv.launch import EtcdCluster, install_etcd
+
+from ._netcluster import HostedCluster
 from ._netns import Host, Hosts, cut_rules, hosts_unavailable
 
 PORT = 7411
@@ -93,3 +98,34 @@ def test_close_leaves_nothing() -> None:
     assert shown.returncode != 0, shown.stdout
     assert f"efs{made.subnet}v" not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True,
                                                       timeout=10).stdout
+
+
+def test_metaserver_in_a_host_on_etcd_in_the_root_namespace(hosts: Hosts, tmp_path: Path) -> None:
+    """What a partition of a metaserver on etcd needs: etcd listening on the bridge
+    (EtcdCluster(host=hosts.root.ip)), a metaserver and a storage server each in a host,
+    serving a file; cut the metaserver off from the root namespace (etcd and this client)
+    and a namespace call fails; healed, it answers again."""
+    why = install_etcd(print)
+    if why:
+        pytest.skip(why)
+    meta, node = hosts.add("meta"), hosts.add("s1")
+    etcd = EtcdCluster(tmp_path / "etcd", members=1, host=hosts.root.ip).start(timeout=30.0)
+    cluster = HostedCluster(tmp_path / "cluster", hosts, [meta], [node], replicas=1,
+                            etcd_endpoints=etcd.endpoints, etcd_max_txn_ops=etcd.max_txn_ops)
+    try:
+        assert etcd.endpoints[0].startswith(hosts.root.ip + ":")
+        cluster.start(timeout=60.0)
+        with SyncClient(cluster.meta_address, uid=0, gid=0, groups=[], timeout=30.0) as fs:
+            fs.write_file("/on-etcd", b"x" * 1000)
+            assert fs.read_file("/on-etcd") == b"x" * 1000
+        hosts.partition(meta, hosts.root)
+        with SyncClient(cluster.meta_address, uid=0, gid=0, groups=[], timeout=2.0) as fs, \
+                pytest.raises(OSError):
+            fs.stat("/on-etcd")
+        hosts.heal()
+        with SyncClient(cluster.meta_address, uid=0, gid=0, groups=[], timeout=30.0) as fs:
+            assert fs.read_file("/on-etcd") == b"x" * 1000
+    finally:
+        hosts.heal()
+        cluster.stop(grace=5.0)
+        etcd.stop()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 
-from emberfs.bench.failover_cluster import HEARTBEAT_TIMEOUT_S
+from emberfs.bench.failover_cluster import HEARTBEAT_TIMEOUT_S, ROLES
 from emberfs.bench.failover_workload import CHUNK, Workload
 from emberfs.client import SyncClient
 from emberfs.common.chainstate import PublicState
@@ -67,6 +67,7 @@ def _storage_cut(cluster: NetCluster, loads: list[Workload], *, from_meta_only: 
     s3 = cluster.storage[2]
     s3_host, meta_host = cluster.host_of(s3), cluster.host_of(cluster.cluster.meta)
     target = _target_of_node(cluster, 3)
+    role = ROLES[cluster.view().chain(cluster.chain_id()).serving.index(target)]
     # The reader that keeps the old routing sits where it can still reach s3: on s3's own
     # side when s3 is cut off from everyone, anywhere (the root namespace) otherwise.
     probe = cluster.start_probe(hosts.root if from_meta_only else s3_host, s3, PROBED, target, CUT_S + 3.0)
@@ -93,7 +94,7 @@ def _storage_cut(cluster: NetCluster, loads: list[Workload], *, from_meta_only: 
     refused = reads.refused_between(cut_at + LAPSED_S, healed_at, "lease expired")
     assert refused > 0, f"the probe never saw s3 refuse for its lease: {reads.summary()}"
     assert load.acknowledged - acked_before_heal >= 10
-    fault = f"s3 cut off from {'the metaserver' if from_meta_only else 'everyone'} {CUT_S:g} s"
+    fault = f"s3 ({role}) cut off from {'the metaserver' if from_meta_only else 'everyone'} {CUT_S:g} s"
     _finish(cluster, load, fault, cut_at, NEW)
 
 
