@@ -9,7 +9,7 @@ the run: tests/conftest.py).
                      hosts.root is the root namespace (this test's client, an etcd
                      started with EtcdCluster(host=hosts.root.ip)). Torn down at the end
                      whatever happens: processes, rules, namespaces, links.
-    net_cluster      `net_cluster()` starts a NetCluster: the fault suite's cluster
+    net_cluster      a started NetCluster (_netcluster.py): the fault suite's cluster
                      (metaserver on LMDB, 3 storage servers, one chain of 3 replicas,
                      64 KiB chunks, heartbeat every 0.2 s, timeout 1 s), each server in
                      its own host (hosts "meta", "s1".."s3"), checked with the fault
