@@ -12,8 +12,8 @@ the run: tests/conftest.py).
     net_cluster      a started NetCluster (_netcluster.py): the fault suite's cluster
                      (metaserver on LMDB, 3 storage servers, one chain of 3 replicas,
                      64 KiB chunks, heartbeat every 0.2 s, timeout 1 s), each server in
-                     its own host (hosts "meta", "s1".."s3"), checked with the fault
-                     suite's verdicts (CheckedCluster); stopped at teardown.
+                     its own host (hosts "meta", "s1".."s3"), judged with hostile/'s
+                     per-replica raw reads (partition_verdict); stopped at teardown.
     partition_load   the Workloads a test starts, stopped at teardown.
 """
 
