@@ -37,13 +37,14 @@ class WorkloadReport:
     files: dict[str, bytes]  # every file whose writes were all acknowledged: its bytes
     history: dict[str, list[bytes]]  # each file's earlier acknowledged contents, newest last
     uncertain: set[str]  # files a failed write may have half-changed
+    longest_read_stall_s: float = 0.0  # longest stretch with no read that returned
 
     def summary(self) -> str:
         return (
             f"{self.acknowledged} writes acknowledged, {self.failed_writes} failed, "
             f"{self.reads_verified} reads verified ({len(self.bad_reads)} wrong, {self.failed_reads} failed), "
-            f"longest stall {self.longest_stall_s:.2f} s, slowest write {self.longest_write_s:.2f} s, "
-            f"{len(self.files)} files"
+            f"longest stall {self.longest_stall_s:.2f} s (reads {self.longest_read_stall_s:.2f} s), "
+            f"slowest write {self.longest_write_s:.2f} s, {len(self.files)} files"
         )
 
 
@@ -87,6 +88,7 @@ class Workload:
         self._busy: set[str] = set()
         self._uncertain: set[str] = set()
         self._ack_times: list[float] = []
+        self._read_times: list[float] = []  # when each read returned bytes (judged or not)
         self._longest_write = 0.0
         self._started_at = 0.0
         self._stopping = threading.Event()
@@ -125,9 +127,16 @@ class Workload:
     def longest_stall(self, since: float | None = None, until: float | None = None) -> float:
         """The longest time with no acknowledged write between `since` and `until`
         (time.monotonic() values; default: the whole run up to now)."""
+        return self._longest_gap(self._ack_times, since, until)
+
+    def longest_read_stall(self, since: float | None = None, until: float | None = None) -> float:
+        """The longest time no read returned bytes between `since` and `until` (as longest_stall)."""
+        return self._longest_gap(self._read_times, since, until)
+
+    def _longest_gap(self, moments: list[float], since: float | None, until: float | None) -> float:
         start = self._started_at if since is None else since
         end = time.monotonic() if until is None else until
-        times = [t for t in list(self._ack_times) if start <= t <= end]
+        times = [t for t in list(moments) if start <= t <= end]
         edges = [start, *times, end]
         return max(b - a for a, b in itertools.pairwise(edges))
 
@@ -151,6 +160,7 @@ class Workload:
             files=dict(self._files),
             history={path: list(old) for path, old in self._history.items()},
             uncertain=set(self._uncertain),
+            longest_read_stall_s=self.longest_read_stall(until=self._read_times[-1] if self._read_times else None),
         )
 
     # -- the loop (workload thread) ---------------------------------------------------
@@ -255,6 +265,7 @@ class Workload:
                     if len(self._bad_reads) < 20 and not isinstance(exc, (OSError, TimeoutError)):
                         self._bad_reads.append(f"{path}: read raised {exc!r}")
                 continue
+            self._read_times.append(time.monotonic())
             if path in self._busy or self._versions.get(path) != version or path not in self._files:
                 continue  # a write began or ended meanwhile: either content is right
             expected = self._files[path]

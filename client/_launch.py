@@ -351,20 +351,42 @@ class LocalCluster:
                 meta_args += ["--etcd-max-txn-ops", str(etcd_max_txn_ops)]
             if manager_lease is not None:
                 meta_args += ["--manager-lease", str(manager_lease)]
-        saved_metas = saved.get("metas") or ([saved["meta"]] if saved.get("meta") else [])
-        self.metas: list[ServerProcess] = []
-        for index in range(metaservers):
-            listen = meta_listen if index == 0 else "127.0.0.1:0"
-            if listen.endswith(":0") and index < len(saved_metas):
-                listen = saved_metas[index]
-            name = "meta" if index == 0 else f"meta-{index + 1}"
-            self.metas.append(metaserver_process(
-                self.data_dir / name, log_path=self.data_dir / f"{name}.log", listen=listen, extra_args=meta_args,
-                env=self.env,
-            ))
+        self._meta_args = meta_args
+        self._meta_listen = meta_listen
+        self._saved_metas: list[str] = saved.get("metas") or ([saved["meta"]] if saved.get("meta") else [])
+        self.metas: list[ServerProcess] = [self.new_metaserver(index) for index in range(metaservers)]
         self.meta = self.metas[0]
         self.storage: list[ServerProcess] = []
         self._saved_storage: dict[str, str] = saved.get("storage", {})
+
+    # The two factories below are where a subclass places a server elsewhere (the partition
+    # tests run each one in its own network namespace, on that namespace's address).
+
+    def new_metaserver(self, index: int) -> ServerProcess:
+        """Metaserver `index`'s process, not started: the first on `meta_listen`, the others
+        on a free loopback port; an address saved by an earlier start wins over port 0."""
+        listen = self._meta_listen if index == 0 else "127.0.0.1:0"
+        if listen.endswith(":0") and index < len(self._saved_metas):
+            listen = self._saved_metas[index]
+        name = "meta" if index == 0 else f"meta-{index + 1}"
+        return metaserver_process(self.data_dir / name, log_path=self.data_dir / f"{name}.log", listen=listen,
+                                  extra_args=self._meta_args, env=self.env)
+
+    def new_storage(self, node_id: int) -> ServerProcess:
+        """Storage node `node_id`'s process, not started, on its saved address or a free
+        loopback port; it registers with every metaserver (call once they have addresses)."""
+        listen = self._saved_storage.get(str(node_id)) or f"127.0.0.1:{_free_port()}"
+        return storage_process(
+            self.data_dir / f"node-{node_id}",
+            meta=self.meta_address,
+            node_id=node_id,
+            targets=self.targets_per_node,
+            listen=listen,
+            heartbeat_interval=self.heartbeat_interval,
+            log_path=self.data_dir / f"node-{node_id}.log",
+            env=self.env,
+            extra_args=self._storage_args,
+        )
 
     def _load_saved(self) -> dict[str, Any]:
         try:
@@ -398,18 +420,7 @@ class LocalCluster:
                 meta.start(timeout=max(deadline - time.monotonic(), 1.0))
                 say(f"metaserver at {meta.address} (pid {meta.pid})")
             for node_id in range(1, self.nodes + 1):
-                listen = self._saved_storage.get(str(node_id)) or f"127.0.0.1:{_free_port()}"
-                proc = storage_process(
-                    self.data_dir / f"node-{node_id}",
-                    meta=self.meta_address,
-                    node_id=node_id,
-                    targets=self.targets_per_node,
-                    listen=listen,
-                    heartbeat_interval=self.heartbeat_interval,
-                    log_path=self.data_dir / f"node-{node_id}.log",
-                    env=self.env,
-                    extra_args=self._storage_args,
-                )
+                proc = self.new_storage(node_id)
                 self.storage.append(proc)
                 proc.start(timeout=max(deadline - time.monotonic(), 1.0))
                 say(f"storage node {node_id} at {proc.address} (pid {proc.pid})")

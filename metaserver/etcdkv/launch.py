@@ -1,6 +1,7 @@
 """Run a local etcd cluster (Debian's `etcd` binary, package etcd-server 3.4) for tests,
-benchmarks and `local-cluster`: 1 or 3 members on 127.0.0.1, ports picked free, each
-member's data dir and log under `root`.
+benchmarks and `local-cluster`: 1 or 3 members on 127.0.0.1 (or another local address,
+`host`: the partition tests put etcd on a bridge that network namespaces reach), ports
+picked free, each member's data dir and log under `root`.
 
     cluster = EtcdCluster(root, members=3)
     cluster.start(timeout=30)       # every member answers Status and knows the leader
@@ -61,13 +62,13 @@ def install_etcd(progress: Callable[[str], None]) -> str:
     return apt_install("etcd-server", lambda: etcd_binary() is not None, progress, what="etcd", hint=INSTALL_HINT)
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports free now; all held open together so none is handed out twice."""
+def _free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports free now on `host`; all held open together so none is handed out twice."""
     socks = []
     try:
         for _ in range(count):
             sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((host, 0))
             socks.append(sock)
         return [int(s.getsockname()[1]) for s in socks]
     finally:
@@ -78,8 +79,9 @@ def _free_ports(count: int) -> list[int]:
 class EtcdMember:
     """One etcd process: name, ports, data dir, log."""
 
-    def __init__(self, name: str, client_port: int, peer_port: int, root: Path) -> None:
+    def __init__(self, name: str, client_port: int, peer_port: int, root: Path, host: str = "127.0.0.1") -> None:
         self.name = name
+        self.host = host
         self.client_port = client_port
         self.peer_port = peer_port
         self.data_dir = root / name
@@ -88,11 +90,11 @@ class EtcdMember:
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"http://{self.host}:{self.peer_port}"
 
     @property
     def running(self) -> bool:
@@ -112,11 +114,12 @@ SAVED = "etcd.json"  # the cluster's ports and token, under its root
 
 
 class EtcdCluster:
-    """A local etcd cluster of `members` (1 or 3) processes under `root`."""
+    """A local etcd cluster of `members` (1 or 3) processes under `root`, listening on
+    `host` (an IPv4 address of this machine)."""
 
     def __init__(self, root: Path, members: int = 1, *, heartbeat_ms: int = 100, election_ms: int = 1000,
                  snapshot_count: int = 10_000, max_txn_ops: int = MAX_TXN_OPS,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), host: str = "127.0.0.1") -> None:
         if members not in (1, 3, 5):
             raise ValueError("an etcd cluster here has 1, 3 or 5 members")
         self.root = Path(root)
@@ -125,8 +128,8 @@ class EtcdCluster:
         # data dirs hold the peer addresses they were created with.
         saved = self._load_saved(members)
         self.token = saved.get("token") or f"emberfs-{uuid.uuid4().hex[:12]}"
-        ports = saved.get("ports") or _free_ports(2 * members)
-        self.members = [EtcdMember(f"m{i}", ports[2 * i], ports[2 * i + 1], self.root) for i in range(members)]
+        ports = saved.get("ports") or _free_ports(2 * members, host)
+        self.members = [EtcdMember(f"m{i}", ports[2 * i], ports[2 * i + 1], self.root, host) for i in range(members)]
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / SAVED).write_text(json.dumps({"token": self.token, "ports": ports}))
         self.flags = [
