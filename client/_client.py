@@ -272,6 +272,12 @@ class Client:
             raise RuntimeError(f"the client is {self.state.value}; use `async with Client(...)`")
         return (await self._routing.refresh()).proto
 
+    @property
+    def manager_address(self) -> str:
+        """The metaserver that answered the last cluster-manager call: the primary, once a
+        call succeeded (with one address, that address)."""
+        return self._meta.answering[1]
+
     async def init_chains(self, replicas: int, chains: int = 0) -> mgmt_pb2.InitChainsResponse:
         """Create the chain table (idempotent: created=False when it existed)."""
         return await self._call_mgmt(

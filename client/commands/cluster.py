@@ -146,8 +146,9 @@ async def _cluster(ctx: CliContext, args: argparse.Namespace) -> int:
         return await _wait(ctx, _WAIT_DEFAULT_S if args.wait_timeout is None else args.wait_timeout)
     routing = await client.routing()
     if args.json:
-        ctx.print(json.dumps(routing_json(routing), indent=2))
+        ctx.print(json.dumps({**routing_json(routing), "manager": client.manager_address}, indent=2))
     else:
+        ctx.print(f"cluster manager at {client.manager_address}")
         for line in format_routing(routing):
             ctx.print(line)
     return 0

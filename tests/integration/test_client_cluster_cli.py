@@ -47,6 +47,7 @@ def test_cluster_table(cli_cluster: LocalCluster) -> None:
     r = emberfs(cli_cluster.meta_address, "cluster")
     assert r.returncode == 0, r.stderr
     out = r.stdout
+    assert f"cluster manager at {cli_cluster.meta_address}" in out
     assert "routing version" in out
     for p in cli_cluster.storage:
         assert p.address in out
@@ -58,6 +59,7 @@ def test_cluster_json(cli_cluster: LocalCluster) -> None:
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["routing_version"] >= 1
+    assert doc["manager"] == cli_cluster.meta_address
     assert sorted(n["address"] for n in doc["nodes"]) == sorted(p.address for p in cli_cluster.storage)
     assert all(n["alive"] for n in doc["nodes"])
     [chain] = doc["chains"]

@@ -7,8 +7,11 @@ wakes up is a standby (issue 19)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -186,7 +189,16 @@ def test_kill_9_and_freeze_of_the_manager_primary_under_load(
             os.kill(second.pid, signal.SIGCONT)
         load.progress(20)
         rows.append(("SIGSTOP of the manager primary (thawed later)", took, len(load.acked) - before))
-        assert _primary(cluster, root, etcd) is not second, "the thawed primary took the role back"
+        now = _primary(cluster, root, etcd)
+        assert now is not None and now is not second, "the thawed primary took the role back"
+        # The CLI, given both addresses, names the primary and shows every chain serving.
+        shown = subprocess.run([sys.executable, "-m", "emberfs.client.cli", "--meta", cluster.meta_address,
+                                "cluster", "--json"], capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+        assert shown.returncode == 0, shown.stderr
+        doc = json.loads(shown.stdout)
+        assert doc["manager"] == now.address
+        assert {t["public_state"] for c in doc["chains"] for t in c["targets"]} == {"SERVING"}
     finally:
         create_gap, read_gap = load.finish()
     for fault, took, acked in rows:
