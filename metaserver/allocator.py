@@ -8,17 +8,17 @@ files get an empty list; the running server installs the cluster manager's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .txn import MetaTxn
+from .kv import KvTxn
 
 __all__ = ["ChainAllocator", "NoChains"]
 
 
 class ChainAllocator(Protocol):
-    def refresh(self, tx: MetaTxn) -> None:
-        """Make sure the chain ids are the stored ones, as of `tx` (a create calls it first)."""
+    def refresh(self, kv: KvTxn) -> None:
+        """Make sure the chain ids are the stored ones, as of the transaction `kv` (a
+        create calls it first)."""
         ...
 
     def pick(self, stripe: int, inode_id: int) -> list[int]:
@@ -29,7 +29,7 @@ class ChainAllocator(Protocol):
 class NoChains:
     """The allocator before any chain table exists: files get no chains."""
 
-    def refresh(self, tx: MetaTxn) -> None:
+    def refresh(self, kv: KvTxn) -> None:
         return None
 
     def pick(self, stripe: int, inode_id: int) -> list[int]:

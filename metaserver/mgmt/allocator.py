@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from emberfs.common.layout import pick_chains
 
-from ..txn import MetaTxn
+from ..kv import KvTxn
 from . import table
 
 __all__ = ["TableChains"]
@@ -42,10 +42,10 @@ class TableChains:
     def update(self, chain_ids: Iterable[int]) -> None:
         self._chain_ids = tuple(sorted(chain_ids))
 
-    def refresh(self, tx: MetaTxn) -> None:
-        stored = table.chain_set_version(tx)
+    def refresh(self, kv: KvTxn) -> None:
+        stored = table.chain_set_version(kv)
         if stored != self._version:
-            self._chain_ids = tuple(table.chain_ids(tx))
+            self._chain_ids = tuple(table.chain_ids(kv))
             self._version = stored
 
     def pick(self, stripe: int, inode_id: int) -> list[int]:

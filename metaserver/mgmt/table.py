@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from emberfs.common.chainstate import chain_from_proto, chain_to_proto
 from emberfs.proto import mgmt_pb2
 
+from ..kv import KvTxn
 from ..txn import MetaTxn
 from .state import ClusterState, NodeRecord, TargetRecord
 
@@ -138,15 +139,15 @@ def save(tx: MetaTxn, old: ClusterState, new: ClusterState,
     if new.routing_version != old.routing_version:
         tx.kv.put("mgmt", ROUTING_VERSION, _U64.pack(new.routing_version))
     if new.chains.keys() != old.chains.keys():
-        tx.kv.put("mgmt", CHAIN_SET, _U64.pack(chain_set_version(tx) + 1))
+        tx.kv.put("mgmt", CHAIN_SET, _U64.pack(chain_set_version(tx.kv) + 1))
 
 
-def chain_set_version(tx: MetaTxn) -> int:
+def chain_set_version(kv: KvTxn) -> int:
     """Which set of chain ids is stored (0: none recorded)."""
-    value = tx.kv.get("mgmt", CHAIN_SET)
+    value = kv.get("mgmt", CHAIN_SET)
     return _U64.unpack(value)[0] if value is not None else 0
 
 
-def chain_ids(tx: MetaTxn) -> list[int]:
+def chain_ids(kv: KvTxn) -> list[int]:
     """The stored chain ids, ascending."""
-    return [_U32.unpack(key[1:])[0] for key, _ in tx.kv.scan("mgmt", CHAIN, CHAIN + b"\xff") if len(key) == 5]
+    return [_U32.unpack(key[1:])[0] for key, _ in kv.scan("mgmt", CHAIN, CHAIN + b"\xff") if len(key) == 5]

@@ -51,7 +51,7 @@ def create(
     check(caller, parent, W | X, "create")
     layout = inherit_layout(parent, chunk_size, stripe, tx)
     inode = new_inode(tx, caller, parent, meta_pb2.FILE, mode, layout=layout)
-    tx.allocator.refresh(tx)
+    tx.allocator.refresh(tx.kv)
     chains = list(tx.allocator.pick(layout.stripe, inode.inode_id))
     if not all(isinstance(c, int) and 0 <= c < 2**32 for c in chains):
         raise Internal(f"chain allocator returned invalid chain ids {chains!r}")

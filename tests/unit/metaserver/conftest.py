@@ -230,7 +230,7 @@ class MemoryEtcd:
 class FixedChains:
     """An allocator that hands out chains 1..stripe, to exercise the gc path."""
 
-    def refresh(self, tx: Any) -> None:
+    def refresh(self, kv: Any) -> None:
         pass
 
     def pick(self, stripe: int, inode_id: int) -> list[int]:

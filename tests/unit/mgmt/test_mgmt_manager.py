@@ -265,7 +265,7 @@ def test_gc_counts_chains_that_no_longer_exist_as_done(config: MetaConfig, fixed
 
 
 class _FixedChains:
-    def refresh(self, tx: Any) -> None:
+    def refresh(self, kv: Any) -> None:
         pass
 
     def pick(self, stripe: int, inode_id: int) -> list[int]:
