@@ -8,17 +8,22 @@
 #      (Python 3.11 from bookworm; PATH set at import, since an imported image has none)
 #   2. wheelhouse/: EmberFS's runtime dependencies (and setuptools, to build EmberFS
 #      itself) as wheels for that Python: CPython 3.11, manylinux x86_64.
+#   3. etcd-debs/: Debian's etcd-server and etcd-client .debs, for Dockerfile.etcd
+#      (docker-compose.etcd.yml), fetched with `apt-get download` on this (bookworm) host.
 #
 # Then:  BASE_IMAGE=emberfs-base:bookworm PIP_OFFLINE=1 docker-compose up -d --build
+#   or:  BASE_IMAGE=emberfs-base:bookworm PIP_OFFLINE=1 docker-compose -f docker-compose.etcd.yml up -d --build
 #
 # Idempotent and fast when done: the image is kept if it exists (--rebuild-base makes
 # it again), and the wheelhouse is refilled only when pyproject.toml's dependencies
-# changed. Needs root for mmdebstrap (or mmdebstrap's unshare mode), pip, and network
+# changed; the .debs are fetched when etcd-debs/ has none. Needs root for mmdebstrap (or mmdebstrap's unshare mode), pip, and network
 # access to Debian's mirror and PyPI -- once; the results work offline.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BASE_IMAGE="${BASE_IMAGE_NAME:-emberfs-base:bookworm}"
 WHEELHOUSE="$ROOT/wheelhouse"
+ETCD_DEBS="$ROOT/etcd-debs"
+ETCD_PACKAGES=(etcd-server etcd-client)
 BUILD_TIMEOUT_S="${EMBERFS_BASE_BUILD_TIMEOUT:-600}"
 PIP_TIMEOUT_S="${EMBERFS_WHEELS_TIMEOUT:-300}"
 PY_VERSION=3.11
@@ -104,8 +109,41 @@ EOF
     say "wheelhouse/: $(ls "$WHEELHOUSE"/*.whl | wc -l) wheels"
 }
 
+etcd_debs() {
+    if ls "$ETCD_DEBS"/etcd-server_*.deb "$ETCD_DEBS"/etcd-client_*.deb >/dev/null 2>&1; then
+        say "etcd-debs/ holds $(cd "$ETCD_DEBS" && echo *.deb); kept"
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 || { say "no apt-get to download ${ETCD_PACKAGES[*]} (a Debian bookworm host is needed)"; exit 1; }
+    # The packages must be bookworm's: the etcd image is built on emberfs-base:bookworm.
+    if ! grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then
+        say "this host is not Debian bookworm; etcd-debs/ would not match the base image"
+        exit 1
+    fi
+    say "downloading ${ETCD_PACKAGES[*]} into etcd-debs/"
+    mkdir -p "$ETCD_DEBS"
+    local tmp
+    tmp="$(mktemp -d)"
+    # Into a temporary folder first (apt's _apt user may write there), so a failed
+    # download leaves no partial .deb in etcd-debs/.
+    chmod 777 "$tmp"
+    if ! (cd "$tmp" && timeout 300 apt-get download -q "${ETCD_PACKAGES[@]}" >/dev/null 2>"$tmp/log"); then
+        if ! (timeout 300 apt-get update -q >/dev/null 2>&1 &&
+              cd "$tmp" && timeout 300 apt-get download -q "${ETCD_PACKAGES[@]}" >/dev/null 2>"$tmp/log"); then
+            cat "$tmp/log" >&2
+            rm -rf "$tmp"
+            say "apt-get download ${ETCD_PACKAGES[*]} failed"
+            exit 1
+        fi
+    fi
+    mv "$tmp"/*.deb "$ETCD_DEBS"/
+    rm -rf "$tmp"
+    say "etcd-debs/: $(cd "$ETCD_DEBS" && echo *.deb)"
+}
+
 command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1 \
     || { say "no Docker engine answers (bash scripts/docker-engine.sh start)"; exit 1; }
 base_image
 wheels
-say "ready: BASE_IMAGE=$BASE_IMAGE PIP_OFFLINE=1 docker-compose up -d --build"
+etcd_debs
+say "ready: BASE_IMAGE=$BASE_IMAGE PIP_OFFLINE=1 docker-compose [-f docker-compose.etcd.yml] up -d --build"

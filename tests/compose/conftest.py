@@ -1,13 +1,17 @@
-"""The compose suite's fixture: a real EmberFS cluster under docker-compose, made the
-way CI must make it, with no registry.
+"""The compose suite's fixtures: real EmberFS clusters under docker-compose, made the
+way CI must make them, with no registry.
 
-    compose  (session) ComposeCluster. Brings the engine up itself: installs Debian's
-             docker.io and docker-compose when missing and starts dockerd without
-             iptables (scripts/docker-engine.sh), builds the base image and the wheelhouse
-             (scripts/offline-images.sh), builds the EmberFS image with
-             BASE_IMAGE=emberfs-base:bookworm PIP_OFFLINE=1, `up -d`, waits for the init
-             service to create the chains and for every chain to serve. At the end,
-             whatever happened: `down -v`, and dockerd stopped if this run started it.
+    compose_engine  (session) the engine and the images' inputs: installs Debian's
+                    docker.io and docker-compose when missing and starts dockerd without
+                    iptables (scripts/docker-engine.sh), builds the base image, the
+                    wheelhouse and etcd-debs/ (scripts/offline-images.sh). At the end:
+                    dockerd stopped if this run started it, the figures reported.
+    compose         (session) ComposeCluster on docker-compose.yml: builds the EmberFS
+                    image with BASE_IMAGE=emberfs-base:bookworm PIP_OFFLINE=1, `up -d`,
+                    waits for the init service to create the chains and for every chain
+                    to serve. At the end, whatever happened: `down -v`.
+    compose_etcd    (module) the same on docker-compose.etcd.yml (its own project): three
+                    etcd members, two metaservers, the etcd image built from Debian's .debs.
 
 Every step is bounded in time and prints its progress (the terminal sees it live, past
 pytest's capture); the figures the tests take are printed at the end and written to
@@ -28,7 +32,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOAD = (Path(__file__).parent / "workload.py").read_text()
 PROJECT = "emberfs-citest"
+ETCD_PROJECT = "emberfs-citest-etcd"
 BASE_IMAGE = "emberfs-base:bookworm"
 STORAGE = ("storage1", "storage2", "storage3")
 CANNOT_RUN_ENGINE = 3  # scripts/docker-engine.sh's exit code for "not on this machine"
@@ -67,39 +72,29 @@ class StepFailed(AssertionError):
 class ComposeCluster:
     """The running stack and the verbs the tests use on it."""
 
-    compose_cmd: list[str]
-    env: dict[str, str]
+    compose_cmd: list[str]  # with `-f FILE` for a file other than docker-compose.yml
+    env: dict[str, str]     # COMPOSE_PROJECT_NAME names the project
     say: Any
     meta_port: int
-    helper: str = f"{PROJECT}-helper"
+    helper: str = ""        # the long-lived client container; default PROJECT-helper
     figures: dict[str, Any] = field(default_factory=dict)
+    meta_services: tuple[str, ...] = ("meta",)
+
+    def __post_init__(self) -> None:
+        self.helper = self.helper or f"{self.env['COMPOSE_PROJECT_NAME']}-helper"
 
     # -- processes -------------------------------------------------------------------
 
     def run(self, argv: list[str], timeout: float, *, check: bool = True, input: str | None = None,
             what: str | None = None) -> subprocess.CompletedProcess[str]:
-        try:
-            done = subprocess.run(argv, cwd=ROOT, env=self.env, input=input, capture_output=True,
-                                  text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise StepFailed(f"{what or ' '.join(argv)}: no end within {timeout:g} s\n"
-                             f"{_text(exc.stdout)}{_text(exc.stderr)}") from None
-        if check and done.returncode != 0:
-            raise StepFailed(f"{what or ' '.join(argv)}: exit {done.returncode}\n{done.stdout}{done.stderr}")
-        return done
+        return _run(self.env, argv, timeout, check=check, input=input, what=what)
 
     def compose(self, *args: str, timeout: float, check: bool = True, input: str | None = None
                 ) -> subprocess.CompletedProcess[str]:
         return self.run([*self.compose_cmd, *args], timeout, check=check, input=input)
 
     def step(self, what: str, argv: list[str], timeout: float) -> float:
-        """A long step, announced and timed; its output is shown only if it fails."""
-        self.say(f"{what} (bound {timeout:g} s) ...")
-        start = time.monotonic()
-        self.run(argv, timeout, what=what)
-        took = time.monotonic() - start
-        self.say(f"{what}: done in {took:.1f} s")
-        return took
+        return _step(self.say, self.env, what, argv, timeout)
 
     # -- containers ------------------------------------------------------------------
 
@@ -112,7 +107,7 @@ class ComposeCluster:
 
     def network(self) -> str:
         inspect = self.run(["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}",
-                            self.container("meta")], 30)
+                            self.container(self.meta_services[0])], 30)
         (name,) = json.loads(inspect.stdout)
         return name
 
@@ -138,7 +133,11 @@ class ComposeCluster:
 
     def start_readers(self, *args: str, timeout: float = 90) -> subprocess.Popen[str]:
         """The `read` workload in the background, returned once its reads are running."""
-        proc = subprocess.Popen(["docker", "exec", self.helper, "python", "-c", WORKLOAD, "read", *args],
+        return self.start_workload("read", *args, timeout=timeout)
+
+    def start_workload(self, mode: str, *args: str, timeout: float = 90) -> subprocess.Popen[str]:
+        """A workload in the background, returned once it says it is running."""
+        proc = subprocess.Popen(["docker", "exec", self.helper, "python", "-c", WORKLOAD, mode, *args],
                                 cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         assert proc.stdout is not None
@@ -147,7 +146,7 @@ class ComposeCluster:
         if '"ready"' not in line:
             proc.kill()
             out, err = proc.communicate()
-            raise StepFailed(f"readers not running within {timeout:g} s: {line}{out}{err}")
+            raise StepFailed(f"{mode} workload not running within {timeout:g} s: {line}{out}{err}")
         return proc
 
     @staticmethod
@@ -163,7 +162,9 @@ class ComposeCluster:
         return json.loads(out.strip().splitlines()[-1])
 
     def routing(self) -> dict[str, Any]:
-        return json.loads(self.exec("emberfs", "--timeout", "10", "cluster", "--json", timeout=30).stdout)
+        # 25 s: while a metaserver's container is stopped its name takes 10 s to fail to
+        # resolve (our engine has no upstream DNS), and a new CLI process may try it first.
+        return json.loads(self.exec("emberfs", "--timeout", "25", "cluster", "--json", timeout=60).stdout)
 
     def target_states(self) -> dict[int, str]:
         return {t["target_id"]: t["public_state"] for t in self.routing()["targets"]}
@@ -190,6 +191,28 @@ class ComposeCluster:
         return {t["target_id"] for t in self.routing()["targets"] if t["node_id"] == node_id}
 
 
+def _run(env: dict[str, str], argv: list[str], timeout: float, *, check: bool = True, input: str | None = None,
+         what: str | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run(argv, cwd=ROOT, env=env, input=input, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise StepFailed(f"{what or ' '.join(argv)}: no end within {timeout:g} s\n"
+                         f"{_text(exc.stdout)}{_text(exc.stderr)}") from None
+    if check and done.returncode != 0:
+        raise StepFailed(f"{what or ' '.join(argv)}: exit {done.returncode}\n{done.stdout}{done.stderr}")
+    return done
+
+
+def _step(say: Callable[[str], None], env: dict[str, str], what: str, argv: list[str], timeout: float) -> float:
+    """A long step, announced and timed; its output is shown only if it fails."""
+    say(f"{what} (bound {timeout:g} s) ...")
+    start = time.monotonic()
+    _run(env, argv, timeout, what=what)
+    took = time.monotonic() - start
+    say(f"{what}: done in {took:.1f} s")
+    return took
+
+
 def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
@@ -211,8 +234,18 @@ def _compose_command(env: dict[str, str]) -> list[str]:
     raise StepFailed("neither docker-compose nor `docker compose` is installed")
 
 
+@dataclass
+class ComposeEngine:
+    """A running engine, the images' inputs made, and what every stack shares."""
+
+    compose_cmd: list[str]
+    env: dict[str, str]  # PATH and the build settings; each stack adds its project
+    say: Callable[[str], None]
+    figures: dict[str, Any]
+
+
 @pytest.fixture(scope="session")
-def compose(pytestconfig: pytest.Config) -> Iterator[ComposeCluster]:
+def compose_engine(pytestconfig: pytest.Config) -> Iterator[ComposeEngine]:
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     session_start = time.monotonic()
 
@@ -227,15 +260,7 @@ def compose(pytestconfig: pytest.Config) -> Iterator[ComposeCluster]:
     env = dict(os.environ)
     # Debian's engine and compose first; `docker` itself may be a newer client elsewhere.
     env["PATH"] = "/usr/bin:/usr/sbin:" + env.get("PATH", "")
-    meta_port = _free_port()
-    env.update(
-        COMPOSE_PROJECT_NAME=PROJECT,
-        BASE_IMAGE=BASE_IMAGE,
-        PIP_OFFLINE="1",
-        EMBERFS_META_PORT=str(meta_port),
-        EMBERFS_TAG="citest",
-        COMPOSE_HTTP_TIMEOUT="180",
-    )
+    env.update(BASE_IMAGE=BASE_IMAGE, PIP_OFFLINE="1", EMBERFS_TAG="citest", COMPOSE_HTTP_TIMEOUT="180")
     say("starting a Docker engine (scripts/docker-engine.sh start) ...")
     started = time.monotonic()
     try:
@@ -252,37 +277,66 @@ def compose(pytestconfig: pytest.Config) -> Iterator[ComposeCluster]:
         pytest.fail(f"scripts/docker-engine.sh start: exit {engine.returncode}\n{engine.stderr}")
     say(f"engine ready in {time.monotonic() - started:.1f} s: {engine.stderr.strip().splitlines()[-1]}")
 
-    cluster: ComposeCluster | None = None
+    figures: dict[str, Any] = {}
     try:
-        cluster = ComposeCluster(_compose_command(env), env, say, meta_port)
-        cluster.figures["compose"] = " ".join(cluster.compose_cmd)
-        cluster.compose("down", "-v", "--remove-orphans", timeout=DOWN_S)  # a crashed run's leftovers
-        cluster.figures["offline_images_s"] = round(
-            cluster.step("base image and wheelhouse (scripts/offline-images.sh)",
-                         ["bash", "scripts/offline-images.sh"], OFFLINE_IMAGES_S), 1)
-        # One build: every service names the same image, so `up` finds it built.
-        cluster.figures["build_s"] = round(cluster.step(
-            f"docker image, BASE_IMAGE={BASE_IMAGE} PIP_OFFLINE=1",
-            [*cluster.compose_cmd, "build", "meta"], BUILD_S), 1)
-        up_start = time.monotonic()
-        cluster.step("up -d", [*cluster.compose_cmd, "up", "-d"], UP_S)
-        _wait_init(cluster, INIT_S)
-        cluster.start_helper()
-        cluster.wait_all_serving(INIT_S)
-        cluster.figures["up_to_all_serving_s"] = round(time.monotonic() - up_start, 1)
-        say(f"cluster up, every chain serving, {cluster.figures['up_to_all_serving_s']} s after `up -d`")
-        yield cluster
+        made = ComposeEngine(_compose_command(env), env, say, figures)
+        figures["compose"] = " ".join(made.compose_cmd)
+        figures["offline_images_s"] = round(_step(
+            say, env, "base image, wheelhouse and etcd .debs (scripts/offline-images.sh)",
+            ["bash", "scripts/offline-images.sh"], OFFLINE_IMAGES_S), 1)
+        yield made
     finally:
-        if cluster is not None:
-            _tear_down(cluster, env, say)
         say("stopping the engine if this run started it (scripts/docker-engine.sh stop)")
         subprocess.run(["bash", "scripts/docker-engine.sh", "stop"], cwd=ROOT, env=env,
                        capture_output=True, timeout=ENGINE_STOP_S)
         total = time.monotonic() - session_start
-        if cluster is not None:
-            cluster.figures["total_s"] = round(total, 1)
-            _report(cluster, say)
+        figures["total_s"] = round(total, 1)
+        _report(figures, say)
         say(f"compose suite: {total:.1f} s in all")
+
+
+@pytest.fixture(scope="session")
+def compose(compose_engine: ComposeEngine) -> Iterator[ComposeCluster]:
+    """docker-compose.yml: one metaserver on LMDB."""
+    port = _free_port()
+    env = {**compose_engine.env, "COMPOSE_PROJECT_NAME": PROJECT, "EMBERFS_META_PORT": str(port)}
+    cluster = ComposeCluster(compose_engine.compose_cmd, env, compose_engine.say, port,
+                             figures=compose_engine.figures)
+    yield from _stack(cluster, build=("meta",))
+
+
+@pytest.fixture(scope="module")
+def compose_etcd(compose_engine: ComposeEngine) -> Iterator[ComposeCluster]:
+    """docker-compose.etcd.yml, its own project: etcd1..3, meta1 and meta2 on them.
+    Module-scoped: its ten containers run only while its tests do."""
+    port, port2 = _free_port(), _free_port()
+    env = {**compose_engine.env, "COMPOSE_PROJECT_NAME": ETCD_PROJECT,
+           "EMBERFS_META_PORT": str(port), "EMBERFS_META2_PORT": str(port2)}
+    cluster = ComposeCluster([*compose_engine.compose_cmd, "-f", "docker-compose.etcd.yml"], env,
+                             compose_engine.say, port, figures=compose_engine.figures.setdefault("etcd", {}),
+                             meta_services=("meta1", "meta2"))
+    yield from _stack(cluster, build=("meta1", "etcd1"))
+
+
+def _stack(cluster: ComposeCluster, build: tuple[str, ...]) -> Iterator[ComposeCluster]:
+    """Build, `up -d`, wait for init and every chain; yield; `down -v` whatever happened."""
+    project = cluster.env["COMPOSE_PROJECT_NAME"]
+    try:
+        cluster.compose("down", "-v", "--remove-orphans", timeout=DOWN_S)  # a crashed run's leftovers
+        # One build per image: services name the same images, so `up` finds them built.
+        cluster.figures["build_s"] = round(cluster.step(
+            f"{project}: build {' '.join(build)}, BASE_IMAGE={BASE_IMAGE} PIP_OFFLINE=1",
+            [*cluster.compose_cmd, "build", *build], BUILD_S), 1)
+        up_start = time.monotonic()
+        cluster.step(f"{project}: up -d", [*cluster.compose_cmd, "up", "-d"], UP_S)
+        _wait_init(cluster, INIT_S)
+        cluster.start_helper()
+        cluster.wait_all_serving(INIT_S)
+        cluster.figures["up_to_all_serving_s"] = round(time.monotonic() - up_start, 1)
+        cluster.say(f"{project} up, every chain serving, {cluster.figures['up_to_all_serving_s']} s after `up -d`")
+        yield cluster
+    finally:
+        _tear_down(cluster)
 
 
 def _wait_init(cluster: ComposeCluster, timeout: float) -> None:
@@ -304,8 +358,9 @@ def _wait_init(cluster: ComposeCluster, timeout: float) -> None:
         time.sleep(1)
 
 
-def _tear_down(cluster: ComposeCluster, env: dict[str, str], say: Any) -> None:
-    say("down -v ...")
+def _tear_down(cluster: ComposeCluster) -> None:
+    say = cluster.say
+    say(f"{cluster.env['COMPOSE_PROJECT_NAME']}: down -v ...")
     start = time.monotonic()
     try:
         cluster.run(["docker", "rm", "-f", cluster.helper], 60, check=False)
@@ -315,8 +370,8 @@ def _tear_down(cluster: ComposeCluster, env: dict[str, str], say: Any) -> None:
     say(f"down -v: done in {time.monotonic() - start:.1f} s")
 
 
-def _report(cluster: ComposeCluster, say: Any) -> None:
+def _report(figures: dict[str, Any], say: Callable[[str], None]) -> None:
     path = Path(os.environ.get("EMBERFS_COMPOSE_FIGURES", "/tmp/emberfs-compose-figures.json"))
     with contextlib.suppress(OSError):
-        path.write_text(json.dumps(cluster.figures, indent=2) + "\n")
-    say("figures: " + json.dumps(cluster.figures))
+        path.write_text(json.dumps(figures, indent=2) + "\n")
+    say("figures: " + json.dumps(figures))

@@ -9,6 +9,10 @@ job in that container would.
             and failures with their times (CLOCK_MONOTONIC, shared with the host: a
             test can place a `docker kill` among them), the longest stretch with no
             completed read, mismatches
+    create  create files one after another under DIR (DIR/file-0000.bin, ...: a create, a
+            write of SIZE bytes and a close each) for DURATION seconds; a `{"ready": T}`
+            line once creates run, then one JSON line: files (those acknowledged), the
+            completion times, failures, the longest stretch with none completed
     verify  read every file once; one JSON line: files, mismatches, failures
 
 A file's bytes follow from (seed, index) alone, so a later run knows what to expect
@@ -111,6 +115,36 @@ async def _read(fs: Client, args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+async def _create(fs: Client, args: argparse.Namespace) -> dict[str, object]:
+    await fs.makedirs(args.dir, exist_ok=True)
+    print(json.dumps({"ready": time.monotonic()}), flush=True)
+    done: list[float] = []
+    failures: list[tuple[float, str]] = []
+    started = time.monotonic()
+    end = started + args.duration
+    index = 0
+    # One at a time: a file counts once its write_file returned, and the next index is
+    # taken only then, so files 0..N-1 are exactly the acknowledged ones.
+    while time.monotonic() < end:
+        try:
+            await fs.write_file(path_of(args.dir, index), content(args.seed, index, args.size))
+        except Exception as exc:  # reported, never raised: the test judges
+            failures.append((time.monotonic(), f"{type(exc).__name__}: {exc}"[:200]))
+            await asyncio.sleep(0.05)
+            continue
+        done.append(time.monotonic())
+        index += 1
+    marks = [started, *done, time.monotonic()]
+    return {
+        "started": started,
+        "files": index,
+        "create_times": [round(t, 3) for t in done],
+        "failures": failures[:20],
+        "failure_count": len(failures),
+        "longest_gap_s": round(max(b - a for a, b in itertools.pairwise(marks)), 3),
+    }
+
+
 async def _verify(fs: Client, args: argparse.Namespace) -> dict[str, object]:
     mismatches = failures = 0
     for i in range(args.files):
@@ -122,7 +156,7 @@ async def _verify(fs: Client, args: argparse.Namespace) -> dict[str, object]:
     return {"files": args.files, "mismatches": mismatches, "failures": failures}
 
 
-_MODES = {"write": _write, "read": _read, "verify": _verify}
+_MODES = {"write": _write, "read": _read, "create": _create, "verify": _verify}
 
 
 async def _main(args: argparse.Namespace) -> None:
