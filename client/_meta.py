@@ -166,6 +166,9 @@ class MetaTransport:
             # Floor: the last retry may start a hair after the deadline's edge.
             remaining = max(deadline - self._clock(), 0.001)
             self.calls[method] += 1
+            if walk.tried < walk.count and not await channels.reachable(walk.index):
+                walk.failed(True)  # not even connected, with another address to try: no attempt spent here
+                continue
             stub = channels.mgmt(walk.index) if manager else channels.meta(walk.index)
             try:
                 reply = await getattr(stub, method)(request, timeout=min(remaining, self._retry.attempt_timeout))

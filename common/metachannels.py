@@ -17,7 +17,12 @@ from emberfs.proto import meta_pb2_grpc, mgmt_pb2_grpc
 
 from .authgrpc import open_channel
 
-__all__ = ["MetaChannels"]
+__all__ = ["CONNECT_BUDGET_S", "MetaChannels"]
+
+# How long a caller with another address to try waits for a connection to this one
+# before moving on: a name that does not resolve, or a peer that accepts TCP and never
+# speaks (frozen at start), would otherwise cost a whole attempt deadline.
+CONNECT_BUDGET_S = 1.0
 
 
 class MetaChannels:
@@ -50,6 +55,26 @@ class MetaChannels:
         if stub is None:
             stub = self._mgmt[index] = mgmt_pb2_grpc.MgmtStub(self.channel(index))
         return stub
+
+    async def reachable(self, index: int, budget: float = CONNECT_BUDGET_S) -> bool:
+        """Whether address `index` is connected, or connects within `budget`; False at
+        once when its last connection attempt failed (refused, unresolvable)."""
+        channel = self.channel(index)
+        state = channel.get_state(try_to_connect=True)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + budget
+        while state is not grpc.ChannelConnectivity.READY:
+            if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
+                return False
+            left = end - loop.time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(channel.wait_for_state_change(state), left)
+            except TimeoutError:
+                return False
+            state = channel.get_state(try_to_connect=True)
+        return True
 
     async def wait_ready(self, timeout: float) -> int:
         """The index of the first address whose channel connects; TimeoutError when

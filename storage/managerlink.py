@@ -47,6 +47,9 @@ class ManagerLink:
         answered in this round, or at once on an answer that is an error."""
         walk = self._manager.walk()
         while True:
+            if walk.tried < walk.count and not await self._channels.reachable(walk.index):
+                walk.failed(True)  # not connected, and another address to try: move on at once
+                continue
             sent_at = self._clock()
             try:
                 reply = await getattr(self._channels.mgmt(walk.index), method)(request, timeout=timeout)
