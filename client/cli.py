@@ -104,8 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TimeoutError:
         print(f"emberfs: {command.name}: {metaservers_at(args.meta)} did not answer in time", file=sys.stderr)
         return EXIT_UNREACHABLE
-    except ConnectionError:
-        print(f"emberfs: {command.name}: cannot reach {metaservers_at(args.meta)}", file=sys.stderr)
+    except ConnectionError as exc:
+        detail = str(exc.strerror or "").removeprefix("unavailable: ")
+        if "not the cluster manager primary" in detail:  # a standby answered: say so, and what to do
+            print(f"emberfs: {command.name}: {detail} (give every metaserver: --meta a:9000,b:9000)",
+                  file=sys.stderr)
+        else:
+            print(f"emberfs: {command.name}: cannot reach {metaservers_at(args.meta)}", file=sys.stderr)
         return EXIT_UNREACHABLE
     except OSError as exc:
         print(error_line(command.name, exc), file=sys.stderr)

@@ -206,6 +206,10 @@ def test_a_standby_first_hands_manager_calls_to_the_primary(tmp_path: Path, live
             assert standby.calls.get("GetRouting", 0) >= 1
             r = _emberfs(addresses, "admin", "init-chains", "--replicas", "1")
             assert r.returncode == 0, r.stderr
+            # Given the standby alone, the CLI says what answered, not "cannot reach".
+            r = _emberfs(standby.address, "cluster")
+            assert r.returncode != 0 and "not the cluster manager primary" in r.stderr, r.stderr
+            assert "cannot reach" not in r.stderr
         finally:
             storage.stop(grace=10)
 
