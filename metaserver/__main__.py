@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--etcd-prefix", default="emberfs/", help="key prefix of this file system in etcd")
     parser.add_argument("--etcd-max-txn-ops", type=int, default=128, metavar="N",
                         help="operations etcd allows in one transaction (its --max-txn-ops; default 128)")
+    parser.add_argument("--advertise", default=None, metavar="HOST:PORT",
+                        help="the address others dial for this metaserver (default: the bound --listen address); "
+                             "named in 'the primary is at' hints")
     parser.add_argument("--manager-lease", type=int, default=2, metavar="S",
                         help="the etcd engine: seconds of the manager primary's lease; a standby metaserver "
                              "takes the cluster manager over within about this long (default 2)")
@@ -96,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             etcd_max_txn_ops=args.etcd_max_txn_ops,
             dir_mtime_skip_s=args.dir_mtime_skip,
             manager_lease_s=args.manager_lease,
+            advertise=args.advertise,
         )
     except InvalidArgument as exc:
         parser.error(exc.message)

@@ -113,6 +113,10 @@ class MetaConfig:
     # seconds. A standby takes over within about this long after the primary dies, and
     # storage leases (the heartbeat timeout) must outlast that takeover.
     manager_lease_s: int = 2
+    # The address other processes dial for this metaserver (None: the bound listen
+    # address); the primary record names it, so a "the primary is at" hint is usable
+    # when the metaserver listens on 0.0.0.0.
+    advertise: str | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -137,6 +141,10 @@ class MetaConfig:
         elif not isinstance(self.data_dir, str) or not self.data_dir:
             raise InvalidArgument("data_dir must be a non-empty path")
         parse_listen(self.listen)
+        if self.advertise is not None:
+            host, port = parse_listen(self.advertise)
+            if not host or port == 0 or host in ("0.0.0.0", "::"):
+                raise InvalidArgument(f"advertise {self.advertise!r} must be a HOST:PORT others can dial")
         check_chunk_size(self.default_chunk_size)
         check_stripe(self.default_stripe)
         if not self.idem_ttl_s > 0:

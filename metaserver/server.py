@@ -125,7 +125,7 @@ def build_server(
     bound = add_port(server, config.listen, config.tls)  # secure with --tls-cert/--tls-key
     if bound == 0 and port != 0:
         raise OSError(f"cannot listen on {config.listen}")
-    election = _election(config, f"{host}:{bound}")
+    election = _election(config, config.advertise or f"{host}:{bound}")
     manager = ClusterManager(store, config, gate=election or SOLE)
     store.allocator = manager.allocator
     server_token = config.tokens.server_token if config.tokens is not None else None

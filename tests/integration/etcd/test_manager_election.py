@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
+from emberfs.client._launch import metaserver_process
 from emberfs.common.errors import NotPrimary
 from emberfs.metaserver.config import MetaConfig
 from emberfs.metaserver.etcdkv.adapter import ClientEtcd
 from emberfs.metaserver.etcdkv.client import EtcdClient
-from emberfs.metaserver.etcdkv.election import EtcdElection
+from emberfs.metaserver.etcdkv.election import EtcdElection, primary_key
 from emberfs.metaserver.etcdkv.launch import EtcdCluster
 from emberfs.metaserver.etcdkv.store import EtcdStore
 
@@ -146,3 +148,24 @@ def test_the_fence_refuses_a_write_by_a_metaserver_the_record_does_not_name(
             await store.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_primary_record_names_the_advertised_address(etcd1: EtcdCluster, keyspace: bytes,
+                                                         tmp_path: Path) -> None:
+    """A metaserver listening on 0.0.0.0 names its --advertise address as the primary, so
+    the "the primary is at" hint others give is one a caller can dial."""
+    prefix = keyspace.decode().lstrip("/")
+    meta = metaserver_process(tmp_path / "meta", listen="0.0.0.0:0", extra_args=[
+        "--engine", "etcd", "--etcd", ",".join(etcd1.endpoints), "--etcd-prefix", prefix,
+        "--advertise", "meta-a.example:9000"])
+    meta.start(timeout=30.0)
+    try:
+        with EtcdClient(etcd1.endpoints, timeout=5.0) as client:
+            deadline = time.monotonic() + BOUND_S
+            record = None
+            while record is None and time.monotonic() < deadline:
+                record = client.get(primary_key(prefix.encode()))
+                time.sleep(0.05)
+        assert record is not None and record.value.decode().split(" ", 1)[0] == "meta-a.example:9000"
+    finally:
+        meta.stop(grace=5.0)

@@ -217,3 +217,19 @@ def test_storage_leases_must_outlast_a_takeover(lease: int, interval: float, tim
 def test_term_is_frozen() -> None:
     with pytest.raises(AttributeError):
         Term(1, 2.0).until = 3.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("advertise", "ok"), [
+    (None, True), ("meta1:9000", True), ("10.0.0.5:9000", True),
+    ("0.0.0.0:9000", False), ("meta1:0", False), ("meta1", False),
+])
+def test_a_metaserver_advertises_a_dialable_address(advertise: str | None, ok: bool) -> None:
+    def make() -> MetaConfig:
+        return MetaConfig(data_dir="", engine="etcd", etcd_endpoints=("127.0.0.1:2379",), listen="0.0.0.0:9000",
+                          advertise=advertise)
+
+    if ok:
+        assert make().advertise == advertise
+    else:
+        with pytest.raises(InvalidArgument):
+            make()
