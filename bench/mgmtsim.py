@@ -127,18 +127,23 @@ class _Sim:
 
     def __init__(self, meta: str, node_ids: list[int], targets: int, procs: int) -> None:
         ctx = multiprocessing.get_context("spawn")  # no gRPC state crosses a fork
-        self.conns: list[Connection] = []
+        self.commands: list[Connection] = []
+        self.conns: list[Connection] = []  # the replies
         self.procs: list[Any] = []
         for i in range(procs):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=run_worker, args=(child, meta, node_ids[i::procs], targets), daemon=True)
+            inbox, commands = ctx.Pipe(duplex=False)
+            replies, outbox = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=run_worker, args=(inbox, outbox, meta, node_ids[i::procs], targets),
+                               daemon=True)
             proc.start()
-            child.close()
-            self.conns.append(parent)
+            inbox.close()
+            outbox.close()
+            self.commands.append(commands)
+            self.conns.append(replies)
             self.procs.append(proc)
 
     def send(self, *command: object) -> None:
-        for conn in self.conns:
+        for conn in self.commands:
             conn.send(command)
 
     def register(self, total: int, deadline_s: float, progress: Callable[[str], None]) -> int:
@@ -179,11 +184,11 @@ class _Sim:
         return total
 
     def stop(self) -> None:
-        for conn in self.conns:
+        for commands, conn in zip(self.commands, self.conns, strict=True):
             try:
-                conn.send(("stop",))
-                if conn.poll(10.0):
-                    conn.recv()
+                commands.send(("stop",))
+                while conn.poll(10.0) and conn.recv()[0] != "stats":
+                    pass
             except (OSError, EOFError):
                 pass
         for proc in self.procs:

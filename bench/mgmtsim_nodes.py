@@ -15,7 +15,7 @@ version is appended as raw protobuf bytes (concatenated messages merge); GetRout
 replies are kept as bytes, their version read from the first bytes, and parsed into
 target states at most once per version per process.
 
-The worker speaks to the orchestrator over a multiprocessing Connection with tuples:
+The worker hears the orchestrator on one pipe and answers on another, with tuples:
 ("register",) -> ("progress", n)... ("registered", n); ("chains",) tells the nodes
 that chains exist (before that every target is ONLINE and no routing is parsed);
 ("silence", ids, on); ("mark",) -> ("stats", Stats); ("stop",) -> ("stats", Stats).
@@ -226,11 +226,13 @@ def _cpu() -> float:
     return times.user + times.system
 
 
-async def _serve(conn: Connection, meta: str, node_ids: list[int], targets: int) -> None:
+async def _serve(inbox_conn: Connection, conn: Connection, meta: str, node_ids: list[int], targets: int) -> None:
     sim = _Worker(meta, node_ids, targets)
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[tuple[object, ...]] = asyncio.Queue()
-    loop.add_reader(conn.fileno(), lambda: inbox.put_nowait(conn.recv()))
+    # Commands and replies on two pipes: add_reader makes its fd non-blocking, and a
+    # large reply (the latencies) on a non-blocking pipe fails with EAGAIN.
+    loop.add_reader(inbox_conn.fileno(), lambda: inbox.put_nowait(inbox_conn.recv()))
     tasks: list[asyncio.Task[None]] = []
     try:
         while True:
@@ -255,7 +257,7 @@ async def _serve(conn: Connection, meta: str, node_ids: list[int], targets: int)
                 conn.send(("stats", sim.take_stats()))
                 return
     finally:
-        loop.remove_reader(conn.fileno())
+        loop.remove_reader(inbox_conn.fileno())
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -276,11 +278,11 @@ async def _report_registration(conn: Connection, sim: _Worker) -> None:
         await asyncio.sleep(1.0)
 
 
-def run_worker(conn: Connection, meta: str, node_ids: list[int], targets: int) -> None:
-    """The entry point of a worker process."""
+def run_worker(inbox: Connection, outbox: Connection, meta: str, node_ids: list[int], targets: int) -> None:
+    """The entry point of a worker process: commands on `inbox`, replies on `outbox`."""
     try:
         import uvloop  # the simulator's own overhead matters here
-
-        uvloop.run(_serve(conn, meta, node_ids, targets))
     except ImportError:
-        asyncio.run(_serve(conn, meta, node_ids, targets))
+        asyncio.run(_serve(inbox, outbox, meta, node_ids, targets))
+    else:
+        uvloop.run(_serve(inbox, outbox, meta, node_ids, targets))
