@@ -37,6 +37,7 @@ from emberfs.proto import mgmt_pb2
 
 from ..config import MetaConfig
 from ..engine import Store
+from . import draft as inc
 from . import state as rules
 from . import table
 from .allocator import TableChains
@@ -71,9 +72,11 @@ class ClusterManager:
         self._monotonic = monotonic
         self._wall = wall
         self._state: ClusterState = store.read(table.load)
+        self._dirty: set[int] = set(self._state.chains)  # chains to judge (draft.py): all, after a load
         self._grace(self._state)
         self.allocator = TableChains(self._state.chains)
         self._lock = asyncio.Lock()
+        self._routing_cache: tuple[int, float, mgmt_pb2.RoutingInfo] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def _grace(self, state: ClusterState) -> None:
@@ -82,6 +85,9 @@ class ClusterManager:
         self._beats: dict[int, float] = {node_id: started for node_id in state.nodes}
         self._grace_until = started + RESTART_GRACE_S
         self._known_at_start = frozenset(state.nodes)
+        self._deadlines = inc.Deadlines()
+        for node_id in state.nodes:
+            self._deadlines.set(node_id, self._grace_until + self.heartbeat_timeout_s)
 
     @property
     def is_primary(self) -> bool:
@@ -98,6 +104,8 @@ class ClusterManager:
             state = await self._store.aread(table.load)
             self._grace(state)
             self._state = state
+            self._dirty = set(state.chains)
+            self._routing_cache = None
             self.allocator.update(state.chains)
             self._active = True
         log.info("managing %d nodes, %d chains (routing version %d)",
@@ -117,6 +125,7 @@ class ClusterManager:
             if self._active:
                 return
             self._state = await self._store.aread(table.load)
+            self._dirty = set(self._state.chains)
             self.allocator.update(self._state.chains)
 
     @property
@@ -137,9 +146,10 @@ class ClusterManager:
             if known is not None and known.incarnation != registration.incarnation:
                 log.info("node %d restarted (incarnation %#x -> %#x): its targets resync before serving",
                          registration.node_id, known.incarnation, registration.incarnation)
-            new = rules.register(self._state, registration)
-            self._beats[registration.node_id] = self._monotonic()
-            await self._commit(self._ticked(new))
+            draft = inc.Draft(self._state, self._dirty)
+            inc.register(draft, registration)
+            self._heard(registration.node_id)
+            await self._commit(self._ticked(draft))
             self._require_primary()  # the reply renews the node's lease: only from a primary
             return self._state.routing_version
 
@@ -148,15 +158,16 @@ class ClusterManager:
         """Record a heartbeat; (routing version, whether the node must re-register)."""
         async with self._lock:
             self._require_primary()
+            draft = inc.Draft(self._state, self._dirty)
             try:
-                new = rules.heartbeat(self._state, node_id, tuple(reports), incarnation, seen_version)
+                inc.beat(draft, node_id, reports, incarnation, seen_version)
             except NotFound as exc:
                 log.info("heartbeat asks node %d to re-register: %s", node_id, exc.message)
                 return self._state.routing_version, True
-            self._beats[node_id] = self._monotonic()
-            if new.targets != self._state.targets or new.alive != self._state.alive:
-                new = self._ticked(new)  # a local state or liveness moved: judge chains now
-            await self._commit(new)
+            self._heard(node_id)
+            if draft.targets or draft.alive:
+                self._ticked(draft)  # a local state or liveness moved: judge its chains now
+            await self._commit(draft)
             self._require_primary()  # the reply renews the node's lease: only from a primary
             return self._state.routing_version, False
 
@@ -165,14 +176,28 @@ class ClusterManager:
         current = self._state
         if known_version == current.routing_version:
             return mgmt_pb2.GetRoutingResponse(unchanged=True)
-        return mgmt_pb2.GetRoutingResponse(routing=routing_info(current, self._heartbeat_ms()))
+        return mgmt_pb2.GetRoutingResponse(routing=self._routing_info())
+
+    def _routing_info(self) -> mgmt_pb2.RoutingInfo:
+        """The routing of the current version, built once per version and tick interval:
+        after a change every server and client asks for it, and building it is
+        O(cluster); the last-heartbeat times in it are at most a tick interval old."""
+        now = self._monotonic()
+        cached = self._routing_cache
+        if cached is None or cached[0] != self._state.routing_version or now - cached[1] > self.tick_interval_s:
+            cached = self._routing_cache = (self._state.routing_version, now,
+                                            routing_info(self._state, self._heartbeat_ms()))
+        return cached[2]
 
     async def init_chains(self, replicas: int, chains: int = 0) -> tuple[list[Chain], bool]:
         async with self._lock:
             self._require_primary()
-            current = self._ticked(self._state)  # plan over the nodes alive right now
-            new, created = rules.init_chains(current, replicas, chains)
-            await self._commit(new)
+            # Plan over the nodes alive right now: a tick of its own first (kept if the init is refused).
+            await self._commit(self._ticked(inc.Draft(self._state, self._dirty)))
+            new, created = rules.init_chains(self._state, replicas, chains)
+            draft = inc.Draft(self._state, self._dirty)
+            inc.absorb(draft, new)
+            await self._commit(draft)
             if created:
                 log.info("created %d chains of %d replicas", len(new.chains), replicas)
             return [chain for _, chain in sorted(self._state.chains.items())], created
@@ -180,10 +205,11 @@ class ClusterManager:
     async def set_admin_state(self, target_id: int, offline: bool) -> mgmt_pb2.RoutingInfo:
         async with self._lock:
             self._require_primary()
-            new = rules.set_admin_offline(self._state, target_id, offline)
-            if new is not self._state:
+            draft = inc.Draft(self._state, self._dirty)
+            inc.set_admin(draft, target_id, offline)
+            if draft.admin_offline is not None:
                 log.info("target %d admin %s", target_id, "offline" if offline else "online")
-            await self._commit(self._ticked(new))
+            await self._commit(self._ticked(draft))
             return routing_info(self._state, self._heartbeat_ms())
 
     async def tick(self) -> None:
@@ -195,7 +221,7 @@ class ClusterManager:
         async with self._lock:
             if not self.is_primary:
                 return  # the term ran out: the election notices and demotes
-            await self._commit(self._ticked(self._state))
+            await self._commit(self._ticked(inc.Draft(self._state, self._dirty)))
 
     # -- the tick task ----------------------------------------------------------------
     def start(self) -> None:
@@ -218,41 +244,51 @@ class ClusterManager:
                 log.exception("cluster manager tick failed")
 
     # -- helpers -------------------------------------------------------------------
-    def _ticked(self, current: ClusterState) -> ClusterState:
+    def _heard(self, node_id: int) -> None:
+        """A beat or registration: the node's deadline moves on (during the restart
+        grace a node known at start is not due before the grace's end, module docstring)."""
         now = self._monotonic()
-        beats = self._beats
-        if now < self._grace_until + self.heartbeat_timeout_s:
-            # Just started: count every node as heard from at the end of the restart
-            # grace, so the timeout runs from there (nodes may still be reconnecting).
-            beats = {node_id: max(beat, self._grace_until) if node_id in self._known_at_start else beat
-                     for node_id, beat in beats.items()}
-        return rules.tick(current, beats, now, self.heartbeat_timeout_s)
+        self._beats[node_id] = now
+        since = max(now, self._grace_until) if node_id in self._known_at_start else now
+        self._deadlines.set(node_id, since + self.heartbeat_timeout_s)
+
+    def _ticked(self, draft: inc.Draft) -> inc.Draft:
+        """Liveness (the nodes past their deadline) and the chain rules, into `draft`."""
+        inc.tick(draft, self._deadlines.due(self._monotonic()))
+        return draft
 
     def _heartbeat_ms(self) -> dict[int, int]:
         """Last heartbeat of each node on the wall clock (ms since the epoch)."""
         mono, wall = self._monotonic(), self._wall()
         return {n: int((wall - (mono - beat)) * 1000) for n, beat in self._beats.items()}
 
-    async def _commit(self, new: ClusterState) -> None:
-        """Persist what changed, then publish `new` (and log what moved)."""
-        old = self._state
-        if new is old:
+    async def _commit(self, draft: inc.Draft) -> None:
+        """Persist what the draft changes, then publish it (and log what moved)."""
+        if draft.empty:
             return
-        if new.persistent() != old.persistent():
+        if draft.persistent:
             gate = self._gate
             try:
-                await self._store.write(lambda tx: table.save(tx, old, new, fence=gate.fence))
-            except NotPrimary:
-                self._active = False  # deposed: nothing more until the election says otherwise
+                await self._store.write(lambda tx: table.save_draft(tx, draft, fence=gate.fence))
+            except BaseException as exc:
+                for node_id, up in draft.alive.items():
+                    if not up:  # not declared dead after all: due again at the next tick
+                        self._deadlines.set(node_id, self._monotonic())
+                if isinstance(exc, NotPrimary):
+                    self._active = False  # deposed: nothing more until the election says otherwise
                 raise
-        self._state = new
-        for node_id in sorted(old.alive - new.alive):
-            log.info("node %d is dead: no heartbeat for %.3g s", node_id, self.heartbeat_timeout_s)
-        for node_id in sorted(new.alive - old.alive):
-            log.info("node %d is alive", node_id)
-        for line in chain_transitions(old.chains, new.chains):
+        old = self._state
+        before = {chain_id: old.chains[chain_id] for chain_id in draft.chains if chain_id in old.chains}
+        chain_set_moved = bool(draft.removed_chains or draft.chains.keys() - before.keys())
+        self._state = inc.publish(draft)
+        for node_id, up in sorted(draft.alive.items()):
+            if up and node_id not in old.alive:
+                log.info("node %d is alive", node_id)
+            elif not up and node_id in old.alive:
+                log.info("node %d is dead: no heartbeat for %.3g s", node_id, self.heartbeat_timeout_s)
+        for line in chain_transitions(before, {c: self._state.chains[c] for c in before}):
             log.info("%s", line)
-        if new.chains.keys() != old.chains.keys():
-            self.allocator.update(new.chains)
-        if new.routing_version != old.routing_version:
-            log.debug("routing version %d -> %d", old.routing_version, new.routing_version)
+        if chain_set_moved:
+            self.allocator.update(self._state.chains)
+        if draft.bumps:
+            log.debug("routing version %d -> %d", old.routing_version, self._state.routing_version)

@@ -7,6 +7,7 @@ all enter at heads, spread over the cluster instead of landing on one server.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 
 from emberfs.common.errors import FailedPrecondition, InvalidArgument
@@ -17,13 +18,22 @@ __all__ = ["plan_chains", "max_chains"]
 def max_chains(targets_by_node: Mapping[int, Iterable[int]], replicas: int) -> int:
     """How many chains of `replicas` distinct-node targets the targets allow."""
     counts = sorted((len(list(t)) for t in targets_by_node.values()), reverse=True)
-    total, best = sum(counts), 0
     # A chain takes one target from each of `replicas` nodes, so no node can give more
     # than one target per chain: n chains are possible iff sum(min(c, n)) >= n*replicas.
-    for n in range(1, total // max(replicas, 1) + 1):
-        if sum(min(c, n) for c in counts) >= n * replicas:
-            best = n
-    return best
+    # That slack grows by (nodes with more than n targets) - replicas per step, which
+    # never increases: it is concave and 0 at n = 0, so the n that fit are 1..best and a
+    # bisection finds best.
+    def fits(n: int) -> bool:
+        return sum(min(c, n) for c in counts) >= n * replicas
+
+    low, high = 0, sum(counts) // max(replicas, 1)  # fits(low); best <= high
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def plan_chains(
@@ -48,14 +58,37 @@ def plan_chains(
         )
     planned: list[list[int]] = []
     heads: dict[int, int] = {node: 0 for node in pools}  # chains each node heads
+    span = max(pools) + 1
+    # Nodes by targets left, each list ascending: the choice below reads a few of them
+    # instead of sorting every node per chain (minutes at thousands of nodes).
+    left: dict[int, list[int]] = {}
+    for node, ts in pools.items():
+        left.setdefault(len(ts), []).append(node)
     for index in range(want):
-        # Take from the nodes with the most targets left (ties broken by a rotation,
-        # so equal nodes take turns) - this keeps the remaining pools balanced.
-        order = sorted(pools, key=lambda n: (-len(pools[n]), (n - index) % (max(pools) + 1)))
-        nodes = order[:replicas]
+        # Take from the nodes with the most targets left, ties broken by a rotation
+        # (node ids from index mod span upwards, then wrapping), so equal nodes take
+        # turns - this keeps the remaining pools balanced.
+        nodes = _most_left(left, replicas, index % span)
+        for n in nodes:
+            count = len(pools[n])
+            left[count].remove(n)
+            insort(left.setdefault(count - 1, []), n)
         members = [pools[n].pop(0) for n in nodes]
         # The head goes to the chosen node that heads the fewest chains so far.
         shift = min(range(replicas), key=lambda i: (heads[nodes[i]], i))
         heads[nodes[shift]] += 1
         planned.append(members[shift:] + members[:shift])
     return planned
+
+
+def _most_left(left: Mapping[int, list[int]], replicas: int, first: int) -> list[int]:
+    """`replicas` nodes: the most targets left first; among equals, ids from `first` up, then wrapping."""
+    nodes: list[int] = []
+    for count in sorted(left, reverse=True):
+        ids = left[count]
+        start = bisect_left(ids, first)
+        for j in range(min(replicas - len(nodes), len(ids))):
+            nodes.append(ids[(start + j) % len(ids)])
+        if len(nodes) == replicas:
+            break
+    return nodes

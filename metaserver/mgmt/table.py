@@ -26,9 +26,10 @@ from emberfs.proto import mgmt_pb2
 
 from ..kv import KvTxn
 from ..txn import MetaTxn
+from .draft import Draft
 from .state import ClusterState, NodeRecord, TargetRecord
 
-__all__ = ["chain_ids", "chain_set_version", "load", "save", "stored_version"]
+__all__ = ["chain_ids", "chain_set_version", "load", "save", "save_draft", "stored_version"]
 
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -139,6 +140,34 @@ def save(tx: MetaTxn, old: ClusterState, new: ClusterState,
     if new.routing_version != old.routing_version:
         tx.kv.put("mgmt", ROUTING_VERSION, _U64.pack(new.routing_version))
     if new.chains.keys() != old.chains.keys():
+        tx.kv.put("mgmt", CHAIN_SET, _U64.pack(chain_set_version(tx.kv) + 1))
+
+
+def save_draft(tx: MetaTxn, draft: Draft, fence: Callable[[MetaTxn], None] | None = None) -> None:
+    """Write the records a draft changes (draft.py), nothing else: a decision costs
+    what it touched. `fence` as in `save`."""
+    if fence is not None:
+        fence(tx)
+    for node in draft.nodes.values():
+        tx.kv.put("mgmt", _node_key(node.node_id), _encode_node(node))
+    for target_id, target in draft.targets.items():
+        if target is None:
+            tx.kv.delete("mgmt", _target_key(target_id))
+        else:
+            tx.kv.put("mgmt", _target_key(target_id), _encode_target(target))
+    for chain in draft.chains.values():
+        tx.kv.put("mgmt", _chain_key(chain.chain_id), chain_to_proto(chain).SerializeToString())
+    for chain_id in draft.removed_chains:
+        tx.kv.delete("mgmt", _chain_key(chain_id))
+    if draft.admin_offline is not None:
+        old = draft.base.admin_offline
+        for target_id in old - draft.admin_offline:
+            tx.kv.delete("mgmt", _admin_key(target_id))
+        for target_id in draft.admin_offline - old:
+            tx.kv.put("mgmt", _admin_key(target_id), b"")
+    if draft.bumps:
+        tx.kv.put("mgmt", ROUTING_VERSION, _U64.pack(draft.base.routing_version + draft.bumps))
+    if draft.removed_chains or draft.chains.keys() - draft.base.chains.keys():
         tx.kv.put("mgmt", CHAIN_SET, _U64.pack(chain_set_version(tx.kv) + 1))
 
 

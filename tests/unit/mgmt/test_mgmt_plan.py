@@ -43,3 +43,39 @@ def test_every_chain_on_distinct_nodes(nodes, per_node, replicas) -> None:
 def test_refusals(targets, replicas, chains, exc) -> None:
     with pytest.raises(exc):
         plan_chains(targets, replicas, chains)
+
+
+def _reference_max_chains(targets, replicas) -> int:  # type: ignore[no-untyped-def]
+    """The definition, tried for every n: the bisection in max_chains must agree."""
+    counts = [len(t) for t in targets.values()]
+    return max((n for n in range(1, sum(counts) // max(replicas, 1) + 1)
+                if sum(min(c, n) for c in counts) >= n * replicas), default=0)
+
+
+def _reference_plan(targets, replicas):  # type: ignore[no-untyped-def]
+    """The greedy spelled out with a full sort per chain (the bucketed plan_chains must agree)."""
+    pools = {node: sorted(ts) for node, ts in sorted(targets.items()) if ts}
+    heads = dict.fromkeys(pools, 0)
+    planned = []
+    for index in range(_reference_max_chains(pools, replicas)):
+        order = sorted(pools, key=lambda n: (-len(pools[n]), (n - index) % (max(pools) + 1)))
+        nodes = order[:replicas]
+        members = [pools[n].pop(0) for n in nodes]
+        shift = min(range(replicas), key=lambda i: (heads[nodes[i]], i))
+        heads[nodes[shift]] += 1
+        planned.append(members[shift:] + members[:shift])
+    return planned
+
+
+def test_plan_agrees_with_the_reference_greedy() -> None:
+    import random
+
+    rng = random.Random(23)
+    for _ in range(500):
+        targets = {node: [node * 100 + k for k in rng.sample(range(1, 10), rng.randint(0, 7))]
+                   for node in rng.sample(range(1, 30), rng.randint(1, 12))}
+        replicas = rng.randint(1, 4)
+        assert max_chains(targets, replicas) == _reference_max_chains(targets, replicas)
+        pools = {n: ts for n, ts in targets.items() if ts}
+        if len(pools) >= replicas:
+            assert plan_chains(targets, replicas) == _reference_plan(targets, replicas), (targets, replicas)
