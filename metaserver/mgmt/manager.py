@@ -130,7 +130,9 @@ class ClusterManager:
 
     @property
     def state(self) -> ClusterState:
-        """The current published state (immutable snapshot)."""
+        """The current published state. The manager folds each decision into its mappings in
+        place (draft.publish: never a whole copy), so a reader across an await may see newer
+        records (the chunk GC does, harmlessly: it only needs each chain's targets)."""
         return self._state
 
     @property

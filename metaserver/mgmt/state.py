@@ -1,6 +1,7 @@
 """The cluster manager's state and every decision it makes, as pure functions.
 
-`ClusterState` is an immutable snapshot: registered nodes, their targets, the chain
+`ClusterState` is one state of the cluster (the functions here never change the one they
+are given; the running manager applies them incrementally, draft.py): registered nodes, their targets, the chain
 table, the routing version and the admin-offline set, plus two parts that are never
 persisted (which nodes are alive, the last capacity/usage stats). Each transition
 takes a state and its inputs (requests, heartbeat times, the clock reading) and
