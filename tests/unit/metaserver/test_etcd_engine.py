@@ -15,7 +15,7 @@ from emberfs.common.paths import split_path
 from emberfs.metaserver.config import MetaConfig
 from emberfs.metaserver.etcdkv.optimistic import Compare, OptimisticKv
 from emberfs.metaserver.etcdkv.store import EtcdStore
-from emberfs.metaserver.ops import create, mkdir, remove, stat
+from emberfs.metaserver.ops import create, link, mkdir, remove, rename, stat
 from emberfs.metaserver.ops.perm import ROOT
 from emberfs.metaserver.txn import FILES, ROOT_ID, MetaTxn
 from emberfs.proto import meta_pb2
@@ -289,3 +289,55 @@ def test_prefetched_keys_are_in_the_read_set(memory_etcd: Any) -> None:
     tx = kv(etcd, b"r/txn/2")
     tx.prefetch([("t", b"none")])  # one key: left to its get (same cost)
     assert tx.reads == {}
+
+
+def test_renames_that_would_make_a_cycle_together_end_in_one_serial_order(memory_etcd: Any,
+                                                                           config: MetaConfig) -> None:
+    """rename /x/d -> /y/d racing rename /y -> /x/d/y: in either serial order the second
+    finds its path gone. Each alone is legal; both applied would put d inside y inside d,
+    a cycle cut off from the root. The first, with the second committed between its reads
+    and its commit, must run again and fail."""
+    etcd = memory_etcd()
+    with EtcdStore(config, etcd, max_ops=1000) as store:
+        store.write_sync(lambda tx: mkdir.mkdir(tx, ROOT, split_path("/x/d"), mode=0o755, parents=True))
+        store.write_sync(lambda tx: mkdir.mkdir(tx, ROOT, split_path("/y"), mode=0o755))
+        done = []
+
+        def first(tx: MetaTxn) -> Any:
+            out = rename.rename(tx, ROOT, split_path("/x/d"), split_path("/y/d"))
+            if not done:
+                done.append(store.write_sync(lambda t: rename.rename(t, ROOT, split_path("/y"), split_path("/x/d/y"))))
+            return out
+
+        with pytest.raises(e.NotFound):
+            store.write_sync(first)
+        # The second's effect alone: /x/d/y exists, /y does not, nothing is cut off.
+        assert store.read(lambda tx: tx.lookup(ROOT_ID, "y")) is None
+        d = store.read(lambda tx: tx.lookup(tx.lookup(ROOT_ID, "x").child_id, "d"))  # type: ignore[union-attr]
+        assert d is not None
+        assert store.read(lambda tx: tx.lookup(d.child_id, "y")) is not None
+
+
+def test_link_racing_unlink_keeps_the_inode_exactly_when_the_link_landed(memory_etcd: Any,
+                                                                         config: MetaConfig) -> None:
+    """unlink /f racing link /f -> /g. The unlink read nlink 1 (it would free the inode);
+    the link committed meanwhile (nlink 2, /g). The unlink must run again on the new
+    state and leave the inode alive under /g with nlink 1, never /g naming a freed inode."""
+    etcd = memory_etcd()
+    with EtcdStore(config, etcd, max_ops=1000) as store:
+        made = store.write_sync(lambda tx: create.create(tx, ROOT, split_path("/f"), mode=0o644))
+        linked = []
+
+        def unlink(tx: MetaTxn) -> Any:
+            out = remove.remove(tx, ROOT, split_path("/f"), kind=meta_pb2.NON_DIRECTORY)
+            if not linked:
+                linked.append(store.write_sync(lambda t: link.link(t, ROOT, split_path("/f"), split_path("/g"))))
+            return out
+
+        store.write_sync(unlink)
+        assert store.read(lambda tx: tx.lookup(ROOT_ID, "f")) is None
+        entry = store.read(lambda tx: tx.lookup(ROOT_ID, "g"))
+        assert entry is not None and entry.child_id == made.inode.inode_id
+        inode = store.read(lambda tx: tx.get_inode(made.inode.inode_id))
+        assert inode is not None and inode.nlink == 1
+        assert store.read(lambda tx: list(tx.gc_records())) == []  # nothing queued to free
