@@ -16,6 +16,8 @@ __all__ = ["ChainAllocator", "NoChains"]
 
 
 class ChainAllocator(Protocol):
+    refresh_keys: tuple[tuple[str, bytes], ...]  # what `refresh` reads: a create reads them ahead
+
     def refresh(self, kv: KvTxn) -> None:
         """Make sure the chain ids are the stored ones, as of the transaction `kv` (a
         create calls it first)."""
@@ -28,6 +30,8 @@ class ChainAllocator(Protocol):
 
 class NoChains:
     """The allocator before any chain table exists: files get no chains."""
+
+    refresh_keys: tuple[tuple[str, bytes], ...] = ()
 
     def refresh(self, kv: KvTxn) -> None:
         return None

@@ -22,7 +22,7 @@ config (layout defaults, list limits), the chain allocator and the clock reading
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 from emberfs.common.errors import NotFound
@@ -92,6 +92,7 @@ class MetaTxn:
         self.config = config
         self.allocator = allocator
         self.now_ns = now_ns
+        self._ahead: list[tuple[str, bytes]] = []  # keys the op will read: fetched with the walk's first step
 
     # -- inodes -------------------------------------------------------------
     def get_inode(self, inode_id: int) -> meta_pb2.Inode | None:
@@ -116,7 +117,14 @@ class MetaTxn:
         keys = [("inodes", _U64.pack(inode_id))]
         if name:
             keys.append(("dirents", _dirent_key(inode_id, name)))
+        keys += self._ahead
+        self._ahead = []
         self.kv.prefetch(keys)
+
+    def read_ahead(self, keys: Sequence[tuple[str, bytes]]) -> None:
+        """(table, key)s this operation will read: fetched together with the path walk's
+        next step instead of a round trip of their own (the etcd engine)."""
+        self._ahead.extend(keys)
 
     # -- directory entries --------------------------------------------------
     def lookup(self, parent_id: int, name: str) -> Entry | None:

@@ -31,6 +31,8 @@ __all__ = ["TableChains"]
 class TableChains:
     """ChainAllocator (metaserver/allocator.py) over the chain table."""
 
+    refresh_keys: tuple[tuple[str, bytes], ...] = (("mgmt", table.CHAIN_SET),)
+
     def __init__(self, chain_ids: Iterable[int] = ()) -> None:
         self._chain_ids: tuple[int, ...] = tuple(sorted(chain_ids))
         self._version = 0  # the stored chain-set version the ids were read at (0: not read)

@@ -286,19 +286,11 @@ def publish(draft: Draft) -> ClusterState:
     base = draft.base
     nodes, targets, chains, stats = (_dict(m) for m in (base.nodes, base.targets, base.chains, base.stats))
     nodes.update(draft.nodes)
-    for target_id, record in draft.targets.items():
-        if record is None:
-            targets.pop(target_id, None)
-        else:
-            targets[target_id] = record
+    _apply(targets, draft.targets)
     for chain_id in draft.removed_chains:
         chains.pop(chain_id, None)
     chains.update(draft.chains)
-    for target_id, value in draft.stats.items():
-        if value is None:
-            stats.pop(target_id, None)
-        else:
-            stats[target_id] = value
+    _apply(stats, draft.stats)
     alive = base.alive
     if any((n in alive) != up for n, up in draft.alive.items()):
         alive = frozenset(n for n in alive if draft.alive.get(n, True)) | {n for n, up in draft.alive.items() if up}
@@ -310,6 +302,15 @@ def publish(draft: Draft) -> ClusterState:
     return dataclasses.replace(base, nodes=nodes, targets=targets, chains=chains, stats=stats, alive=alive,
                                admin_offline=draft.admin() if draft.admin_offline is not None else base.admin_offline,
                                routing_version=base.routing_version + draft.bumps)
+
+
+def _apply(mapping: dict, changes: dict) -> None:  # type: ignore[type-arg]
+    """Set each changed key; a change to None deletes the key."""
+    for key, value in changes.items():
+        if value is None:
+            mapping.pop(key, None)
+        else:
+            mapping[key] = value
 
 
 def _dict(mapping: object) -> dict:  # type: ignore[type-arg]

@@ -42,6 +42,7 @@ def create(
 ) -> meta_pb2.CreateResponse:
     if not parts:
         raise AlreadyExists("'/' exists") if exclusive else IsADirectory("'/' is a directory")
+    tx.read_ahead(tx.allocator.refresh_keys)  # with the walk's first round trip, not one of its own
     parent, name = parent_dir(tx, caller, parts)
     found = walk(tx, caller, [name], follow_last=not exclusive, start=parent)
     if found.inode is not None:

@@ -230,6 +230,8 @@ class MemoryEtcd:
 class FixedChains:
     """An allocator that hands out chains 1..stripe, to exercise the gc path."""
 
+    refresh_keys: tuple[tuple[str, bytes], ...] = ()
+
     def refresh(self, kv: Any) -> None:
         pass
 

@@ -341,3 +341,22 @@ def test_link_racing_unlink_keeps_the_inode_exactly_when_the_link_landed(memory_
         inode = store.read(lambda tx: tx.get_inode(made.inode.inode_id))
         assert inode is not None and inode.nlink == 1
         assert store.read(lambda tx: list(tx.gc_records())) == []  # nothing queued to free
+
+
+def test_a_create_reads_the_chain_set_with_the_walks_first_round_trip(memory_etcd: Any, config: MetaConfig) -> None:
+    """The chain set's version (what a create checks its chains against) comes in the
+    walk's first batch: a create of /d/f is 3 reads (root + d + chain set, d's inode,
+    the entry f), not 4."""
+    from emberfs.metaserver.mgmt.allocator import TableChains
+
+    etcd = memory_etcd()
+    with EtcdStore(config, etcd, max_ops=1000, allocator=TableChains()) as store:
+        store.write_sync(lambda tx: mkdir.mkdir(tx, ROOT, split_path("/d"), mode=0o755))
+        calls: list[tuple[str, Any]] = []
+        real_range, real_many = etcd.range, etcd.get_many
+        etcd.range = lambda *a: calls.append(("range", a[0])) or real_range(*a)  # type: ignore[method-assign]
+        etcd.get_many = lambda *a: calls.append(("many", list(a[0]))) or real_many(*a)  # type: ignore[method-assign]
+        store.write_sync(lambda tx: create.create(tx, ROOT, split_path("/d/f"), mode=0o644, exclusive=True))
+        # (the inode id comes from the batch the mkdir took: no read of its own)
+        assert [kind for kind, _ in calls] == ["many", "range", "range"]
+        assert any(key.endswith(b"version_of_chain_set") for key in calls[0][1])

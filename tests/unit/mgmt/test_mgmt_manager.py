@@ -265,6 +265,8 @@ def test_gc_counts_chains_that_no_longer_exist_as_done(config: MetaConfig, fixed
 
 
 class _FixedChains:
+    refresh_keys: tuple[tuple[str, bytes], ...] = ()
+
     def refresh(self, kv: Any) -> None:
         pass
 
