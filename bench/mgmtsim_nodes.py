@@ -5,7 +5,8 @@ channel. A node behaves as storage/agent.py does towards the manager: RegisterNo
 (retried with the agent's backoff), then a Heartbeat every interval after the
 previous one finished, carrying its targets' local states and the routing version it
 holds; a reply naming a newer version makes it fetch GetRouting (single-flight per
-node), a `reregister` reply registers it again. Local states follow the agent's rule
+node; a delta from the version it holds, as the agent asks), a `reregister` reply
+registers it again. Local states follow the agent's rule
 (storage/localstate.py): SERVING -> UPTODATE, SYNCING -> UPTODATE (the simulated
 resync is instant), anything else ONLINE.
 
@@ -92,18 +93,33 @@ def _identity(data: bytes) -> bytes:
 
 
 class _Routing:
-    """The newest routing this process parsed: target id -> public state."""
+    """The newest routing this process parsed: target id -> public state. Its nodes
+    hold different versions, so a delta is merged chain by chain (a chain's record
+    replaces the one held when its chain version is newer) rather than applied to one
+    version as storage/agent.py does."""
 
     def __init__(self) -> None:
         self.version = 0
         self.states: dict[int, PublicState] = {}
+        self.chain_versions: dict[int, int] = {}
+        self.chain_of: dict[int, int] = {}  # target id -> chain id
 
     def learn(self, version: int, reply: bytes) -> None:
         if version <= self.version:
             return
         info = mgmt_pb2.GetRoutingResponse.FromString(reply).routing
         self.states = {t.target_id: PublicState(t.public_state) for c in info.chains for t in c.targets}
+        self.chain_versions = {c.chain_id: c.chain_version for c in info.chains}
+        self.chain_of = {t.target_id: c.chain_id for c in info.chains for t in c.targets}
         self.version = version
+
+    def merge(self, delta: mgmt_pb2.RoutingDelta) -> None:
+        for chain in delta.chains:
+            if chain.chain_version > self.chain_versions.get(chain.chain_id, -1):
+                self.chain_versions[chain.chain_id] = chain.chain_version
+                self.states.update((t.target_id, PublicState(t.public_state)) for t in chain.targets)
+                self.chain_of.update((t.target_id, chain.chain_id) for t in chain.targets)
+        self.version = max(self.version, delta.routing_version)
 
 
 class _Node:
@@ -115,19 +131,23 @@ class _Node:
         self.version = 0  # the routing version this node holds
         self.silent = False
         self.registered = False
-        self._states: tuple[int, ...] = ()
+        self._states: tuple[tuple[int, int], ...] = ()
         self._static = b""  # HeartbeatRequest without routing_version
         self._fetch: asyncio.Task[None] | None = None
 
     def _reports(self) -> list[mgmt_pb2.TargetReport]:
-        return [mgmt_pb2.TargetReport(target_id=t, local_state=s, capacity_bytes=CAPACITY)  # type: ignore[arg-type]
-                for t, s in zip(self.target_ids, self._local_states(), strict=True)]
+        return [mgmt_pb2.TargetReport(target_id=t, local_state=s, capacity_bytes=CAPACITY,  # type: ignore[arg-type]
+                                      chain_version=v)
+                for t, (s, v) in zip(self.target_ids, self._local_states(), strict=True)]
 
-    def _local_states(self) -> tuple[int, ...]:
+    def _local_states(self) -> tuple[tuple[int, int], ...]:
+        """(local state, the chain version it was judged at) of each target."""
         if not self.sim.chains:
-            return (mgmt_pb2.LOCAL_ONLINE,) * len(self.target_ids)
-        states = self.sim.routing.states
-        return tuple(mgmt_pb2.LOCAL_UPTODATE if states.get(t) in UP else mgmt_pb2.LOCAL_ONLINE
+            return ((mgmt_pb2.LOCAL_ONLINE, 0),) * len(self.target_ids)
+        routing = self.sim.routing
+        states, chain_of, versions = routing.states, routing.chain_of, routing.chain_versions
+        return tuple((mgmt_pb2.LOCAL_UPTODATE if states.get(t) in UP else mgmt_pb2.LOCAL_ONLINE,
+                      versions.get(chain_of.get(t, 0), 0))
                      for t in self.target_ids)
 
     def beat_request(self) -> bytes:
@@ -160,19 +180,25 @@ class _Node:
             self._fetch = asyncio.get_running_loop().create_task(self._get_routing())
 
     async def _get_routing(self) -> None:
-        request = mgmt_pb2.GetRoutingRequest(header=common_pb2.RequestHeader(), known_version=self.version)
+        request = mgmt_pb2.GetRoutingRequest(header=common_pb2.RequestHeader(), known_version=self.version,
+                                             accept_delta=True)
         try:
             reply = await self.sim.routing_call(request.SerializeToString(), timeout=MGMT_TIMEOUT_S)
         except grpc.aio.AioRpcError:
             return
-        version = routing_version_of(reply)
         stats = self.sim.stats
         stats.routing_fetches += 1
         stats.routing_bytes += len(reply)
         stats.max_routing_bytes = max(stats.max_routing_bytes, len(reply))
-        if version is not None and version > self.version:
+        version = routing_version_of(reply)
+        if version is None and reply[:1] == b"\x1a":  # a delta (field 3): small, parsed whole
+            delta = mgmt_pb2.GetRoutingResponse.FromString(reply).delta
+            version = delta.routing_version
             if self.sim.chains:
-                self.sim.routing.learn(version, reply)
+                self.sim.routing.merge(delta)
+        elif version is not None and version > self.version and self.sim.chains:
+            self.sim.routing.learn(version, reply)
+        if version is not None and version > self.version:
             self.version = version
 
     async def run(self) -> None:

@@ -261,7 +261,7 @@ class Client:
     async def _fetch_routing(self, known_version: int) -> mgmt_pb2.GetRoutingResponse:
         return await self._meta.call(
             "GetRouting",
-            lambda h: mgmt_pb2.GetRoutingRequest(header=h, known_version=known_version),
+            lambda h: mgmt_pb2.GetRoutingRequest(header=h, known_version=known_version, accept_delta=True),
             path=None,
             service="mgmt",
         )

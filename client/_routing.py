@@ -5,7 +5,8 @@ storage server said its view is stale (StaleChainVersion, NotChainHead,
 TargetNotServing) or a replica stopped answering. Refreshes are single-flight: the
 many chunk requests that trip over one chain change share one `Mgmt.GetRouting`
 call, and a caller whose stale view was already replaced returns at once. The fetch
-sends `known_version`, so an unchanged routing costs the manager nothing.
+sends `known_version`, so an unchanged routing costs the manager nothing and a changed
+one usually costs a delta (common/routing.py), not the whole table.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from emberfs.common.routing import RoutingView
+from emberfs.common.routing import RoutingView, next_view
 from emberfs.proto import mgmt_pb2
 
 __all__ = ["RoutingCache"]
@@ -45,7 +46,9 @@ class RoutingCache:
         return await asyncio.shield(task)
 
     async def _load(self) -> RoutingView:
-        reply = await self._fetch(self.view.version)
-        if not reply.unchanged and reply.routing.routing_version >= self.view.version:
-            self.view = RoutingView(reply.routing)
+        view = next_view(self.view, await self._fetch(self.view.version))
+        if view is None:  # a delta that does not apply to our view: the whole table
+            view = next_view(self.view, await self._fetch(0))
+        if view is not None:
+            self.view = view
         return self.view

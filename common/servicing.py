@@ -113,6 +113,17 @@ def rpc_handler(
     return decorate
 
 
+def _serializer(message_type: type[Message]) -> Callable[[Message | bytes], bytes]:
+    """A handler may answer with a message or with the bytes of one it serialized
+    before (a large answer that many callers share: metaserver/mgmt/published.py)."""
+    serialize = message_type.SerializeToString
+
+    def encode(reply: Message | bytes) -> bytes:
+        return reply if isinstance(reply, bytes) else serialize(reply)
+
+    return encode
+
+
 def add_servicer(
     pb2: ModuleType, service_name: str, servicer: object, server: grpc.aio.Server,
     *, methods: Collection[str] | None = None,
@@ -124,7 +135,7 @@ def add_servicer(
         method.name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, method.name),
             request_deserializer=_lenient(getattr(pb2, method.input_type.name)),
-            response_serializer=getattr(pb2, method.output_type.name).SerializeToString,
+            response_serializer=_serializer(getattr(pb2, method.output_type.name)),
         )
         for method in service.methods
         if methods is None or method.name in methods

@@ -35,18 +35,20 @@ LASTSRV: PublicTargetState
 OFFLINE: PublicTargetState
 
 class TargetReport(_message.Message):
-    __slots__ = ("target_id", "local_state", "capacity_bytes", "used_bytes", "chunks")
+    __slots__ = ("target_id", "local_state", "capacity_bytes", "used_bytes", "chunks", "chain_version")
     TARGET_ID_FIELD_NUMBER: _ClassVar[int]
     LOCAL_STATE_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_VERSION_FIELD_NUMBER: _ClassVar[int]
     target_id: int
     local_state: LocalTargetState
     capacity_bytes: int
     used_bytes: int
     chunks: int
-    def __init__(self, target_id: _Optional[int] = ..., local_state: _Optional[_Union[LocalTargetState, str]] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., chunks: _Optional[int] = ...) -> None: ...
+    chain_version: int
+    def __init__(self, target_id: _Optional[int] = ..., local_state: _Optional[_Union[LocalTargetState, str]] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., chunks: _Optional[int] = ..., chain_version: _Optional[int] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("header", "node_id", "address", "targets", "bulk_address", "incarnation")
@@ -165,20 +167,44 @@ class RoutingInfo(_message.Message):
     def __init__(self, routing_version: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ..., chains: _Optional[_Iterable[_Union[ChainInfo, _Mapping]]] = ...) -> None: ...
 
 class GetRoutingRequest(_message.Message):
-    __slots__ = ("header", "known_version")
+    __slots__ = ("header", "known_version", "accept_delta")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KNOWN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_DELTA_FIELD_NUMBER: _ClassVar[int]
     header: _common_pb2.RequestHeader
     known_version: int
-    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., known_version: _Optional[int] = ...) -> None: ...
+    accept_delta: bool
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., known_version: _Optional[int] = ..., accept_delta: _Optional[bool] = ...) -> None: ...
 
 class GetRoutingResponse(_message.Message):
-    __slots__ = ("unchanged", "routing")
+    __slots__ = ("unchanged", "routing", "delta")
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     ROUTING_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
     unchanged: bool
     routing: RoutingInfo
-    def __init__(self, unchanged: _Optional[bool] = ..., routing: _Optional[_Union[RoutingInfo, _Mapping]] = ...) -> None: ...
+    delta: RoutingDelta
+    def __init__(self, unchanged: _Optional[bool] = ..., routing: _Optional[_Union[RoutingInfo, _Mapping]] = ..., delta: _Optional[_Union[RoutingDelta, _Mapping]] = ...) -> None: ...
+
+class RoutingDelta(_message.Message):
+    __slots__ = ("from_version", "routing_version", "nodes", "targets", "chains", "removed_nodes", "removed_targets", "removed_chains")
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    CHAINS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_NODES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_TARGETS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_CHAINS_FIELD_NUMBER: _ClassVar[int]
+    from_version: int
+    routing_version: int
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    targets: _containers.RepeatedCompositeFieldContainer[TargetInfo]
+    chains: _containers.RepeatedCompositeFieldContainer[ChainInfo]
+    removed_nodes: _containers.RepeatedScalarFieldContainer[int]
+    removed_targets: _containers.RepeatedScalarFieldContainer[int]
+    removed_chains: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, from_version: _Optional[int] = ..., routing_version: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ..., chains: _Optional[_Iterable[_Union[ChainInfo, _Mapping]]] = ..., removed_nodes: _Optional[_Iterable[int]] = ..., removed_targets: _Optional[_Iterable[int]] = ..., removed_chains: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class InitChainsRequest(_message.Message):
     __slots__ = ("header", "replicas", "chains")

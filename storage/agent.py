@@ -3,7 +3,8 @@ heartbeats and the routing view the operator routes by.
 
 - `RoutingHolder` keeps the current RoutingView and refreshes it single-flight:
   concurrent refreshers (heartbeat replies, requests naming a newer chain version)
-  share one GetRouting call. A failed fetch keeps the old view.
+  share one GetRouting call, which usually answers with a delta from the view's
+  version (common/routing.py). A failed fetch keeps the old view.
 - `Agent.run` registers (retrying with capped backoff until the metaserver answers,
   which may start later), then beats every interval with each target's local state
   and stats; a reply naming a newer routing version triggers a refresh, a
@@ -31,11 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from emberfs.common.hostports import parse_address_list
-from emberfs.common.routing import RoutingView
+from emberfs.common.routing import RoutingView, next_view
 from emberfs.proto import common_pb2, mgmt_pb2
 
 from .chunkstore import ChunkStore
-from .localstate import NodeHealth, local_states
+from .localstate import NodeHealth, chain_version_of, local_states
 from .managerlink import ManagerLink
 
 __all__ = ["Agent", "RoutingHolder", "backoff_delays", "local_states"]
@@ -80,19 +81,23 @@ class RoutingHolder:
 
     async def _fetch(self) -> RoutingView:
         try:
-            reply = await self._fetch_routing(
-                mgmt_pb2.GetRoutingRequest(header=common_pb2.RequestHeader(), known_version=self._view.version)
-            )
+            view = next_view(self._view, await self._ask(self._view.version))
+            if view is None:  # a delta that does not apply to our view: the whole table
+                view = next_view(self._view, await self._ask(0))
         except grpc.aio.AioRpcError as exc:
             log.warning("routing fetch failed: %s", exc.details() or exc.code())
             return self._view
-        if not reply.unchanged and reply.routing.routing_version >= self._view.version:
-            if reply.routing.routing_version != self._view.version:
-                log.info("routing version %d -> %d", self._view.version, reply.routing.routing_version)
-            self._view = RoutingView(reply.routing)
+        if view is not None and view is not self._view:
+            if view.version != self._view.version:
+                log.info("routing version %d -> %d", self._view.version, view.version)
+            self._view = view
             swapped, self._swapped = self._swapped, asyncio.Event()
             swapped.set()
         return self._view
+
+    async def _ask(self, known_version: int) -> mgmt_pb2.GetRoutingResponse:
+        return await self._fetch_routing(mgmt_pb2.GetRoutingRequest(
+            header=common_pb2.RequestHeader(), known_version=known_version, accept_delta=True))
 
 
 class Agent:
@@ -122,7 +127,8 @@ class Agent:
         return cast(mgmt_pb2.GetRoutingResponse, reply)
 
     async def reports(self) -> list[mgmt_pb2.TargetReport]:
-        states = local_states(self.routing.view, self.stores, closing=self.closing,
+        view = self.routing.view  # one view for every state and the chain version it was judged at
+        states = local_states(view, self.stores, closing=self.closing,
                               failed=self.health.failed, synced=self.health.synced)
         loop = asyncio.get_running_loop()
         out = []
@@ -131,6 +137,7 @@ class Agent:
             out.append(mgmt_pb2.TargetReport(
                 target_id=tid, local_state=cast(mgmt_pb2.LocalTargetState, states[tid]),
                 capacity_bytes=stats.capacity_bytes, used_bytes=stats.bytes, chunks=stats.chunks,
+                chain_version=chain_version_of(view, tid),
             ))
         return out
 

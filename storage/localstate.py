@@ -28,7 +28,7 @@ from emberfs.proto import mgmt_pb2
 
 from .lease import Lease
 
-__all__ = ["NodeHealth", "local_states"]
+__all__ = ["NodeHealth", "chain_version_of", "local_states"]
 
 
 def local_states(view: RoutingView, target_ids: Iterable[int], *, closing: bool = False,
@@ -47,6 +47,14 @@ def local_states(view: RoutingView, target_ids: Iterable[int], *, closing: bool 
         done = state == PublicState.SYNCING and synced.get(tid) == chain.chain_version  # type: ignore[union-attr]
         out[tid] = mgmt_pb2.LOCAL_UPTODATE if state == PublicState.SERVING or done else mgmt_pb2.LOCAL_ONLINE
     return out
+
+
+def chain_version_of(view: RoutingView, target_id: int) -> int:
+    """The version of the target's chain in `view` (0: no chain): sent with the target's
+    local state, so the manager knows which chain version it was judged from."""
+    info = view.targets.get(target_id)
+    chain = view.chains.get(info.chain_id) if info is not None and info.chain_id else None
+    return chain.chain_version if chain is not None else 0
 
 
 class NodeHealth:

@@ -34,7 +34,7 @@ import dataclasses
 import heapq
 from collections.abc import Iterable
 
-from emberfs.common.chainstate import Chain, LocalState, PublicState, next_chain
+from emberfs.common.chainstate import Chain, LocalState, next_chain
 from emberfs.common.errors import AlreadyExists, NotFound
 
 from .state import (
@@ -47,6 +47,7 @@ from .state import (
     TargetStats,
     _check_local_state,
     _check_registration,
+    stale_uptodate,
 )
 
 __all__ = ["Deadlines", "Draft", "absorb", "beat", "publish", "register", "set_admin", "tick"]
@@ -146,8 +147,7 @@ def beat(draft: Draft, node_id: int, reports: Iterable[Report], incarnation: int
             raise NotFound(f"target {report.target_id} is not registered for node {node_id}")
         _check_local_state(report.target_id, report.local_state)
         local_state = report.local_state
-        if (local_state == LocalState.UPTODATE and seen_version is not None and seen_version < version
-                and _public(draft, known) == PublicState.SYNCING):
+        if stale_uptodate(report, draft.chain(known.chain_id), seen_version, version):
             local_state = int(LocalState.ONLINE)
         if known.local_state != local_state:
             changes.append(dataclasses.replace(known, local_state=local_state))
@@ -162,11 +162,6 @@ def beat(draft: Draft, node_id: int, reports: Iterable[Report], incarnation: int
         draft.alive[node_id] = True
         draft.mark(draft.targets_of(node_id))
         draft.bumps += 1
-
-
-def _public(draft: Draft, target: TargetRecord) -> PublicState | None:
-    chain = draft.chain(target.chain_id)
-    return chain.state_of(target.target_id) if chain is not None else None
 
 
 def register(draft: Draft, reg: Registration) -> None:

@@ -2,10 +2,12 @@
 
 `ClusterManager` holds the current `ClusterState` in memory, the last heartbeat time
 of every node (monotonic clock, injectable) and a tick task. Every decision is a
-pure function from state.py; the manager serialises them under one asyncio lock,
-writes each resulting difference to the `mgmt` database through the store's writer
-(one durable transaction per decision, table.py) and only then publishes the new
-state, so a reader never sees routing that a crash could take back.
+pure function (state.py, applied incrementally by draft.py) taken in memory at once,
+one at a time, so the next is judged on top of it. Its difference goes to the `mgmt`
+database through commits.py, which writes the decisions queued so far in one durable
+transaction, in order (table.py); only then does it show outside: GetRouting serves
+the durable table (published.py, with deltas from routinglog.py) and a reply names
+the durable routing version, so nobody sees routing that a crash could take back.
 
 With several metaservers (the etcd engine) only the primary manages
 (mgmt/primary.py): `promote` loads the state from the store and starts managing,
@@ -29,10 +31,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from emberfs.common.chainstate import Chain, chain_transitions
-from emberfs.common.errors import NotFound, NotPrimary
+from emberfs.common.errors import NotFound, NotPrimary, Unavailable
 from emberfs.proto import mgmt_pb2
 
 from ..config import MetaConfig
@@ -41,9 +43,12 @@ from . import draft as inc
 from . import state as rules
 from . import table
 from .allocator import TableChains
+from .commits import CommitQueue, Decision
 from .primary import SOLE, PrimaryGate
+from .published import PublishedRouting, snapshot
+from .routinglog import ChangeLog, Touched
+from ..txn import MetaTxn
 from .state import ClusterState, Registration, Report
-from .wire import routing_info
 
 __all__ = ["MAX_TICK_S", "MIN_TICK_S", "RESTART_GRACE_S", "ClusterManager"]
 
@@ -52,6 +57,7 @@ log = logging.getLogger("emberfs.metaserver.mgmt")
 MIN_TICK_S = 0.01  # the tick runs every heartbeat_interval/2, within these bounds
 MAX_TICK_S = 1.0
 RESTART_GRACE_S = 2.0  # after start, on top of the heartbeat timeout (module docstring)
+DELTA_MAX_SHARE = 0.5  # a delta naming more than this share of all records: the whole table instead
 
 
 class ClusterManager:
@@ -71,13 +77,25 @@ class ClusterManager:
         self.heartbeat_timeout_s = config.heartbeat_timeout_s
         self._monotonic = monotonic
         self._wall = wall
-        self._state: ClusterState = store.read(table.load)
-        self._dirty: set[int] = set(self._state.chains)  # chains to judge (draft.py): all, after a load
-        self._grace(self._state)
-        self.allocator = TableChains(self._state.chains)
         self._lock = asyncio.Lock()
-        self._routing_cache: tuple[int, float, mgmt_pb2.RoutingInfo] | None = None
+        self._commits = CommitQueue(self._persist, self._commit_failed)
+        self._generation = 0  # moves with every load: a write from before one publishes nothing
+        self._stale = False  # a write failed: memory is ahead of the store until reloaded
+        self._adopt(store.read(table.load))
+        self.allocator = TableChains(self._state.chains)
         self._task: asyncio.Task[None] | None = None
+
+    def _adopt(self, state: ClusterState) -> None:
+        """Manage `state`, as loaded from the store: nothing pending, fresh grace for all."""
+        self._generation += 1
+        self._grace(state)
+        self._state = state
+        self._dirty: set[int] = set(state.chains)  # chains to judge (draft.py): all, after a load
+        self._durable_version = state.routing_version
+        self._changes = ChangeLog(state.routing_version)  # what changed before is unknown here
+        self._published = PublishedRouting(state, self._heartbeat_ms())
+        self._heartbeats_published_at = self._monotonic()
+        self._deltas: tuple[int, dict[int, bytes]] = (-1, {})  # (published serial, answers by known version)
 
     def _grace(self, state: ClusterState) -> None:
         """Count every known node as just heard from (module docstring)."""
@@ -97,15 +115,14 @@ class ClusterManager:
         if not self.is_primary:
             raise NotPrimary(f"this metaserver is not the cluster manager primary; "
                              f"the primary is at {self._gate.primary_hint}")
+        if self._stale:
+            raise Unavailable("the cluster manager is reloading its state after a failed write; try again")
 
     async def promote(self) -> None:
         """Become the managing primary: the state as the store has it, fresh grace for all."""
         async with self._lock:
             state = await self._store.aread(table.load)
-            self._grace(state)
-            self._state = state
-            self._dirty = set(state.chains)
-            self._routing_cache = None
+            self._adopt(state)
             self.allocator.update(state.chains)
             self._active = True
         log.info("managing %d nodes, %d chains (routing version %d)",
@@ -114,6 +131,7 @@ class ClusterManager:
     async def demote(self) -> None:
         """Stop managing (the election lost the term)."""
         self._active = False
+        self._commits.fail_all(NotPrimary("this metaserver is no longer the cluster manager primary"))
         log.info("no longer the cluster manager primary")
 
     async def refresh_standby(self) -> None:
@@ -151,9 +169,10 @@ class ClusterManager:
             draft = inc.Draft(self._state, self._dirty)
             inc.register(draft, registration)
             self._heard(registration.node_id)
-            await self._commit(self._ticked(draft))
-            self._require_primary()  # the reply renews the node's lease: only from a primary
-            return self._state.routing_version
+            done = self._decide(self._ticked(draft))
+        await self._durable(done)
+        self._require_primary()  # the reply renews the node's lease: only from a primary
+        return self._durable_version
 
     async def heartbeat(self, node_id: int, reports: Iterable[Report], incarnation: int = 0,
                         seen_version: int | None = None) -> tuple[int, bool]:
@@ -165,44 +184,69 @@ class ClusterManager:
                 inc.beat(draft, node_id, reports, incarnation, seen_version)
             except NotFound as exc:
                 log.info("heartbeat asks node %d to re-register: %s", node_id, exc.message)
-                return self._state.routing_version, True
+                return self._durable_version, True
             self._heard(node_id)
             if draft.targets or draft.alive:
                 self._ticked(draft)  # a local state or liveness moved: judge its chains now
-            await self._commit(draft)
-            self._require_primary()  # the reply renews the node's lease: only from a primary
-            return self._state.routing_version, False
+            done = self._decide(draft)
+        await self._durable(done)
+        self._require_primary()  # the reply renews the node's lease: only from a primary
+        return self._durable_version, False
 
-    def routing(self, known_version: int) -> mgmt_pb2.GetRoutingResponse:
+    def routing(self, known_version: int, accept_delta: bool = False) -> mgmt_pb2.GetRoutingResponse:
+        """`routing_reply` as a message."""
+        reply = self.routing_reply(known_version, accept_delta)
+        return mgmt_pb2.GetRoutingResponse.FromString(reply) if isinstance(reply, bytes) else reply
+
+    def routing_reply(self, known_version: int, accept_delta: bool = False) -> mgmt_pb2.GetRoutingResponse | bytes:
+        """What GetRouting answers: unchanged, a delta from `known_version` (when the
+        caller takes one and the change log reaches back to it), or the whole table as
+        the bytes of a GetRoutingResponse (published.py: the same bytes for every caller)."""
         self._require_primary()
-        current = self._state
-        if known_version == current.routing_version:
+        current = self._durable_version
+        if known_version == current:
             return mgmt_pb2.GetRoutingResponse(unchanged=True)
-        return mgmt_pb2.GetRoutingResponse(routing=self._routing_info())
-
-    def _routing_info(self) -> mgmt_pb2.RoutingInfo:
-        """The routing of the current version, built once per version and tick interval:
-        after a change every server and client asks for it, and building it is
-        O(cluster); the last-heartbeat times in it are at most a tick interval old."""
+        if accept_delta and 0 < known_version < current:
+            reply = self._delta_reply(known_version)
+            if reply is not None:
+                return reply
         now = self._monotonic()
-        cached = self._routing_cache
-        if cached is None or cached[0] != self._state.routing_version or now - cached[1] > self.tick_interval_s:
-            cached = self._routing_cache = (self._state.routing_version, now,
-                                            routing_info(self._state, self._heartbeat_ms()))
-        return cached[2]
+        if now - self._heartbeats_published_at > self.tick_interval_s:  # at most a tick interval old
+            self._published.refresh_heartbeats(self._heartbeat_ms())
+            self._heartbeats_published_at = now
+        return self._published.response()
+
+    def _delta_reply(self, known_version: int) -> bytes | None:
+        """A delta answer, built once per published table and known version: after a
+        bump most callers hold the same previous version. None: the whole table is better."""
+        serial, replies = self._deltas
+        if serial != self._published.serial:
+            replies = {}
+            self._deltas = (self._published.serial, replies)
+        reply = replies.get(known_version)
+        if reply is None:
+            touched = self._changes.since(known_version)
+            state = self._state
+            if touched is None or len(touched) > DELTA_MAX_SHARE * (len(state.nodes) + len(state.targets)
+                                                                     + len(state.chains)):
+                return None
+            reply = replies[known_version] = self._published.delta(known_version, touched)
+        return reply
 
     async def init_chains(self, replicas: int, chains: int = 0) -> tuple[list[Chain], bool]:
         async with self._lock:
             self._require_primary()
             # Plan over the nodes alive right now: a tick of its own first (kept if the init is refused).
-            await self._commit(self._ticked(inc.Draft(self._state, self._dirty)))
+            ticked = self._decide(self._ticked(inc.Draft(self._state, self._dirty)))
             new, created = rules.init_chains(self._state, replicas, chains)
             draft = inc.Draft(self._state, self._dirty)
             inc.absorb(draft, new)
-            await self._commit(draft)
-            if created:
-                log.info("created %d chains of %d replicas", len(new.chains), replicas)
-            return [chain for _, chain in sorted(self._state.chains.items())], created
+            done = self._decide(draft) or ticked
+            result = [chain for _, chain in sorted(self._state.chains.items())]
+        await self._durable(done)
+        if created:
+            log.info("created %d chains of %d replicas", len(new.chains), replicas)
+        return result, created
 
     async def set_admin_state(self, target_id: int, offline: bool) -> mgmt_pb2.RoutingInfo:
         async with self._lock:
@@ -211,8 +255,9 @@ class ClusterManager:
             inc.set_admin(draft, target_id, offline)
             if draft.admin_offline is not None:
                 log.info("target %d admin %s", target_id, "offline" if offline else "online")
-            await self._commit(self._ticked(draft))
-            return routing_info(self._state, self._heartbeat_ms())
+            done = self._decide(self._ticked(draft))
+        await self._durable(done)
+        return self.routing(0).routing
 
     async def tick(self) -> None:
         """Apply liveness and the chain rules once (the tick task calls this); a standby
@@ -223,7 +268,11 @@ class ClusterManager:
         async with self._lock:
             if not self.is_primary:
                 return  # the term ran out: the election notices and demotes
-            await self._commit(self._ticked(inc.Draft(self._state, self._dirty)))
+            if self._stale:
+                await self._reload()
+                return
+            done = self._decide(self._ticked(inc.Draft(self._state, self._dirty)))
+        await self._durable(done)
 
     # -- the tick task ----------------------------------------------------------------
     def start(self) -> None:
@@ -236,6 +285,7 @@ class ClusterManager:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._commits.drain()
 
     async def _run(self) -> None:
         while True:
@@ -259,30 +309,52 @@ class ClusterManager:
         inc.tick(draft, self._deadlines.due(self._monotonic()))
         return draft
 
-    def _heartbeat_ms(self) -> dict[int, int]:
-        """Last heartbeat of each node on the wall clock (ms since the epoch)."""
+    def _heartbeat_ms(self, nodes: Iterable[int] | None = None) -> dict[int, int]:
+        """Last heartbeat of each node (or of `nodes`) on the wall clock (ms since the epoch)."""
         mono, wall = self._monotonic(), self._wall()
-        return {n: int((wall - (mono - beat)) * 1000) for n, beat in self._beats.items()}
+        beats = self._beats
+        chosen = beats if nodes is None else {n: beats[n] for n in nodes if n in beats}
+        return {n: int((wall - (mono - beat)) * 1000) for n, beat in chosen.items()}
 
-    async def _commit(self, draft: inc.Draft) -> None:
-        """Persist what the draft changes, then publish it (and log what moved)."""
+    @staticmethod
+    def _touched(draft: inc.Draft, old: ClusterState) -> Touched:
+        """The ids whose published records the draft may change (routinglog.py), read
+        before `publish` folds it into the state's mappings."""
+        nodes = set(draft.nodes) | set(draft.alive)
+        targets = set(draft.targets)
+        for node_id in nodes:
+            targets.update(draft.targets_of(node_id))  # shown local states follow liveness
+        chains = set(draft.chains) | draft.removed_chains
+        for chain_id in chains:  # a member's public state lives in its chain
+            for chain in (old.chains.get(chain_id), draft.chain(chain_id)):
+                if chain is not None:
+                    targets.update(t.target_id for t in chain.targets)
+        return Touched(frozenset(nodes), frozenset(targets), frozenset(chains))
+
+    def _decide(self, draft: inc.Draft) -> asyncio.Future[None] | None:
+        """Take the draft's decision in memory now (and log what moved); queue it to be
+        made durable. The future is done once it is, and visible (None: nothing to do)."""
         if draft.empty:
-            return
-        if draft.persistent:
-            gate = self._gate
-            try:
-                await self._store.write(lambda tx: table.save_draft(tx, draft, fence=gate.fence))
-            except BaseException as exc:
-                for node_id, up in draft.alive.items():
-                    if not up:  # not declared dead after all: due again at the next tick
-                        self._deadlines.set(node_id, self._monotonic())
-                if isinstance(exc, NotPrimary):
-                    self._active = False  # deposed: nothing more until the election says otherwise
-                raise
+            return None
         old = self._state
         before = {chain_id: old.chains[chain_id] for chain_id in draft.chains if chain_id in old.chains}
         chain_set_moved = bool(draft.removed_chains or draft.chains.keys() - before.keys())
+        touched = self._touched(draft, old)
+        version = old.routing_version + draft.bumps
+        tag = old.routing_version + (draft.bumps or 1)  # routinglog.py: unversioned changes go with the next
         self._state = inc.publish(draft)
+        records = snapshot(self._state, touched.nodes, touched.targets | draft.stats.keys(), touched.chains,
+                           self._heartbeat_ms(touched.nodes))
+        generation = self._generation
+
+        def durable() -> None:
+            if generation != self._generation:
+                return  # the state was loaded anew meanwhile (a failed write, a promotion)
+            if touched:
+                self._changes.record(tag, touched.nodes, touched.targets, touched.chains)
+            self._published.apply(records, version)
+            self._durable_version = max(self._durable_version, version)
+
         for node_id, up in sorted(draft.alive.items()):
             if up and node_id not in old.alive:
                 log.info("node %d is alive", node_id)
@@ -294,3 +366,38 @@ class ClusterManager:
             self.allocator.update(self._state.chains)
         if draft.bumps:
             log.debug("routing version %d -> %d", old.routing_version, self._state.routing_version)
+        done = self._commits.add(Decision(draft, chain_set_moved, durable))
+        return done if draft.persistent else None  # stats alone: nothing to wait for
+
+    async def _durable(self, done: asyncio.Future[None] | None) -> None:
+        if done is not None:
+            await asyncio.shield(done)  # a cancelled caller leaves the write to go on
+
+    async def _persist(self, batch: Sequence[Decision]) -> None:
+        """Write a batch of decisions in one transaction, in order; the fence once, first."""
+        gate = self._gate
+
+        def write(tx: MetaTxn) -> None:
+            gate.fence(tx)
+            for decision in batch:
+                table.save_draft(tx, decision.draft, chain_set_moved=decision.chain_set_moved)
+
+        await self._store.write(write)
+
+    def _commit_failed(self, exc: BaseException) -> None:
+        """A write failed: memory is ahead of the store. Deposed: stop managing. Else
+        decide nothing until the next tick has loaded the state again from the store
+        (every node gets a fresh grace period then)."""
+        self._generation += 1  # what is still in flight publishes nothing
+        if isinstance(exc, NotPrimary):
+            self._active = False  # deposed: nothing more until the election says otherwise
+            return
+        log.error("the cluster manager could not write its decisions (%s): reloading its state", exc)
+        self._stale = True
+
+    async def _reload(self) -> None:
+        state = await self._store.aread(table.load)
+        self._adopt(state)
+        self.allocator.update(state.chains)
+        self._stale = False
+        log.info("reloaded the cluster state (routing version %d)", state.routing_version)

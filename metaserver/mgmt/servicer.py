@@ -51,8 +51,8 @@ class MgmtServicer(mgmt_pb2_grpc.MgmtServicer):
     @_rpc
     async def GetRouting(
         self, request: mgmt_pb2.GetRoutingRequest, context: grpc.aio.ServicerContext
-    ) -> mgmt_pb2.GetRoutingResponse:
-        return self._manager.routing(request.known_version)
+    ) -> mgmt_pb2.GetRoutingResponse | bytes:
+        return self._manager.routing_reply(request.known_version, request.accept_delta)
 
     @_rpc
     async def InitChains(

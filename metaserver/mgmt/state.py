@@ -50,6 +50,7 @@ __all__ = [
     "init_chains",
     "register",
     "set_admin_offline",
+    "stale_uptodate",
     "tick",
 ]
 
@@ -97,6 +98,7 @@ class Report:
     target_id: int
     local_state: int
     stats: TargetStats = TargetStats()
+    chain_version: int = 0  # of the view local_state was judged from; 0: not known
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +229,8 @@ def heartbeat(state: ClusterState, node_id: int, reports: Iterable[Report], inca
     target it reports, is unknown, or the beat comes from another incarnation than
     the registered one: the server must register (again).
 
-    seen_version: the routing version the node computed its reports from. UPTODATE
-    from a view older than ours cannot end a SYNCING state: the node may not know it
-    was taken out at all (it reports UPTODATE while its stale view shows it SERVING),
-    so it counts as ONLINE until the node reports from the current view."""
+    seen_version: the routing version the node computed its reports from
+    (`stale_uptodate` says how it and each report's chain version are used)."""
     if node_id not in state.nodes:
         raise NotFound(f"node {node_id} is not registered")
     if state.nodes[node_id].incarnation != incarnation:
@@ -244,8 +244,7 @@ def heartbeat(state: ClusterState, node_id: int, reports: Iterable[Report], inca
             raise NotFound(f"target {report.target_id} is not registered for node {node_id}")
         _check_local_state(report.target_id, report.local_state)
         local_state = report.local_state
-        if (local_state == LocalState.UPTODATE and seen_version is not None and seen_version < state.routing_version
-                and _chain_state(state, known) == PublicState.SYNCING):
+        if stale_uptodate(report, state.chains.get(known.chain_id), seen_version, state.routing_version):
             local_state = int(LocalState.ONLINE)
         if known.local_state != local_state:
             targets[report.target_id] = dataclasses.replace(known, local_state=local_state)
@@ -254,9 +253,18 @@ def heartbeat(state: ClusterState, node_id: int, reports: Iterable[Report], inca
     return new if node_id in state.alive else new.bumped()
 
 
-def _chain_state(state: ClusterState, target: TargetRecord) -> PublicState | None:
-    chain = state.chains.get(target.chain_id)
-    return chain.state_of(target.target_id) if chain is not None else None
+def stale_uptodate(report: Report, chain: Chain | None, seen_version: int | None, routing_version: int) -> bool:
+    """Whether an UPTODATE report must count as ONLINE: it cannot end a SYNCING state when
+    judged from a view older than the chain's current version (the node may not know
+    the target was taken out at all: its stale view shows it SERVING). Judged per chain
+    by the report's chain version; a report without one falls back to the heartbeat's
+    routing version, which any change anywhere in the cluster makes stale."""
+    if report.local_state != LocalState.UPTODATE or chain is None or chain.state_of(report.target_id) != \
+            PublicState.SYNCING:
+        return False
+    if report.chain_version:
+        return report.chain_version < chain.chain_version
+    return seen_version is not None and seen_version < routing_version
 
 
 def effective_local_states(state: ClusterState) -> dict[int, LocalState]:

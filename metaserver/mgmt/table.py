@@ -143,9 +143,11 @@ def save(tx: MetaTxn, old: ClusterState, new: ClusterState,
         tx.kv.put("mgmt", CHAIN_SET, _U64.pack(chain_set_version(tx.kv) + 1))
 
 
-def save_draft(tx: MetaTxn, draft: Draft, fence: Callable[[MetaTxn], None] | None = None) -> None:
+def save_draft(tx: MetaTxn, draft: Draft, fence: Callable[[MetaTxn], None] | None = None, *,
+               chain_set_moved: bool | None = None) -> None:
     """Write the records a draft changes (draft.py), nothing else: a decision costs
-    what it touched. `fence` as in `save`."""
+    what it touched. `fence` as in `save`. `chain_set_moved`: whether the draft adds or
+    removes chains, when judged before publish (which folds the draft into its base)."""
     if fence is not None:
         fence(tx)
     for node in draft.nodes.values():
@@ -167,7 +169,9 @@ def save_draft(tx: MetaTxn, draft: Draft, fence: Callable[[MetaTxn], None] | Non
             tx.kv.put("mgmt", _admin_key(target_id), b"")
     if draft.bumps:
         tx.kv.put("mgmt", ROUTING_VERSION, _U64.pack(draft.base.routing_version + draft.bumps))
-    if draft.removed_chains or draft.chains.keys() - draft.base.chains.keys():
+    if chain_set_moved is None:
+        chain_set_moved = bool(draft.removed_chains or draft.chains.keys() - draft.base.chains.keys())
+    if chain_set_moved:
         tx.kv.put("mgmt", CHAIN_SET, _U64.pack(chain_set_version(tx.kv) + 1))
 
 

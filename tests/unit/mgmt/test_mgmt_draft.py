@@ -25,7 +25,8 @@ STATES = st.sampled_from([1, 2, 3])
 registers = st.tuples(st.just("register"), st.sampled_from(NODES), st.sets(st.integers(1, 3), max_size=3),
                       STATES, st.sampled_from([1, 2]))
 beats = st.tuples(st.just("beat"), st.sampled_from(NODES), st.sets(st.integers(1, 3), max_size=3), STATES,
-                  st.sampled_from([1, 2]), st.sampled_from([None, -1, 0]), st.integers(0, 3))
+                  st.sampled_from([1, 2]), st.sampled_from([None, -1, 0]), st.integers(0, 3),
+                  st.sampled_from([None, -1, 0]))  # chain version: none, an older one, the current one
 ticks = st.tuples(st.just("tick"), st.sets(st.sampled_from(NODES), max_size=2))
 admins = st.tuples(st.just("admin"), st.sampled_from(NODES), st.integers(1, 3), st.booleans())
 inits = st.tuples(st.just("init"), st.integers(1, 3))
@@ -40,6 +41,18 @@ def fresh(state: ClusterState, dead: set[int] = frozenset()) -> dict[int, float]
     return {n: 100.0 for n in state.alive - dead}
 
 
+def _reports(s: ClusterState, node: int, ks: set[int], local: int, used: int,
+             cv: int | None) -> tuple[Report, ...]:
+    """A beat's reports; cv: no chain version, or the target's chain's version plus cv."""
+    out = []
+    for k in sorted(ks):
+        target = s.targets.get(node * 100 + k)
+        chain = s.chains.get(target.chain_id) if target is not None else None
+        version = 0 if cv is None or chain is None else max(0, chain.chain_version + cv)
+        out.append(Report(node * 100 + k, local, TargetStats(used_bytes=used), chain_version=version))
+    return tuple(out)
+
+
 def old_step(s: ClusterState, event: tuple[Any, ...]) -> ClusterState:
     kind = event[0]
     if kind == "register":
@@ -49,9 +62,9 @@ def old_step(s: ClusterState, event: tuple[Any, ...]) -> ClusterState:
         after = rules.register(s, reg)
         return rules.tick(after, fresh(after), 100.0, TIMEOUT)
     if kind == "beat":
-        _, node, ks, local, inc_, seen, used = event
+        _, node, ks, local, inc_, seen, used, cv = event
         seen_version = None if seen is None else s.routing_version + seen
-        reports = tuple(Report(node * 100 + k, local, TargetStats(used_bytes=used)) for k in sorted(ks))
+        reports = _reports(s, node, ks, local, used, cv)
         after = rules.heartbeat(s, node, reports, inc_, seen_version)
         if after.targets != s.targets or after.alive != s.alive:
             after = rules.tick(after, fresh(after), 100.0, TIMEOUT)
@@ -79,10 +92,9 @@ def new_step(s: ClusterState, dirty: set[int], event: tuple[Any, ...]) -> Cluste
                                      incarnation=inc_))
         inc.tick(d, ())
     elif kind == "beat":
-        _, node, ks, local, inc_, seen, used = event
+        _, node, ks, local, inc_, seen, used, cv = event
         seen_version = None if seen is None else s.routing_version + seen
-        reports = tuple(Report(node * 100 + k, local, TargetStats(used_bytes=used)) for k in sorted(ks))
-        inc.beat(d, node, reports, inc_, seen_version)
+        inc.beat(d, node, _reports(s, node, ks, local, used, cv), inc_, seen_version)
         if d.targets or d.alive:
             inc.tick(d, ())
     elif kind == "tick":

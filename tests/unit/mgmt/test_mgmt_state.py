@@ -306,3 +306,26 @@ def test_uptodate_from_a_stale_view_does_not_end_a_sync(seen: str | None, promot
     version = {None: None, "current": back.routing_version, "older": old_view}[seen]
     beat = tick(heartbeat(back, 2, [Report(201, UP)], seen_version=version), {1: 1.0, 2: 1.0}, 1.0, TIMEOUT)
     assert (beat.chains[1].state_of(201) == PublicState.SERVING) == promoted
+
+
+@pytest.mark.parametrize("chain_seen,routing_seen,promoted", [
+    ("current", "older", True),   # the chain's current version: changes elsewhere do not matter
+    ("older", "current", False),  # a view of an older version of this chain
+])
+def test_uptodate_is_judged_by_the_chain_version_it_was_reported_at(chain_seen: str, routing_seen: str,
+                                                                     promoted: bool) -> None:
+    """With thousands of targets the routing version moves every few milliseconds; judged
+    by it, a finished resync would almost never count. A report's chain version says
+    exactly which state of its own chain the node judged from."""
+    state, _ = init_chains(cluster(2, state=UP), 2)
+    state = tick(state, {1: 1.0, 2: 1.0}, 1.0, TIMEOUT)
+    out = tick(set_admin_offline(state, 201, True), {1: 1.0, 2: 1.0}, 1.0, TIMEOUT)
+    back = tick(set_admin_offline(out, 201, False), {1: 1.0, 2: 1.0}, 1.0, TIMEOUT)
+    back = tick(heartbeat(back, 2, [Report(201, ON)], seen_version=back.routing_version),
+                {1: 1.0, 2: 1.0}, 1.0, TIMEOUT)
+    assert back.chains[1].state_of(201) == PublicState.SYNCING
+    chain_version = back.chains[1].chain_version - (0 if chain_seen == "current" else 1)
+    routing_version = back.routing_version - (0 if routing_seen == "current" else 1)
+    report = Report(201, UP, chain_version=chain_version)
+    beat = tick(heartbeat(back, 2, [report], seen_version=routing_version), {1: 1.0, 2: 1.0}, 1.0, TIMEOUT)
+    assert (beat.chains[1].state_of(201) == PublicState.SERVING) == promoted
